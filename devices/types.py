@@ -1,0 +1,70 @@
+"""Device types, alarm types and their default priorities (0-9, 9 highest)."""
+
+from enum import StrEnum
+
+
+class DeviceType(StrEnum):
+    PENDANT = "pendant"
+    FALL_SENSOR = "fall_sensor"
+    SMOKE = "smoke"
+    DOOR = "door"
+    BED = "bed"
+    CAMERA = "camera"
+    BASE_UNIT = "base_unit"
+
+
+class AlarmType(StrEnum):
+    ASSISTANCE = "assistance"
+    FALL = "fall"
+    SMOKE = "smoke"
+    DOOR = "door"
+    BED_EXIT = "bed_exit"
+    INACTIVITY = "inactivity"
+    TAMPER = "tamper"
+    LOW_BATTERY = "low_battery"
+    MAINS_LOST = "mains_lost"
+    MAINS_RESTORED = "mains_restored"
+    # Technical alarms raised by the gateway itself (supervision), carried by the same path.
+    DEVICE_OFFLINE = "device_offline"
+    DEVICE_ONLINE = "device_online"
+    AREA_OUTAGE = "area_outage"
+    # Tasks the gateway puts in the operators' queue on the same path (camera check-ins, patrol visits).
+    CHECKIN_DUE = "checkin_due"
+    PATROL_VISIT = "patrol_visit"
+
+
+# Priority first (fire and falls above a call for assistance, above technical), then age.
+DEFAULT_PRIORITY: dict[AlarmType, int] = {
+    AlarmType.SMOKE: 9,
+    AlarmType.FALL: 8,
+    AlarmType.ASSISTANCE: 7,
+    AlarmType.INACTIVITY: 6,
+    AlarmType.BED_EXIT: 5,
+    AlarmType.DOOR: 5,
+    AlarmType.AREA_OUTAGE: 5,
+    AlarmType.PATROL_VISIT: 7,
+    AlarmType.CHECKIN_DUE: 5,
+    AlarmType.TAMPER: 4,
+    AlarmType.DEVICE_OFFLINE: 4,
+    AlarmType.MAINS_LOST: 3,
+    AlarmType.LOW_BATTERY: 3,
+    AlarmType.DEVICE_ONLINE: 1,
+    AlarmType.MAINS_RESTORED: 1,
+}
+
+# Alarm types a device may send on its own alarm topic (the gateway raises the rest).
+GATEWAY_ALARM_TYPES: frozenset[AlarmType] = frozenset(
+    {
+        AlarmType.DEVICE_OFFLINE,
+        AlarmType.DEVICE_ONLINE,
+        AlarmType.AREA_OUTAGE,
+        AlarmType.CHECKIN_DUE,
+        AlarmType.PATROL_VISIT,
+    }
+)
+DEVICE_ALARM_TYPES: frozenset[AlarmType] = frozenset(DEFAULT_PRIORITY) - GATEWAY_ALARM_TYPES
+
+
+class DeviceStatus(StrEnum):
+    ONLINE = "online"
+    OFFLINE = "offline"
