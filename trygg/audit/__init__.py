@@ -1,0 +1,166 @@
+"""The supervision log: append-only and hash-chained, shared by the gateway and the receiver.
+
+Each entry carries the hash of the one before it; its own hash is SHA-256 over a canonical JSON of its
+fields (id, at, actor, action, client_ref, subject, details) and ``prev_hash``. Changing, deleting or
+reordering any entry breaks the chain at that entry, and :func:`verify` names it.
+
+Appends are serialised so that two of them never read the same previous entry: on PostgreSQL with a
+transaction-scoped advisory lock (held until the caller's transaction ends); on SQLite by the database's
+single writer (Trygg's engines use one connection per process, and a second process that read an older
+chain end fails to write rather than forking it). As a last guard ``prev_hash`` is UNIQUE.
+
+The caller owns the transaction: the entry is committed with whatever it records (a consent change and its
+log entry are one commit). See docs/checkins.md, "The supervision log".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from trygg.audit.models import LogEntry
+from trygg.db import utcnow
+
+__all__ = ["GENESIS", "Entry", "VerifyResult", "append", "client_entries", "entry_hash", "verify"]
+
+Entry = LogEntry
+GENESIS = "0" * 64
+# pg_advisory_xact_lock key: "trygg-supervision-log" folded into a signed 64-bit integer.
+_PG_LOCK_KEY = int.from_bytes(hashlib.sha256(b"trygg-supervision-log").digest()[:8], "big", signed=True)
+_VERIFY_BATCH = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyResult:
+    ok: bool
+    entries: int
+    first_bad_id: int | None = None
+    reason: str | None = None
+
+
+def _canonical_at(at: datetime) -> str:
+    return at.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _plain(details: dict[str, Any] | None) -> dict[str, Any]:
+    """Details as they read back from a JSON column (datetimes and enums as text)."""
+    result: dict[str, Any] = json.loads(json.dumps(details or {}, default=str))
+    return result
+
+
+def entry_hash(
+    *,
+    id: int,
+    at: datetime,
+    actor: str,
+    action: str,
+    client_ref: str | None,
+    subject: str | None,
+    details: dict[str, Any],
+    prev_hash: str,
+) -> str:
+    body = {
+        "id": id,
+        "at": _canonical_at(at),
+        "actor": actor,
+        "action": action,
+        "client_ref": client_ref,
+        "subject": subject,
+        "details": details,
+        "prev_hash": prev_hash,
+    }
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+async def append(
+    session: AsyncSession,
+    *,
+    actor: str,
+    action: str,
+    client_ref: str | None = None,
+    subject: str | None = None,
+    details: dict[str, Any] | None = None,
+    at: datetime | None = None,
+) -> LogEntry:
+    """Add one entry at the end of the chain, in the caller's transaction (flushed, not committed)."""
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
+    last = (await session.execute(select(LogEntry.id, LogEntry.hash).order_by(LogEntry.id.desc()).limit(1))).first()
+    entry_id, prev = (last[0] + 1, last[1]) if last is not None else (1, GENESIS)
+    when = (at or utcnow()).astimezone(UTC)
+    plain = _plain(details)
+    fields: dict[str, Any] = {
+        "id": entry_id,
+        "at": when,
+        "actor": actor,
+        "action": action,
+        "client_ref": client_ref,
+        "subject": subject,
+        "details": plain,
+        "prev_hash": prev,
+    }
+    entry = LogEntry(**fields, hash=entry_hash(**fields))
+    session.add(entry)
+    await session.flush()
+    return entry
+
+
+async def verify(session: AsyncSession) -> VerifyResult:
+    """Walk the whole chain in id order; the first entry that does not fit is named."""
+    prev = GENESIS
+    expected_id = 1
+    count = 0
+    after = 0
+    while True:
+        cols = (
+            LogEntry.id,
+            LogEntry.at,
+            LogEntry.actor,
+            LogEntry.action,
+            LogEntry.client_ref,
+            LogEntry.subject,
+            LogEntry.details,
+            LogEntry.prev_hash,
+            LogEntry.hash,
+        )
+        rows = (
+            await session.execute(select(*cols).where(LogEntry.id > after).order_by(LogEntry.id).limit(_VERIFY_BATCH))
+        ).all()
+        if not rows:
+            return VerifyResult(ok=True, entries=count)
+        for e in rows:
+            count += 1
+            if e.id != expected_id:
+                return VerifyResult(False, count, e.id, f"entry {expected_id} is missing (next is {e.id})")
+            if e.prev_hash != prev:
+                return VerifyResult(False, count, e.id, "prev_hash does not match the previous entry's hash")
+            computed = entry_hash(
+                id=e.id,
+                at=e.at,
+                actor=e.actor,
+                action=e.action,
+                client_ref=e.client_ref,
+                subject=e.subject,
+                details=dict(e.details or {}),
+                prev_hash=e.prev_hash,
+            )
+            if computed != e.hash:
+                return VerifyResult(False, count, e.id, "content does not match its hash (entry was altered)")
+            prev = e.hash
+            expected_id += 1
+            after = e.id
+
+
+async def client_entries(session: AsyncSession, client_ref: str, since: datetime | None = None) -> list[LogEntry]:
+    """One client's entries, oldest first (reading them is itself worth logging: the caller does)."""
+    query = select(LogEntry).where(LogEntry.client_ref == client_ref)
+    if since is not None:
+        query = query.where(LogEntry.at >= since.astimezone(UTC))
+    return list((await session.scalars(query.order_by(LogEntry.id))).all())

@@ -1,0 +1,167 @@
+"""``trygg demo``: broker, gateway, receiver and a simulated fleet in one process, on this machine only.
+
+Uses Mosquitto when installed (else the embedded amqtt broker), SQLite files under the data directory,
+and prints the demo operator's credentials and a few commands to try.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import signal
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import structlog
+from pydantic import SecretStr
+
+from alarm_receiver.app import create_app as create_receiver_app
+from alarm_receiver.auth import Role, ensure_user
+from devices import DeviceType
+from firmware_sim.camera import SimCamera
+from firmware_sim.fleet import Fleet, device_ids
+from gateway.app import create_app as create_gateway_app
+from gateway.checkin.consent import ConsentIn, Person, create_consent, list_consents, withdraw_consent
+from gateway.registry import add_device
+from trygg.broker import LocalBroker, port_is_free
+from trygg.db import engine_scope, migrate, session_factory
+from trygg.serve import server
+from trygg.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+
+def _demo_broker_port(preferred: int = 18830) -> int:
+    """The machine may run its own broker on 1883; the demo uses its own on a port of its own."""
+    for port in range(preferred, preferred + 50):
+        if port_is_free("127.0.0.1", port):
+            return port
+    raise RuntimeError(f"no free port in {preferred}-{preferred + 49} for the demo broker")
+
+
+DEMO_CAMERA = "sim-camera-001"
+DEMO_CLIENT = "demo-client-1"
+
+
+def _demo_consent(settings: Settings) -> ConsentIn:
+    """A consent whose night window is now, with check-ins every ten minutes, so the demo has looks to take."""
+    local = datetime.now(ZoneInfo(settings.timezone))
+    times = [(local + timedelta(minutes=2 + 10 * i)).strftime("%H:%M") for i in range(6)]
+    return ConsentIn(
+        client_ref=DEMO_CLIENT,
+        camera_id=DEMO_CAMERA,
+        consented_by=[Person(name="Demo Client", role="client")],
+        basis="demo decision",
+        window_start=(local - timedelta(minutes=30)).strftime("%H:%M"),
+        window_end=(local + timedelta(hours=2)).strftime("%H:%M"),
+        times=times,
+        privacy="blurred",
+    )
+
+
+async def _prepare(settings: Settings, fleet_ids: list[tuple[str, object]]) -> dict[str, str]:
+    async with engine_scope(settings.gateway_database_url) as engine:
+        await migrate(engine)
+        async with session_factory(engine).begin() as session:
+            for device_id, device_type in fleet_ids:
+                await add_device(session, device_id, device_type, exist_ok=True)  # type: ignore[arg-type]
+            await add_device(session, DEMO_CAMERA, DeviceType.CAMERA, client_ref=DEMO_CLIENT, exist_ok=True)
+            # A fresh consent each run, so its check-in times lie ahead of this run (not already missed).
+            for old in await list_consents(session, client_ref=DEMO_CLIENT):
+                await withdraw_consent(session, old.id, actor="demo", reason="demo restarted")
+            await create_consent(session, _demo_consent(settings), actor="demo", default_tz=settings.timezone)
+    roles = {
+        "operator": Role.OPERATOR,
+        "patrol": Role.PATROL,
+        "technician": Role.TECHNICIAN,
+        "case_officer": Role.CASE_OFFICER,
+    }
+    creds = {name: secrets.token_urlsafe(9) for name in roles}
+    async with engine_scope(settings.receiver_database_url) as engine:
+        await migrate(engine)
+        async with session_factory(engine).begin() as session:
+            for name, role in roles.items():
+                await ensure_user(session, name, creds[name], role)
+    return creds
+
+
+def _banner(settings: Settings, broker: LocalBroker, creds: dict[str, str]) -> str:
+    r = settings.receiver_url
+    return f"""
+  Trygg demo is running (Ctrl-C stops it).
+    broker    {broker.url} ({broker.kind})
+    gateway   http://{settings.gateway_http_host}:{settings.gateway_http_port}/health   (metrics: /metrics)
+    receiver  {r}/docs  (OpenAPI)
+    console   {r}/console/
+    users     operator / {creds["operator"]}    patrol / {creds["patrol"]}
+              technician / {creds["technician"]}    case_officer / {creds["case_officer"]}
+    camera    {DEMO_CAMERA} (client {DEMO_CLIENT}): check-ins due every 10 minutes from 2 minutes on
+
+  Try:
+    TOKEN=$(curl -s -X POST {r}/api/v1/auth/token -H 'content-type: application/json' \\
+      -d '{{"username":"operator","password":"{creds["operator"]}"}}' \\
+      | python3 -c 'import sys,json;print(json.load(sys.stdin)["access_token"])')
+    curl -s -H "Authorization: Bearer $TOKEN" {r}/api/v1/alarms | python3 -m json.tool
+    curl -N -H "Authorization: Bearer $TOKEN" {r}/api/v1/events
+    curl -s -X POST -H "Authorization: Bearer $TOKEN" -H 'content-type: application/json' \\
+      -d '{{}}' {r}/api/v1/alarms/1/acknowledge
+    TRYGG_MQTT_URL={broker.url} trygg sim press sim-pendant-001 --type fall
+"""
+
+
+async def run_demo(
+    settings: Settings,
+    *,
+    devices: int = 6,
+    press_every_s: float = 20.0,
+    prefer_mosquitto: bool = True,
+    stop: asyncio.Event | None = None,
+) -> None:
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    broker = LocalBroker(settings.data_dir, _demo_broker_port(), prefer_mosquitto=prefer_mosquitto)
+    await broker.start()
+    settings = settings.model_copy(
+        update={
+            "mqtt_url": broker.url,
+            "mqtt_protocol": "5" if broker.kind == "mosquitto" else "3.1.1",
+            "intake_token": SecretStr(secrets.token_urlsafe(24)),
+            "webrtc_host_addresses": settings.webrtc_host_addresses or ["127.0.0.1"],  # one machine: loopback
+        }
+    )
+    fleet_ids = device_ids(devices)
+    creds = await _prepare(settings, list(fleet_ids))
+    receiver = server(
+        create_receiver_app(settings, run_migrations=False),
+        settings.receiver_http_host,
+        settings.receiver_http_port,
+    )
+    gateway = server(create_gateway_app(settings), settings.gateway_http_host, settings.gateway_http_port)
+    tasks = [asyncio.create_task(receiver.serve()), asyncio.create_task(gateway.serve())]
+    fleet = Fleet(settings, devices, press_every_s=press_every_s or None)
+    camera = SimCamera(DEMO_CAMERA, settings, scenario="in_bed")
+    try:
+        while not (receiver.started and gateway.started):
+            for t in tasks:
+                if t.done():
+                    t.result()
+                    raise RuntimeError("a service stopped during start-up (is its port taken?)")
+            await asyncio.sleep(0.05)
+        await fleet.start()
+        await camera.start()
+        print(_banner(settings, broker, creds), flush=True)
+        await stop.wait()
+    finally:
+        log.info("demo stopping")
+        await camera.stop()
+        await fleet.stop()
+        gateway.should_exit = True
+        receiver.should_exit = True
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await broker.stop()

@@ -1,0 +1,96 @@
+"""One way to open an MQTT connection (gmqtt, MQTT 5) for the gateway, the receiver and the simulators.
+
+gmqtt is used because it is asyncio-native, speaks MQTT 5 session expiry, and with
+``optimistic_acknowledgement=False`` sends a QoS 1 PUBACK only after our async handler returns, so the
+broker keeps an alarm until it is stored. Figures behind the choice: docs/architecture.md.
+"""
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import gmqtt  # type: ignore[import-untyped,unused-ignore]
+from gmqtt.mqtt.constants import MQTTv50, MQTTv311  # type: ignore[import-untyped,unused-ignore]
+
+# (client, topic, payload, qos, properties) -> PUBACK reason code (0 = success). gmqtt sends the
+# QoS 1 PUBACK when this coroutine returns.
+MessageHandler = Callable[[Any, str, bytes, int, dict[str, Any]], Awaitable[int]]
+
+
+@dataclass(frozen=True, slots=True)
+class MqttEndpoint:
+    host: str
+    port: int
+    username: str | None = None
+    password: str | None = None
+    tls: bool = False
+
+    @classmethod
+    def from_url(cls, url: str, username: str | None = None, password: str | None = None) -> "MqttEndpoint":
+        """``mqtt://[user:pass@]host[:port]`` or ``mqtts://...``; explicit credentials win over the URL's."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("mqtt", "mqtts"):
+            raise ValueError(f"unsupported MQTT URL scheme in {url!r}")
+        tls = parts.scheme == "mqtts"
+        return cls(
+            host=parts.hostname or "127.0.0.1",
+            port=parts.port or (8883 if tls else 1883),
+            username=username if username is not None else (unquote(parts.username) if parts.username else None),
+            password=password if password is not None else (unquote(parts.password) if parts.password else None),
+            tls=tls,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Will:
+    topic: str
+    payload: bytes
+    qos: int = 1
+    retain: bool = True
+
+
+def make_client(
+    client_id: str,
+    *,
+    persistent: bool,
+    session_expiry_s: int = 0,
+    on_message: MessageHandler | None = None,
+    will: Will | None = None,
+    reconnect_delay_s: float = 1.0,
+) -> Any:
+    """A gmqtt client that reconnects forever. ``persistent`` keeps the broker session (clean start off)."""
+    kwargs: dict[str, Any] = {}
+    if persistent:
+        kwargs["session_expiry_interval"] = session_expiry_s
+    if will is not None:
+        kwargs["will_message"] = gmqtt.Message(will.topic, will.payload, qos=will.qos, retain=will.retain)
+    client = gmqtt.Client(
+        client_id,
+        clean_session=not persistent,
+        optimistic_acknowledgement=False,
+        **kwargs,
+    )
+    client.set_config({"reconnect_retries": -1, "reconnect_delay": reconnect_delay_s})
+    if on_message is not None:
+        client.on_message = on_message
+    return client
+
+
+async def connect(
+    client: Any, endpoint: MqttEndpoint, *, keepalive: int = 30, timeout_s: float = 10.0, protocol: str = "5"
+) -> None:
+    """Connect once (gmqtt reconnects by itself afterwards). ``protocol`` "3.1.1" for brokers without MQTT 5
+    (the embedded amqtt of the demo); the persistent session then rests on clean-session off alone."""
+    if endpoint.username is not None:
+        client.set_auth_credentials(endpoint.username, endpoint.password)
+    version = MQTTv311 if protocol == "3.1.1" else MQTTv50
+    await asyncio.wait_for(
+        client.connect(endpoint.host, endpoint.port, ssl=endpoint.tls, keepalive=keepalive, version=version),
+        timeout_s,
+    )
+
+
+def is_connected(client: Any) -> bool:
+    return bool(getattr(client, "is_connected", False))

@@ -1,0 +1,140 @@
+"""All of Trygg's settings in one pydantic-settings class.
+
+Sources, highest first: keyword arguments, environment (``TRYGG_*``), ``.env``, the YAML file named by
+``TRYGG_CONFIG_FILE`` (default ``config/trygg.yaml`` when it exists), then the defaults below.
+Every setting is documented in docs/configuration.md.
+"""
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+
+def _config_file() -> Path:
+    return Path(os.environ.get("TRYGG_CONFIG_FILE", "config/trygg.yaml"))
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TRYGG_", env_file=".env", extra="ignore", validate_default=True)
+
+    # --- general
+    data_dir: Path = Path("data")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    log_json: bool = False
+    timezone: str = "Europe/Stockholm"
+
+    # --- broker and contract
+    mqtt_url: str = "mqtt://127.0.0.1:1883"
+    mqtt_protocol: Literal["5", "3.1.1"] = "5"
+    topic_root: str = "trygg/v1"
+    # Never below the 8 KiB the contract promises devices.
+    max_payload_bytes: int = Field(8192, ge=8192, le=262144)
+
+    # --- gateway
+    gateway_database_url: str = "sqlite+aiosqlite:///data/gateway.db"
+    gateway_client_id: str = "trygg-gateway"
+    gateway_mqtt_username: str | None = None
+    gateway_mqtt_password: SecretStr | None = None
+    gateway_session_expiry_s: int = Field(7 * 24 * 3600, ge=60)
+    gateway_http_host: str = "127.0.0.1"
+    gateway_http_port: int = 8080
+    intake_batch_max: int = Field(256, ge=1, le=10000)
+    forward_batch_max: int = Field(200, ge=1, le=5000)
+    forward_backoff_max_s: float = Field(30.0, gt=0)
+    forward_timeout_s: float = Field(5.0, gt=0)
+    # Test-only fault injection: "before_commit:N" or "after_commit:N" makes the gateway SIGKILL itself
+    # at its N-th intake batch, so the crash tests hit both sides of the commit deterministically.
+    fault_kill_at: str | None = Field(None, pattern=r"^(before|after)_commit:[1-9][0-9]*$")
+
+    # Bearer token Prometheus sends to /metrics (both services). Unset: the gateway's /metrics is refused;
+    # the receiver's /metrics takes an admin or technician login token as well.
+    metrics_token: SecretStr | None = None
+
+    # --- alarm receiver
+    receiver_database_url: str = "sqlite+aiosqlite:///data/receiver.db"
+    receiver_url: str = "http://127.0.0.1:8081"
+    gateway_url: str = "http://127.0.0.1:8080"  # where the receiver passes the console's /gw/api/v1 calls
+    receiver_http_host: str = "127.0.0.1"
+    receiver_http_port: int = 8081
+    receiver_client_id: str = "trygg-receiver"
+    receiver_mqtt_username: str | None = None
+    receiver_mqtt_password: SecretStr | None = None
+    intake_token: SecretStr = SecretStr("trygg-dev-intake-token-change-me")
+    escalate_first_s: float = Field(60.0, gt=0)
+    escalate_second_s: float = Field(180.0, gt=0)
+    token_ttl_s: int = Field(12 * 3600, ge=60)
+
+    # --- simulated devices
+    sim_outbox_dir: Path = Path("data/sim-outbox")
+    sim_resend_min_s: float = Field(5.0, gt=0)
+    sim_resend_max_s: float = Field(20.0, gt=0)
+    sim_fallback_after_s: float = Field(60.0, gt=0)
+    sim_fallback_mqtt_url: str | None = None
+
+    # --- camera check-ins (media)
+    # STUN/TURN URLs for the WebRTC peers (e.g. "stun:stun.example.org:3478", "turn:user:pass@turn.example.org");
+    # empty: no ICE servers (host candidates only).
+    webrtc_ice_servers: list[str] = []
+    # When set, only these local addresses are gathered as ICE host candidates (tests and the demo: ["127.0.0.1"],
+    # which aioice otherwise never gathers). Empty: every interface's address, as aioice does by default.
+    webrtc_host_addresses: list[str] = []
+
+    # --- device fleet (supervision)
+    # Seconds; below 60 only makes sense in tests (SCAIP allows 1-1440 minutes).
+    heartbeat_interval_alarm_s: float = Field(60, gt=0, le=86400)
+    heartbeat_interval_camera_s: float = Field(300, gt=0, le=86400)
+    heartbeat_grace_s: float = Field(30.0, ge=0)
+    offline_cap_alarm_s: float = Field(180.0, gt=0)
+    online_settle_s: float = Field(120.0, ge=0)
+    area_outage_share: float = Field(0.3, gt=0, le=1)
+    area_outage_window_s: float = Field(120.0, gt=0)
+    area_outage_min_devices: int = Field(5, ge=2)
+    low_battery_pct: int = Field(20, ge=0, le=100)
+    at_risk_networks: list[str] = ["2g", "3g"]
+    current_firmware: dict[str, str] = {}
+    supervision_period_s: float = Field(1.0, gt=0)
+    health_flush_s: float = Field(5.0, gt=0)
+    install_test_window_s: float = Field(300.0, gt=0)
+
+    # --- camera check-ins (schedule)
+    checkin_start_timeout_s: float = Field(600.0, gt=0)
+    checkin_scheduler_period_s: float = Field(1.0, gt=0)
+    checkin_catch_up_s: float = Field(12 * 3600.0, ge=0)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Settings":
+        if self.sim_resend_max_s < self.sim_resend_min_s:
+            raise ValueError("sim_resend_max_s must be at least sim_resend_min_s")
+        if self.escalate_second_s <= self.escalate_first_s:
+            raise ValueError("escalate_second_s must be later than escalate_first_s")
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings, dotenv_settings]
+        path = _config_file()
+        if path.is_file():
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=path))
+        sources.append(file_secret_settings)
+        return tuple(sources)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
