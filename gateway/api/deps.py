@@ -1,0 +1,113 @@
+"""Dependencies of the gateway's API: the current user (token checked at the receiver), role guards, sessions.
+
+The receiver owns accounts and tokens; the gateway asks it (``GET /api/v1/auth/me``) and remembers the answer
+for ``token_check_cache_s`` (10 s), so a logout or an expired token takes effect here within that time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Annotated
+
+import httpx
+import structlog
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway import metrics
+from gateway.service import Gateway
+
+log = structlog.get_logger(__name__)
+_bearer = HTTPBearer(auto_error=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ApiUser:
+    username: str
+    role: str
+
+
+class TokenChecker:
+    def __init__(self, receiver_url: str, cache_s: float = 10.0, timeout_s: float = 5.0) -> None:
+        self._url = receiver_url.rstrip("/") + "/api/v1/auth/me"
+        self._cache: dict[str, tuple[float, ApiUser | None]] = {}
+        self._cache_s = cache_s
+        self._http = httpx.AsyncClient(timeout=timeout_s)
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+    async def user(self, token: str) -> ApiUser | None:
+        key = hashlib.sha256(token.encode()).hexdigest()
+        now = time.monotonic()
+        hit = self._cache.get(key)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        try:
+            resp = await self._http.get(self._url, headers={"Authorization": f"Bearer {token}"})
+        except httpx.HTTPError as exc:
+            log.error("cannot check a token at the receiver", error=str(exc) or type(exc).__name__)
+            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "cannot check logins right now") from exc
+        user: ApiUser | None = None
+        if resp.status_code == 200:
+            body = resp.json()
+            user = ApiUser(username=str(body["username"]), role=str(body["role"]))
+        elif resp.status_code != 401:
+            log.error("unexpected answer checking a token", status=resp.status_code)
+            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "cannot check logins right now")
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[key] = (now + self._cache_s, user)
+        return user
+
+
+def get_gateway(request: Request) -> Gateway:
+    gateway: Gateway = request.app.state.gateway
+    return gateway
+
+
+GatewayDep = Annotated[Gateway, Depends(get_gateway)]
+
+
+async def get_session(gateway: GatewayDep) -> AsyncIterator[AsyncSession]:
+    async with gateway.sessions() as session:
+        yield session
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
+
+
+async def get_current_user(
+    request: Request, creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> ApiUser:
+    checker: TokenChecker = request.app.state.token_checker
+    if creds is None or creds.scheme.lower() != "bearer":
+        metrics.API_REFUSED.labels("unauthorized").inc()
+        raise HTTPException(401, "not logged in", headers={"WWW-Authenticate": "Bearer"})
+    user = await checker.user(creds.credentials)
+    if user is None:
+        metrics.API_REFUSED.labels("unauthorized").inc()
+        raise HTTPException(
+            401, "session expired or token unknown; log in again", headers={"WWW-Authenticate": "Bearer"}
+        )
+    return user
+
+
+CurrentUser = Annotated[ApiUser, Depends(get_current_user)]
+
+
+def require_roles(*roles: str) -> Callable[[ApiUser], ApiUser]:
+    """A guard: the user's role must be one of ``roles`` (admin always passes)."""
+    allowed = set(roles) | {"admin"}
+
+    def check(user: CurrentUser) -> ApiUser:
+        if user.role not in allowed:
+            metrics.API_REFUSED.labels("forbidden").inc()
+            raise HTTPException(403, f"role {user.role!r} may not do this")
+        return user
+
+    return check

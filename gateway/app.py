@@ -1,0 +1,63 @@
+"""The gateway's small HTTP side: health and Prometheus metrics; its lifespan runs the gateway."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+
+from gateway import metrics
+from gateway.api.deps import TokenChecker
+from gateway.service import Gateway
+from trygg.http import bearer, matches_metrics_token, metrics_response, unauthorized
+from trygg.settings import Settings
+
+
+def create_app(settings: Settings, gateway: Gateway | None = None) -> FastAPI:
+    gw = gateway or Gateway(settings)
+
+    checker = TokenChecker(settings.receiver_url)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await gw.start()
+        try:
+            yield
+        finally:
+            await gw.stop()
+            await checker.close()
+
+    app = FastAPI(title="Trygg gateway", version="1", lifespan=lifespan)
+    app.state.gateway = gw
+    app.state.token_checker = checker
+    api = APIRouter(prefix="/api/v1")
+    for feature in gw.features:
+        router = feature.router()
+        if router is not None:
+            api.include_router(router)
+    app.include_router(api)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        metrics.API_REFUSED.labels("invalid").inc()
+        return JSONResponse({"detail": jsonable_encoder(exc.errors())}, status_code=422)
+
+    @app.get("/health")
+    async def health() -> dict[str, object]:
+        return {
+            "status": "ok" if gw.connected.is_set() else "degraded",
+            "mqtt_connected": gw.connected.is_set(),
+            "receiver_reachable": gw.forwarder.receiver_reachable,
+        }
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus(request: Request) -> Response:
+        if not matches_metrics_token(settings, bearer(request)):
+            raise unauthorized()
+        return metrics_response()
+
+    return app

@@ -1,0 +1,1 @@
+"""Device fleet supervision: heartbeats, deadlines, technical alarms, remote configuration, installation tests."""

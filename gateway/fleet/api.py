@@ -1,0 +1,304 @@
+"""Technicians' device API: registry, health with filters, remote configuration, installation tests."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from enum import StrEnum
+from typing import TYPE_CHECKING, Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query
+from pydantic import BaseModel, Field, StringConstraints
+from sqlalchemy import select
+
+from devices import DeviceType
+from gateway.api.deps import ApiUser, SessionDep, require_roles
+from gateway.fleet.models import InstallTest
+from gateway.fleet.supervision import DeviceState
+from gateway.models import Device, StoredAlarm
+from gateway.registry import RegistryError, add_device, retire_device
+
+if TYPE_CHECKING:
+    from gateway.fleet.feature import FleetFeature
+
+Technician = Annotated[ApiUser, Depends(require_roles("technician"))]
+HealthReader = Annotated[ApiUser, Depends(require_roles("technician", "operator"))]
+TECHNICAL_TYPES = ("device_offline", "area_outage", "low_battery", "mains_lost", "tamper")
+
+
+class Network(StrEnum):
+    ETHERNET = "ethernet"
+    WIFI = "wifi"
+    LTE = "lte"
+    NR5G = "5g"
+    G3 = "3g"
+    G2 = "2g"
+
+
+class SupervisionClass(StrEnum):
+    ALARM = "alarm"
+    CAMERA = "camera"
+
+
+class HealthFilter(StrEnum):
+    OFFLINE = "offline"
+    LOW_BATTERY = "low_battery"
+    MAINS_LOST = "mains_lost"
+    AT_RISK_NETWORK = "at_risk_network"
+    STALE_FIRMWARE = "stale_firmware"
+
+
+class DeviceIn(BaseModel):
+    id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+    type: DeviceType
+    client_ref: Annotated[str, StringConstraints(max_length=128)] | None = None
+    location: Annotated[str, StringConstraints(max_length=500)] | None = None
+    installed_on: date | None = None
+    firmware_version: Annotated[str, StringConstraints(max_length=64)] | None = None
+    network: Network | None = None
+    supervision_class: SupervisionClass | None = None
+    area: Annotated[str, StringConstraints(max_length=64)] | None = None
+
+
+class ConfigIn(BaseModel):
+    heartbeat_interval_s: Annotated[int, Field(ge=60, le=86400)]
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+
+class InstallTestIn(BaseModel):
+    window_s: Annotated[float, Field(ge=1, le=3600)] | None = None
+
+
+class HealthOut(BaseModel):
+    status: str
+    last_seen: datetime | None
+    status_since: datetime | None
+    battery_pct: int | None
+    mains: bool | None
+    signal_dbm: int | None
+    network: str | None
+    firmware: str | None
+    config_version: int | None
+    heartbeat_interval_s: float
+    open_offline_alarm: str | None
+    flaps: int
+    flags: list[str]
+
+
+class DeviceOut(BaseModel):
+    id: str
+    type: str
+    client_ref: str | None
+    location: str | None
+    installed_on: date | None
+    firmware_version: str | None
+    network: str | None
+    supervision_class: str
+    area: str | None
+    registered_at: datetime
+    retired_at: datetime | None
+    health: HealthOut | None
+
+
+class ConfigOut(BaseModel):
+    version: int
+    heartbeat_interval_s: int
+    extra: dict[str, Any]
+    changed_by: str
+    changed_at: datetime
+    applied_at: datetime | None
+
+
+class InstallTestOut(BaseModel):
+    id: int
+    device_id: str
+    started_by: str
+    started_at: datetime
+    deadline: datetime
+    state: str
+    alarm_id: str | None
+    stored_at: datetime | None
+    finished_at: datetime | None
+    end_to_end_ms: float | None
+    detail: str | None
+
+
+class TechnicalAlarmOut(BaseModel):
+    alarm_id: str
+    type: str
+    stored_at: datetime
+
+
+class DeviceDetailOut(DeviceOut):
+    config: ConfigOut | None
+    open_technical_alarms: list[TechnicalAlarmOut]
+    install_tests: list[InstallTestOut]
+
+
+def flags_of(feature: FleetFeature, device: Device, st: DeviceState | None) -> list[str]:
+    s = feature._gw().settings
+    flags: list[str] = []
+    if st is not None:
+        if st.status == "offline":
+            flags.append("offline")
+        if st.battery_pct is not None and st.battery_pct < s.low_battery_pct:
+            flags.append("low_battery")
+        if st.mains is False:
+            flags.append("mains_lost")
+    network = (st.network if st else None) or device.network
+    if network in s.at_risk_networks:
+        flags.append("at_risk_network")
+    firmware = (st.firmware if st else None) or device.firmware_version
+    current = s.current_firmware.get(device.type)
+    if current is not None and firmware is not None and firmware != current:
+        flags.append("stale_firmware")
+    return flags
+
+
+def device_out(feature: FleetFeature, device: Device) -> dict[str, Any]:
+    st = feature._sup().states.get(device.id)
+    health = None
+    if st is not None:
+        feature._sup().sync_times([st])
+        health = HealthOut(
+            status=st.status,
+            last_seen=st.last_seen,
+            status_since=st.status_since,
+            battery_pct=st.battery_pct,
+            mains=st.mains,
+            signal_dbm=st.signal_dbm,
+            network=st.network,
+            firmware=st.firmware,
+            config_version=st.config_version,
+            heartbeat_interval_s=st.interval_s,
+            open_offline_alarm=st.open_alarm_id,
+            flaps=st.flaps,
+            flags=flags_of(feature, device, st),
+        )
+    return {
+        "id": device.id,
+        "type": device.type,
+        "client_ref": device.client_ref,
+        "location": device.location,
+        "installed_on": device.installed_on,
+        "firmware_version": device.firmware_version,
+        "network": device.network,
+        "supervision_class": device.supervision_class,
+        "area": device.area,
+        "registered_at": device.registered_at,
+        "retired_at": device.retired_at,
+        "health": health,
+    }
+
+
+def build_router(feature: FleetFeature) -> APIRouter:
+    router = APIRouter(prefix="/devices", tags=["devices"])
+
+    async def _device(session: SessionDep, device_id: str) -> Device:
+        device = await session.get(Device, device_id)
+        if device is None:
+            raise HTTPException(404, f"no device {device_id!r}")
+        return device
+
+    @router.get("", response_model=list[DeviceOut])
+    async def list_devices(
+        session: SessionDep,
+        user: HealthReader,
+        flag: Annotated[list[HealthFilter] | None, Query(description="only devices with all these flags")] = None,
+        include_retired: bool = False,
+        limit: Annotated[int, Query(ge=1, le=50000)] = 5000,
+    ) -> list[dict[str, Any]]:
+        stmt = select(Device).where(~Device.id.startswith("area-")).order_by(Device.id)
+        if not include_retired:
+            stmt = stmt.where(Device.retired_at.is_(None))
+        wanted = {f.value for f in flag or []}
+        out = []
+        for device in (await session.scalars(stmt)).all():
+            row = device_out(feature, device)
+            flags = set(row["health"].flags if row["health"] else flags_of(feature, device, None))
+            if wanted <= flags:
+                out.append(row)
+            if len(out) >= limit:
+                break
+        return out
+
+    @router.post("", response_model=DeviceOut, status_code=201)
+    async def register(body: DeviceIn, session: SessionDep, user: Technician) -> dict[str, Any]:
+        try:
+            device = await add_device(session, body.id, body.type, client_ref=body.client_ref, location=body.location)
+        except RegistryError as exc:
+            raise HTTPException(409, str(exc)) from None
+        device.installed_on = body.installed_on
+        device.firmware_version = body.firmware_version
+        device.network = body.network.value if body.network else None
+        device.supervision_class = (
+            body.supervision_class.value if body.supervision_class else ("camera" if body.type == "camera" else "alarm")
+        )
+        device.area = body.area
+        await session.commit()
+        return device_out(feature, device)
+
+    @router.get("/{device_id}", response_model=DeviceDetailOut)
+    async def detail(device_id: str, session: SessionDep, user: HealthReader) -> dict[str, Any]:
+        device = await _device(session, device_id)
+        open_alarms = (
+            await session.scalars(
+                select(StoredAlarm)
+                .where(
+                    StoredAlarm.device_id == device_id,
+                    StoredAlarm.type.in_(TECHNICAL_TYPES),
+                    StoredAlarm.resolved_at.is_(None),
+                    StoredAlarm.cancelled_at.is_(None),
+                )
+                .order_by(StoredAlarm.stored_at.desc())
+                .limit(20)
+            )
+        ).all()
+        tests = (
+            await session.scalars(
+                select(InstallTest).where(InstallTest.device_id == device_id).order_by(InstallTest.id.desc()).limit(10)
+            )
+        ).all()
+        config = feature.configs.get(device_id)
+        return device_out(feature, device) | {
+            "config": ConfigOut.model_validate(config, from_attributes=True) if config else None,
+            "open_technical_alarms": [
+                TechnicalAlarmOut(alarm_id=a.alarm_id, type=a.type, stored_at=a.stored_at) for a in open_alarms
+            ],
+            "install_tests": [InstallTestOut.model_validate(t, from_attributes=True) for t in tests],
+        }
+
+    @router.post("/{device_id}/retire", response_model=DeviceOut)
+    async def retire(device_id: str, session: SessionDep, user: Technician) -> dict[str, Any]:
+        await _device(session, device_id)
+        device = await retire_device(session, device_id)
+        await session.commit()
+        feature.forget(device_id)
+        return device_out(feature, device)
+
+    @router.put("/{device_id}/config", response_model=ConfigOut)
+    async def configure(device_id: str, body: ConfigIn, session: SessionDep, user: Technician) -> ConfigOut:
+        device = await _device(session, device_id)
+        if device.retired_at is not None:
+            raise HTTPException(409, f"device {device_id!r} is retired")
+        await session.close()
+        row = await feature.set_config(device_id, body.heartbeat_interval_s, body.extra, user.username)
+        return ConfigOut.model_validate(row, from_attributes=True)
+
+    @router.post("/{device_id}/install-test", response_model=InstallTestOut, status_code=201)
+    async def install_test(device_id: str, body: InstallTestIn, session: SessionDep, user: Technician) -> InstallTest:
+        device = await _device(session, device_id)
+        if device.retired_at is not None:
+            raise HTTPException(409, f"device {device_id!r} is retired")
+        await session.close()
+        window = body.window_s or feature._gw().settings.install_test_window_s
+        return await feature.start_install_test(device_id, user.username, window)
+
+    @router.get("/{device_id}/install-tests", response_model=list[InstallTestOut])
+    async def install_tests(device_id: str, session: SessionDep, user: HealthReader) -> list[InstallTest]:
+        await _device(session, device_id)
+        rows = await session.scalars(
+            select(InstallTest).where(InstallTest.device_id == device_id).order_by(InstallTest.id.desc()).limit(50)
+        )
+        return list(rows.all())
+
+    return router

@@ -1,0 +1,59 @@
+"""Supervision state that must survive a gateway restart, remote configuration, installation tests."""
+
+from datetime import datetime
+
+from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from trygg.db import Base, UtcDateTime, utcnow
+
+
+class DeviceHealth(Base):
+    """The last word from each device, flushed from memory every few seconds and on stop."""
+
+    __tablename__ = "device_health"
+
+    device_id: Mapped[str] = mapped_column(String(64), ForeignKey("devices.id"), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16), default="unknown")  # online | offline | unknown
+    last_seen: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    status_since: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    battery_pct: Mapped[int | None] = mapped_column(Integer)
+    mains: Mapped[bool | None] = mapped_column(Boolean)
+    signal_dbm: Mapped[int | None] = mapped_column(Integer)
+    network: Mapped[str | None] = mapped_column(String(16))
+    firmware: Mapped[str | None] = mapped_column(String(64))
+    config_version: Mapped[int | None] = mapped_column(Integer)
+    open_alarm_id: Mapped[str | None] = mapped_column(String(64))  # the open device_offline alarm
+    flaps: Mapped[int] = mapped_column(Integer, default=0)  # offline/online changes under the open alarm
+
+
+class DeviceConfigRow(Base):
+    """The configuration the gateway wants a device to run (published retained on its config topic)."""
+
+    __tablename__ = "device_configs"
+
+    device_id: Mapped[str] = mapped_column(String(64), ForeignKey("devices.id"), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer)
+    heartbeat_interval_s: Mapped[int] = mapped_column(Integer)
+    extra: Mapped[dict[str, object]] = mapped_column(JSON, default=dict)
+    changed_by: Mapped[str] = mapped_column(String(64))
+    changed_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    applied_at: Mapped[datetime | None] = mapped_column(UtcDateTime)  # when a heartbeat reported this version
+
+
+class InstallTest(Base):
+    """A technician's end-to-end test of one device: its next alarm travels the whole chain as a test."""
+
+    __tablename__ = "install_tests"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    device_id: Mapped[str] = mapped_column(String(64), ForeignKey("devices.id"), index=True)
+    started_by: Mapped[str] = mapped_column(String(64))
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    deadline: Mapped[datetime] = mapped_column(UtcDateTime)
+    state: Mapped[str] = mapped_column(String(16), default="waiting")  # waiting | stored | passed | failed
+    alarm_id: Mapped[str | None] = mapped_column(String(64))
+    stored_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    end_to_end_ms: Mapped[float | None] = mapped_column()
+    detail: Mapped[str | None] = mapped_column(Text)

@@ -1,0 +1,172 @@
+"""The forwarder: delivers outbox rows to the alarm receiver until the receiver confirms them.
+
+Transport: HTTP POST of a batch to the receiver's ``/api/v1/intake``; the receiver is idempotent on
+(device_id, alarm_id), so a batch sent twice (gateway killed after the POST, before marking rows
+delivered) changes nothing. Why HTTP and not MQTT: docs/architecture.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Callable, Collection, Sequence
+from typing import Any
+
+import httpx
+import structlog
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from gateway import metrics
+from gateway.models import OutboxRow, StoredAlarm
+
+log = structlog.get_logger(__name__)
+
+
+async def pending_rows(
+    session: AsyncSession, limit: int, skip: Collection[int] = ()
+) -> list[tuple[OutboxRow, StoredAlarm]]:
+    stmt = (
+        select(OutboxRow, StoredAlarm)
+        .join(
+            StoredAlarm,
+            (StoredAlarm.device_id == OutboxRow.device_id) & (StoredAlarm.alarm_id == OutboxRow.alarm_id),
+        )
+        .where(OutboxRow.delivered_at.is_(None))
+        .order_by(OutboxRow.id)
+        .limit(limit)
+    )
+    if skip:
+        stmt = stmt.where(OutboxRow.id.not_in(skip))
+    return [(row, alarm) for row, alarm in (await session.execute(stmt)).all()]
+
+
+def to_wire(row: OutboxRow, alarm: StoredAlarm) -> dict[str, Any]:
+    """The receiver's intake item for one outbox row."""
+    item: dict[str, Any] = {"kind": row.kind, "device_id": row.device_id, "alarm_id": row.alarm_id}
+    if row.kind == "alarm":
+        details = {k: v for k, v in alarm.payload.items() if k not in ("alarm_id", "type", "ts", "priority", "is_test")}
+        item |= {
+            "type": alarm.type,
+            "priority": alarm.priority,
+            "device_ts": alarm.device_ts.isoformat(),
+            "stored_at": alarm.stored_at.isoformat(),
+            "is_test": bool(alarm.payload.get("is_test", False)),
+            "details": details,
+        }
+    elif row.kind == "resolve":
+        item |= dict(row.payload or {})
+    else:
+        item["cancelled_at"] = (alarm.cancelled_at or row.created_at).isoformat()
+    return item
+
+
+class Forwarder:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        *,
+        receiver_url: str,
+        token: str,
+        wake: asyncio.Event,
+        mark_delivered: Callable[[Sequence[int]], asyncio.Future[None]],
+        on_delivered: Callable[[Sequence[tuple[str, str, str]]], None] | None = None,
+        batch_max: int = 200,
+        backoff_max_s: float = 30.0,
+        timeout_s: float = 5.0,
+    ) -> None:
+        self._sessions = sessions
+        self._url = receiver_url.rstrip("/") + "/api/v1/intake"
+        self._headers = {"Authorization": f"Bearer {token}"}
+        self._wake = wake
+        self._mark_delivered = mark_delivered
+        self._on_delivered = on_delivered
+        # Confirmed by the receiver, not yet marked in the table (the intake writer does that in its next
+        # transaction, keeping one writer and one commit off the alarm's path). A crash forgets this set:
+        # those rows are then forwarded again, which the receiver ignores.
+        self._confirmed: set[int] = set()
+        self._batch_max = batch_max
+        self._backoff_max = backoff_max_s
+        self._timeout = timeout_s
+        self._task: asyncio.Task[None] | None = None
+        self.receiver_reachable = False
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="forwarder")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    async def _run(self) -> None:
+        backoff = 0.2
+        async with httpx.AsyncClient(timeout=self._timeout) as http:
+            while True:
+                self._wake.clear()
+                try:
+                    sent = await self._forward_once(http)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    metrics.FORWARD_FAILURES.inc()
+                    if self.receiver_reachable or backoff <= 0.2:
+                        log.warning("forward to receiver failed; will retry", error=str(exc) or type(exc).__name__)
+                    self.receiver_reachable = False
+                    await asyncio.sleep(backoff * random.uniform(0.8, 1.2))
+                    backoff = min(backoff * 2, self._backoff_max)
+                    continue
+                if not self.receiver_reachable:
+                    log.info("receiver reachable")
+                self.receiver_reachable = True
+                backoff = 0.2
+                if sent < self._batch_max:
+                    try:
+                        async with asyncio.timeout(5.0):
+                            await self._wake.wait()
+                    except TimeoutError:
+                        pass
+
+    async def _forward_once(self, http: httpx.AsyncClient) -> int:
+        async with self._sessions() as session:
+            rows = await pending_rows(session, self._batch_max, frozenset(self._confirmed))
+        if not rows:
+            await self._update_pending_gauge()
+            return 0
+        body = {"items": [to_wire(row, alarm) for row, alarm in rows]}
+        try:
+            resp = await http.post(self._url, json=body, headers=self._headers)
+            resp.raise_for_status()
+        except Exception as exc:
+            await self._record_failure([row.id for row, _ in rows], str(exc) or type(exc).__name__)
+            raise
+        ids = [row.id for row, _ in rows]
+        self._confirmed.update(ids)
+        marked = self._mark_delivered(ids)
+        marked.add_done_callback(lambda f: self._confirmed.difference_update(ids) if not f.cancelled() else None)
+        metrics.FORWARDED.inc(len(rows))
+        if self._on_delivered is not None:
+            try:
+                self._on_delivered([(row.kind, row.device_id, row.alarm_id) for row, _ in rows])
+            except Exception as exc:  # an observer's bug must not stop forwarding
+                log.error("delivery observer failed", error=str(exc))
+        return len(rows)
+
+    async def _record_failure(self, ids: Sequence[int], error: str) -> None:
+        try:
+            async with self._sessions.begin() as session:
+                await session.execute(
+                    update(OutboxRow)
+                    .where(OutboxRow.id.in_(ids))
+                    .values(attempts=OutboxRow.attempts + 1, last_error=error[:500])
+                )
+        except Exception as exc:  # bookkeeping only; the rows stay pending either way
+            log.error("could not record forward failure", error=str(exc))
+
+    async def _update_pending_gauge(self) -> None:
+        async with self._sessions() as session:
+            count = await session.scalar(
+                select(func.count()).select_from(OutboxRow).where(OutboxRow.delivered_at.is_(None))
+            )
+        metrics.OUTBOX_PENDING.set(count or 0)

@@ -1,0 +1,274 @@
+"""Durable alarm intake: validated alarms are stored with their outbox row in one transaction.
+
+One writer task takes items in arrival order and commits them in batches (group commit): messages of
+one device are stored in the order they came, many devices share one commit, and the device is told
+``stored`` only after that commit. The store is keyed by (device_id, alarm_id), so a resend is answered
+again but never stored twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+import structlog
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from devices import DEFAULT_PRIORITY, AlarmCancel, AlarmMessage
+from gateway import metrics
+from gateway.models import Device, OutboxRow, StoredAlarm
+from trygg.db import dialect_insert, utcnow
+
+log = structlog.get_logger(__name__)
+
+
+class Outcome(StrEnum):
+    STORED = "stored"
+    DUPLICATE = "duplicate"
+    CANCELLED = "cancelled"
+    CANCEL_DUPLICATE = "cancel_duplicate"
+    UNKNOWN_DEVICE = "unknown_device"
+    RETIRED_DEVICE = "retired_device"
+    UNKNOWN_ALARM = "unknown_alarm"
+    ALARM_ID_REUSED = "alarm_id_reused"
+    RESOLVED = "resolved"
+    RESOLVE_DUPLICATE = "resolve_duplicate"
+
+
+@dataclass(frozen=True, slots=True)
+class Resolution:
+    """The gateway closes an alarm it raised itself (a device back online, a check-in done)."""
+
+    alarm_id: str
+    outcome: str
+    actor: str = "gateway"
+
+
+@dataclass(slots=True)
+class IntakeItem:
+    device_id: str
+    message: AlarmMessage | AlarmCancel | Resolution
+    received_at: datetime = field(default_factory=utcnow)
+    is_test: bool = False  # an installation test: travels the whole chain, not shown to the patrol
+
+
+async def store_batch(session: AsyncSession, items: Sequence[IntakeItem]) -> list[Outcome]:
+    """Store a batch inside the caller's transaction; returns one outcome per item, in order."""
+    insert = dialect_insert(session)
+    ids = {item.device_id for item in items}
+    rows = await session.execute(select(Device.id, Device.retired_at, Device.client_ref).where(Device.id.in_(ids)))
+    found = rows.all()
+    known = {device_id: retired_at for device_id, retired_at, _ in found}
+    clients = {device_id: client_ref for device_id, _, client_ref in found if client_ref}
+    outcomes: list[Outcome] = []
+    for item in items:
+        if item.device_id not in known:
+            outcomes.append(Outcome.UNKNOWN_DEVICE)
+            continue
+        if known[item.device_id] is not None:
+            outcomes.append(Outcome.RETIRED_DEVICE)
+            continue
+        msg = item.message
+        if isinstance(msg, AlarmMessage):
+            priority = msg.priority if msg.priority is not None else DEFAULT_PRIORITY[msg.type]
+            result = await session.execute(
+                insert(StoredAlarm)
+                .values(
+                    device_id=item.device_id,
+                    alarm_id=msg.alarm_id,
+                    type=msg.type.value,
+                    priority=priority,
+                    device_ts=msg.ts,
+                    stored_at=item.received_at,
+                    payload=msg.model_dump(mode="json", exclude_none=True)
+                    | ({"is_test": True} if item.is_test else {})
+                    | ({"client_ref": clients[item.device_id]} if item.device_id in clients else {}),
+                )
+                .on_conflict_do_nothing(index_elements=["device_id", "alarm_id"])
+            )
+            if result.rowcount == 1:  # type: ignore[attr-defined]
+                session.add(OutboxRow(kind="alarm", device_id=item.device_id, alarm_id=msg.alarm_id))
+                outcomes.append(Outcome.STORED)
+            else:
+                # A resend carries the same type and timestamp; anything else reuses an id for a new alarm,
+                # which must not be swallowed as a duplicate.
+                stored = (
+                    await session.execute(
+                        select(StoredAlarm.type, StoredAlarm.device_ts).where(
+                            StoredAlarm.device_id == item.device_id, StoredAlarm.alarm_id == msg.alarm_id
+                        )
+                    )
+                ).one()
+                same = stored.type == msg.type.value and stored.device_ts == msg.ts
+                outcomes.append(Outcome.DUPLICATE if same else Outcome.ALARM_ID_REUSED)
+        elif isinstance(msg, Resolution):
+            outcomes.append(await _resolve(session, item.device_id, msg, item.received_at))
+        else:
+            exists = await session.scalar(
+                select(StoredAlarm.cancelled_at.is_not(None)).where(
+                    StoredAlarm.device_id == item.device_id, StoredAlarm.alarm_id == msg.alarm_id
+                )
+            )
+            if exists is None:
+                outcomes.append(Outcome.UNKNOWN_ALARM)
+            elif exists:
+                outcomes.append(Outcome.CANCEL_DUPLICATE)
+            else:
+                await session.execute(
+                    update(StoredAlarm)
+                    .where(StoredAlarm.device_id == item.device_id, StoredAlarm.alarm_id == msg.alarm_id)
+                    .values(cancelled_at=item.received_at)
+                )
+                session.add(OutboxRow(kind="cancel", device_id=item.device_id, alarm_id=msg.alarm_id))
+                outcomes.append(Outcome.CANCELLED)
+    await session.flush()
+    return outcomes
+
+
+async def _resolve(session: AsyncSession, device_id: str, msg: Resolution, at: datetime) -> Outcome:
+    where = (StoredAlarm.device_id == device_id, StoredAlarm.alarm_id == msg.alarm_id)
+    resolved = await session.scalar(select(StoredAlarm.resolved_at.is_not(None)).where(*where))
+    if resolved is None:
+        return Outcome.UNKNOWN_ALARM
+    if resolved:
+        return Outcome.RESOLVE_DUPLICATE
+    await session.execute(update(StoredAlarm).where(*where).values(resolved_at=at))
+    session.add(
+        OutboxRow(
+            kind="resolve",
+            device_id=device_id,
+            alarm_id=msg.alarm_id,
+            payload={"outcome": msg.outcome, "actor": msg.actor, "resolved_at": at.isoformat()},
+        )
+    )
+    return Outcome.RESOLVED
+
+
+class IntakeWriter:
+    """The single writer: submit() in arrival order, await the outcome after the batch commits."""
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        *,
+        batch_max: int = 256,
+        on_commit: asyncio.Event | None = None,
+        kill_at: str | None = None,
+    ) -> None:
+        self._sessions = sessions
+        self._batch_max = batch_max
+        # None is a wake-up: outbox rows to mark delivered are waiting in self._delivered.
+        self._queue: asyncio.Queue[tuple[IntakeItem, asyncio.Future[Outcome]] | None] = asyncio.Queue()
+        self._delivered: list[tuple[Sequence[int], asyncio.Future[None]]] = []
+        self._on_commit = on_commit
+        self._task: asyncio.Task[None] | None = None
+        # Fault injection counts newly stored alarms, not batches: a device's resend (a duplicate) or a
+        # slow machine splitting a burst into more batches must not move the moment of the kill.
+        self._stored = 0
+        self._kill_point, _, n = (kill_at or "").partition(":")
+        self._kill_at_stored = int(n) if n else 0
+        self._kill_armed = False
+
+    def _maybe_die(self, point: str) -> None:
+        """Fault injection for the crash tests (setting ``fault_kill_at``); a no-op otherwise.
+
+        Kills the process in the batch that stores the N-th new alarm, before or after its commit."""
+        if self._kill_armed and self._kill_point == point:
+            log.critical("fault injection: killing the gateway", point=point, stored=self._stored)
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    def submit(self, item: IntakeItem) -> asyncio.Future[Outcome]:
+        """Queue an item; synchronous so that callers keep arrival order."""
+        fut: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait((item, fut))
+        return fut
+
+    def mark_delivered(self, ids: Sequence[int]) -> asyncio.Future[None]:
+        """Mark outbox rows delivered in the writer's next transaction (the gateway has one writer)."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._delivered.append((ids, fut))
+        self._queue.put_nowait(None)
+        return fut
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="intake-writer")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        while not self._queue.empty():  # unanswered: the device resends, the broker redelivers
+            entry = self._queue.get_nowait()
+            if entry is not None and not entry[1].done():
+                entry[1].cancel()
+        for _, done in self._delivered:  # stay pending in the table: forwarded again, harmlessly
+            done.cancel()
+        self._delivered.clear()
+
+    async def _run(self) -> None:
+        while True:
+            batch: list[tuple[IntakeItem, asyncio.Future[Outcome]]] = []
+            entry = await self._queue.get()
+            while True:
+                if entry is not None:
+                    batch.append(entry)
+                if len(batch) >= self._batch_max or self._queue.empty():
+                    break
+                entry = self._queue.get_nowait()
+            delivered, self._delivered = self._delivered, []
+            await self._commit(batch, delivered)
+
+    async def _commit(
+        self,
+        batch: list[tuple[IntakeItem, asyncio.Future[Outcome]]],
+        delivered: list[tuple[Sequence[int], asyncio.Future[None]]],
+    ) -> None:
+        started = time.perf_counter()
+        delivered_ids = [i for ids, _ in delivered for i in ids]
+        attempt = 0
+        while True:
+            try:
+                async with self._sessions.begin() as session:
+                    outcomes = await store_batch(session, [item for item, _ in batch]) if batch else []
+                    if self._kill_at_stored:
+                        new = sum(o is Outcome.STORED for o in outcomes)
+                        self._kill_armed = self._stored < self._kill_at_stored <= self._stored + new
+                    if delivered_ids:
+                        await session.execute(
+                            update(OutboxRow)
+                            .where(OutboxRow.id.in_(delivered_ids))
+                            .values(delivered_at=utcnow(), attempts=OutboxRow.attempts + 1)
+                        )
+                    if batch:
+                        self._maybe_die("before_commit")
+                break
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the database is down or locked: keep the batch, retry
+                attempt += 1
+                metrics.STORE_ERRORS.inc()
+                log.error("intake commit failed, retrying", error=str(exc), batch=len(batch), attempt=attempt)
+                await asyncio.sleep(min(0.1 * 2**attempt, 5.0))
+        for _, done in delivered:
+            if not done.done():
+                done.set_result(None)
+        if not batch:
+            return
+        self._maybe_die("after_commit")
+        self._stored += sum(o is Outcome.STORED for o in outcomes)
+        metrics.INTAKE_BATCH.observe(time.perf_counter() - started)
+        if self._on_commit is not None and any(
+            o in (Outcome.STORED, Outcome.CANCELLED, Outcome.RESOLVED) for o in outcomes
+        ):
+            self._on_commit.set()
+        for (_, fut), outcome in zip(batch, outcomes, strict=True):
+            if not fut.done():
+                fut.set_result(outcome)

@@ -1,0 +1,58 @@
+"""The gateway's tables: device registry, durably stored alarms, and the transactional outbox."""
+
+from datetime import date, datetime
+
+from sqlalchemy import JSON, Date, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from trygg.db import Base, UtcDateTime, utcnow
+
+
+class Device(Base):
+    __tablename__ = "devices"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    type: Mapped[str] = mapped_column(String(32))
+    client_ref: Mapped[str | None] = mapped_column(String(128))
+    location: Mapped[str | None] = mapped_column(Text)  # address or location text
+    registered_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    retired_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    installed_on: Mapped[date | None] = mapped_column(Date)
+    firmware_version: Mapped[str | None] = mapped_column(String(64))
+    network: Mapped[str | None] = mapped_column(String(16))  # ethernet, wifi, lte, 5g, 3g, 2g
+    supervision_class: Mapped[str] = mapped_column(String(16), default="alarm")  # alarm | camera
+    area: Mapped[str | None] = mapped_column(String(64))  # groups devices for area-outage detection
+
+
+class StoredAlarm(Base):
+    """An alarm the gateway has accepted. Keyed by (device_id, alarm_id): a resend is not stored twice."""
+
+    __tablename__ = "intake_alarms"
+
+    device_id: Mapped[str] = mapped_column(String(64), ForeignKey("devices.id"), primary_key=True)
+    alarm_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    type: Mapped[str] = mapped_column(String(32))
+    priority: Mapped[int] = mapped_column(Integer)
+    device_ts: Mapped[datetime] = mapped_column(UtcDateTime)
+    stored_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    cancelled_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    resolved_at: Mapped[datetime | None] = mapped_column(UtcDateTime)  # gateway-raised alarms it closed itself
+    payload: Mapped[dict[str, object]] = mapped_column(JSON)
+
+
+class OutboxRow(Base):
+    """What the forwarder still owes the receiver; written in the same transaction as the alarm."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_pending", "delivered_at", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(16))  # "alarm" | "cancel" | "resolve"
+    device_id: Mapped[str] = mapped_column(String(64))
+    alarm_id: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    # What a "resolve" row carries (outcome, actor); alarms and cancels are read from intake_alarms.
+    payload: Mapped[dict[str, object] | None] = mapped_column(JSON)
