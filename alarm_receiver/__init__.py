@@ -1,0 +1,1 @@
+"""The operator-facing service: the patrol queue, its lifecycle and escalation, users, the live feed."""

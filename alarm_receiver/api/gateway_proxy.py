@@ -1,0 +1,39 @@
+"""``/gw/api/v1/...`` on the receiver is the gateway's API (devices, consents, check-ins, camera looks).
+
+The console is served by the receiver, so the browser talks to one origin with one login; the receiver passes
+requests on to the gateway with the user's own bearer token, which the gateway checks at the receiver.
+"""
+
+from __future__ import annotations
+
+import httpx
+import structlog
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+
+from alarm_receiver import metrics
+from alarm_receiver.api.deps import ReceiverDep
+
+log = structlog.get_logger(__name__)
+router = APIRouter(tags=["gateway"], include_in_schema=False)
+
+_PASSED_HEADERS = ("authorization", "content-type", "accept")
+
+
+@router.api_route("/gw/api/v1/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
+async def to_gateway(path: str, request: Request, receiver: ReceiverDep) -> Response:
+    url = f"{receiver.settings.gateway_url.rstrip('/')}/api/v1/{path}"
+    headers = {k: v for k, v in request.headers.items() if k.lower() in _PASSED_HEADERS}
+    try:
+        upstream = await receiver.gateway_http.request(
+            request.method, url, params=request.query_params, headers=headers, content=await request.body()
+        )
+    except httpx.HTTPError as exc:
+        metrics.REJECTED_REQUESTS.labels("gateway_unreachable").inc()
+        log.error("gateway unreachable", path=path, error=str(exc) or type(exc).__name__)
+        return JSONResponse({"detail": "the gateway cannot be reached right now"}, status_code=503)
+    return Response(
+        upstream.content,
+        status_code=upstream.status_code,
+        media_type=upstream.headers.get("content-type"),
+    )

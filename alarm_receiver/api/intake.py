@@ -1,0 +1,26 @@
+"""The gateway's door into the queue: idempotent on (device_id, alarm_id)."""
+
+from __future__ import annotations
+
+import structlog
+from fastapi import APIRouter
+
+from alarm_receiver import metrics, queue
+from alarm_receiver.api.deps import GatewayAuth, ReceiverDep, SessionDep
+from alarm_receiver.schemas import IntakeRequest, IntakeResponse
+
+log = structlog.get_logger(__name__)
+router = APIRouter(tags=["intake"])
+
+
+@router.post("/intake", response_model=IntakeResponse, dependencies=[GatewayAuth])
+async def intake(body: IntakeRequest, session: SessionDep, receiver: ReceiverDep) -> IntakeResponse:
+    results, changed = await queue.ingest(session, body.items)
+    await session.commit()  # confirmed to the gateway only once stored here
+    for r in results:
+        metrics.INTAKE_ITEMS.labels(r.result).inc()
+        if r.result != "duplicate":
+            log.info("queue updated from gateway", device_id=r.device_id, alarm_id=r.alarm_id, result=r.result)
+    await receiver.publish_alarms(changed)
+    receiver.notice_wake.set()  # installation tests owe their device an "acknowledged"
+    return IntakeResponse(results=results)

@@ -1,0 +1,76 @@
+"""The receiver's FastAPI application."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import structlog
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+
+from alarm_receiver import metrics
+from alarm_receiver.api import alarms, auth, events, gateway_proxy, intake, overview
+from alarm_receiver.console import mount_console
+from alarm_receiver.queue import QueueError
+from alarm_receiver.service import Receiver
+from trygg.http import bearer, matches_metrics_token, metrics_response, unauthorized
+from trygg.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+
+def create_app(settings: Settings, receiver: Receiver | None = None, *, run_migrations: bool = True) -> FastAPI:
+    rec = receiver or Receiver(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await rec.start(run_migrations=run_migrations)
+        try:
+            yield
+        finally:
+            await rec.stop()
+
+    app = FastAPI(title="Trygg alarm receiver", version="1", lifespan=lifespan)
+    app.state.receiver = rec
+
+    api = APIRouter(prefix="/api/v1")
+    for module in (auth, alarms, intake, events, overview):
+        api.include_router(module.router)
+    app.include_router(api)
+    app.include_router(gateway_proxy.router)
+    mount_console(app)
+
+    @app.exception_handler(QueueError)
+    async def queue_error(request: Request, exc: QueueError) -> JSONResponse:
+        metrics.REJECTED_REQUESTS.labels(type(exc).__name__.lower()).inc()
+        log.info("request refused", path=request.url.path, reason=str(exc))
+        return JSONResponse({"detail": str(exc)}, status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        metrics.REJECTED_REQUESTS.labels("invalid").inc()
+        log.info("invalid request", path=request.url.path, errors=str(exc.errors())[:500])
+        return JSONResponse({"detail": jsonable_encoder(exc.errors())}, status_code=422)
+
+    @app.get("/health", tags=["health"])
+    async def health() -> dict[str, object]:
+        from trygg import mqtt
+
+        return {"status": "ok", "mqtt_connected": mqtt.is_connected(rec.client)}
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus(request: Request) -> Response:
+        token = bearer(request)
+        if not matches_metrics_token(settings, token):
+            from alarm_receiver.auth import user_for_token
+
+            async with rec.sessions() as session:
+                user = await user_for_token(session, token) if token else None
+            if user is None or user.role not in ("admin", "technician"):
+                raise unauthorized()
+        return metrics_response()
+
+    return app

@@ -1,0 +1,61 @@
+"""The web console: plain ES modules served by the receiver at ``/console/`` (docs/console.md).
+
+One origin, one login for every role: the pages call the receiver's API (``/api/v1/...``) and the gateway's
+through the receiver's proxy (``/gw/api/v1/...``). Every console response carries a strict Content-Security-Policy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+
+STATIC_DIR = Path(__file__).parent / "static"
+CSP = (
+    "default-src 'self'; connect-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; "
+    "style-src 'self'; script-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; "
+    "form-action 'self'"
+)
+TIMEZONE = "Europe/Stockholm"
+
+
+def console_config(app: FastAPI) -> dict[str, object]:
+    """What the pages need to know of the settings (nothing secret)."""
+    settings = app.state.receiver.settings
+    return {
+        # Test and demo setups gather ICE on loopback only: the page then keeps only 127.0.0.1 UDP candidates.
+        "loopback_only": list(settings.webrtc_host_addresses) == ["127.0.0.1"],
+        "timezone": TIMEZONE,
+        "default_language": "sv",
+    }
+
+
+def mount_console(app: FastAPI) -> None:
+    """Serve the console at /console/, redirect / there, and set the CSP header on console responses."""
+
+    @app.middleware("http")
+    async def console_headers(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        response = await call_next(request)
+        path = request.url.path
+        if path == "/" or path == "/console" or path.startswith("/console/"):
+            response.headers["Content-Security-Policy"] = CSP
+            response.headers["X-Content-Type-Options"] = "nosniff"
+            response.headers["Referrer-Policy"] = "no-referrer"
+            response.headers["Cache-Control"] = "no-cache"
+        return response
+
+    @app.get("/", include_in_schema=False)
+    async def root() -> RedirectResponse:
+        return RedirectResponse("/console/", status_code=307)
+
+    @app.get("/console/config.json", include_in_schema=False)
+    async def config() -> JSONResponse:
+        return JSONResponse(console_config(app))
+
+    app.mount("/console", StaticFiles(directory=STATIC_DIR, html=True), name="console")
+
+
+__all__ = ["CSP", "STATIC_DIR", "mount_console"]

@@ -1,0 +1,129 @@
+// One alarm: details, history, the device's recent health, the actions.
+import { describe, get, liveFeed } from "../api.js";
+import { label, t } from "../i18n.js";
+import { dl, flash, fmtAge, fmtDateTime, fmtTime, h, priorityBadge } from "../ui.js";
+import { OPEN_STATES, acknowledge, addNote, assign, clientOf, describeAlarm, resolve } from "./common.js";
+
+export function healthView(dev) {
+  if (!dev) return h("p", { class: "notice", id: "health", text: t("no_health") });
+  const hl = dev.health;
+  const yesno = (v) => (v === null || v === undefined ? t("unknown") : v ? t("yes") : t("no"));
+  return h(
+    "div",
+    { id: "health", class: "card" },
+    dl([
+      [t("device"), `${dev.id} (${dev.type})`],
+      [t("client"), dev.client_ref],
+      [t("location"), dev.location],
+      [t("status"), hl ? h("span", { class: `dev-status ds-${hl.status}`, text: hl.status }) : t("unknown")],
+      [t("last_seen"), hl ? fmtDateTime(hl.last_seen) : null],
+      [t("battery"), hl && hl.battery_pct !== null ? `${hl.battery_pct} %` : t("unknown")],
+      [t("mains"), hl ? yesno(hl.mains) : t("unknown")],
+      [t("network"), (hl && hl.network) || dev.network || t("unknown")],
+      [t("signal"), hl && hl.signal_dbm !== null ? `${hl.signal_dbm} dBm` : null],
+      [t("firmware"), (hl && hl.firmware) || dev.firmware_version],
+      [
+        t("flags"),
+        hl && hl.flags.length ? h("span", {}, hl.flags.map((f) => h("span", { class: `tag flag-${f}`, text: `⚑ ${label("fl", f)}` }))) : t("none"),
+      ],
+    ]),
+  );
+}
+
+export async function render(main, params) {
+  const id = Number(params[0]);
+  let a = await get(`/api/v1/alarms/${id}`);
+  let dev = null;
+  try {
+    dev = await get(`/gw/api/v1/devices/${encodeURIComponent(a.device_id)}`);
+  } catch {
+    dev = null;
+  }
+  const body = h("div", { class: "detail" });
+  main.replaceChildren(body);
+
+  const run = async (fn) => {
+    try {
+      const changed = await fn(a);
+      if (changed) {
+        a = await get(`/api/v1/alarms/${id}`);
+        draw();
+      }
+    } catch (err) {
+      flash(t("error", { msg: describe(err) }), "error");
+    }
+  };
+
+  function draw() {
+    const d = a.details || {};
+    const open = OPEN_STATES.has(a.state);
+    const checkin = a.type === "checkin_due" && d.checkin_id && open;
+    body.replaceChildren(
+      h("div", { class: "page-head" }, h("a", { href: "#/queue", class: "btn small", text: `← ${t("back")}` }), h("h1", { text: t("detail_title", { id: a.id }) })),
+      h(
+        "div",
+        { class: `card alarm-head st-${a.state}${a.escalation_level ? " esc esc-" + a.escalation_level : ""}` },
+        priorityBadge(a.priority),
+        h("strong", { class: "big-type", text: ` ${label("ty", a.type)} ` }),
+        h("span", { class: "state", id: "detail-state", dataset: { state: a.state }, text: label("st", a.state) }),
+        a.escalation_level ? h("span", { class: "tag esc-tag", text: `⚠ ${t("escalated", { n: a.escalation_level })}` }) : null,
+        h("span", { class: "age", text: fmtAge(Date.now() - Date.parse(a.stored_at)) }),
+      ),
+      h(
+        "div",
+        { class: "toolbar" },
+        open && a.state === "new" ? h("button", { class: "btn primary", id: "d-ack", text: t("acknowledge"), onclick: () => run(acknowledge) }) : null,
+        open ? h("button", { class: "btn", id: "d-assign", text: t("assign"), onclick: () => run(assign) }) : null,
+        h("button", { class: "btn", id: "d-note", text: t("note"), onclick: () => run(addNote) }),
+        open && a.state !== "new" ? h("button", { class: "btn", id: "d-resolve", text: t("resolve"), onclick: () => run(resolve) }) : null,
+        checkin
+          ? h("a", { class: "btn primary", id: "d-checkin", href: `#/checkin/${d.checkin_id}?alarm=${a.id}`, text: `▶ ${d.kind === "phone" ? t("phone_call") : t("start_checkin")}` })
+          : null,
+      ),
+      h(
+        "section",
+        { class: "cols" },
+        h(
+          "div",
+          {},
+          h("h2", { text: t("details") }),
+          dl([
+            [t("client"), clientOf(a)],
+            [t("device"), a.device_id],
+            [t("text"), describeAlarm(a)],
+            [t("stored"), fmtDateTime(a.stored_at)],
+            [t("received"), fmtDateTime(a.received_at)],
+            [t("patrol"), a.assigned_to],
+            [t("outcome"), a.outcome],
+          ]),
+        ),
+        h("div", {}, h("h2", { text: t("device_health") }), healthView(dev)),
+      ),
+      h("h2", { text: t("history") }),
+      h(
+        "ol",
+        { class: "history", id: "history" },
+        (a.events || []).map((e) =>
+          h(
+            "li",
+            { dataset: { action: e.action } },
+            h("span", { class: "ev-time", text: fmtTime(e.at) }),
+            h("strong", { text: ` ${label("ev", e.action)} ` }),
+            h("span", { text: e.to_state ? `→ ${label("st", e.to_state)} ` : "" }),
+            h("span", { class: "ev-actor", text: `(${e.actor})` }),
+            e.note ? h("div", { class: "ev-note", text: e.note }) : null,
+          ),
+        ),
+      ),
+    );
+  }
+  draw();
+  const stop = liveFeed({
+    onAlarm: async (x) => {
+      if (x.id !== id) return;
+      a = await get(`/api/v1/alarms/${id}`);
+      draw();
+    },
+  });
+  return stop;
+}

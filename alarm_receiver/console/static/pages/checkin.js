@@ -1,0 +1,172 @@
+// A camera check-in: receive-only WebRTC look through the gateway (privacy applied there), the cap's
+// countdown, the outcome, and the consent's terms. No getUserMedia: the operator sends nothing.
+import { ApiError, describe, get, post } from "../api.js";
+import { label, t } from "../i18n.js";
+import { dl, fmtDateTime, h } from "../ui.js";
+
+// Keep only 127.0.0.1 UDP host candidates (test/demo setups on loopback; docs/console.md).
+export function loopbackOnly(sdp) {
+  return sdp
+    .split("\r\n")
+    .filter((line) => !line.startsWith("a=candidate:") || (/ udp /i.test(line) && / 127\.0\.0\.1 /.test(line)))
+    .join("\r\n");
+}
+
+function gatheringDone(pc, timeoutMs) {
+  if (pc.iceGatheringState === "complete") return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      if (pc.iceGatheringState === "complete") {
+        pc.removeEventListener("icegatheringstatechange", done);
+        resolve();
+      }
+    };
+    pc.addEventListener("icegatheringstatechange", done);
+    setTimeout(resolve, timeoutMs);
+  });
+}
+
+export async function render(main, params, ctx) {
+  const id = Number(params[0]);
+  const alarmPk = ctx.query.get("alarm");
+  const state = (window.__look = { state: "idle" });
+  const msg = h("p", { class: "notice", id: "checkin-msg", role: "alert" });
+  const showError = (err) => {
+    msg.className = "notice error";
+    msg.textContent = err instanceof ApiError && err.status === 403 ? t("refused", { msg: describe(err) }) : t("error", { msg: describe(err) });
+  };
+  let ck;
+  let consent = null;
+  try {
+    ck = await get(`/gw/api/v1/checkins/${id}`);
+    consent = await get(`/gw/api/v1/consents/${ck.consent_id}`);
+  } catch (err) {
+    main.replaceChildren(h("h1", { text: t("checkin_title", { id }) }), msg);
+    showError(err);
+    return null;
+  }
+  const phone = ck.kind === "phone";
+  const video = h("video", { id: "video", class: "video", autoplay: true, muted: true, playsinline: true });
+  video.muted = true;
+  const countdown = h("div", { class: "countdown", id: "countdown", "aria-live": "polite" });
+  const startBtn = h("button", { class: "btn primary big", id: "start-look", text: `▶ ${t("start_look")}` });
+  const endBtn = h("button", { class: "btn big", id: "end-look", text: `■ ${t("end_look")}`, disabled: true });
+  const outcomeBtns = ["seen_ok", "not_seen", "needs_help"].map((o) =>
+    h("button", { class: `btn big out-${o}`, id: `out-${o}`, text: t(o), onclick: () => outcome(o) }),
+  );
+  let pc = null;
+  let look = null;
+  let timer = null;
+
+  async function endLook(reason) {
+    if (timer) clearInterval(timer);
+    timer = null;
+    const current = look;
+    look = null;
+    if (current) {
+      try {
+        await post(`/gw/api/v1/looks/${current.look_id}/end`);
+      } catch {
+        /* already ended by the gateway (cap, camera) */
+      }
+    }
+    if (pc) pc.close();
+    pc = null;
+    video.srcObject = null;
+    endBtn.disabled = true;
+    state.state = "ended";
+    state.reason = reason;
+    countdown.textContent = t("look_ended");
+    countdown.className = "countdown ended";
+  }
+
+  async function startLook() {
+    startBtn.disabled = true;
+    msg.textContent = t("connecting");
+    msg.className = "notice";
+    state.state = "connecting";
+    try {
+      pc = new RTCPeerConnection({ iceServers: [] });
+      pc.addTransceiver("video", { direction: "recvonly" });
+      pc.addEventListener("track", (ev) => {
+        video.srcObject = ev.streams && ev.streams[0] ? ev.streams[0] : new MediaStream([ev.track]);
+        video.play().catch(() => null);
+      });
+      pc.addEventListener("connectionstatechange", () => {
+        state.connection = pc && pc.connectionState;
+        if (pc && ["failed", "closed"].includes(pc.connectionState) && look) endLook(pc.connectionState);
+      });
+      await pc.setLocalDescription(await pc.createOffer());
+      await gatheringDone(pc, 3000);
+      let sdp = pc.localDescription.sdp;
+      if (ctx.config.loopback_only) sdp = loopbackOnly(sdp);
+      const answer = await post(`/gw/api/v1/checkins/${id}/look`, { sdp, type: "offer" });
+      look = answer;
+      state.look_id = answer.look_id;
+      state.max_s = answer.max_s;
+      await pc.setRemoteDescription({ type: answer.type, sdp: answer.sdp });
+      state.state = "live";
+      msg.textContent = `${t("privacy")}: ${label("priv", answer.privacy)}`;
+      endBtn.disabled = false;
+      const deadline = performance.now() + answer.max_s * 1000;
+      const draw = () => {
+        const left = Math.max(0, Math.ceil((deadline - performance.now()) / 1000));
+        countdown.textContent = t("time_left", { s: left });
+        countdown.className = `countdown${left <= 5 ? " low" : ""}`;
+        if (left <= 0) endLook("cap");
+      };
+      draw();
+      timer = setInterval(draw, 250);
+    } catch (err) {
+      if (pc) pc.close();
+      pc = null;
+      state.state = "refused";
+      startBtn.disabled = false;
+      showError(err);
+    }
+  }
+
+  async function outcome(o) {
+    try {
+      if (look) await endLook("operator");
+      const done = await post(`/gw/api/v1/checkins/${id}/outcome`, { outcome: o });
+      state.outcome = done.outcome;
+      msg.className = "notice ok";
+      msg.textContent = t("outcome_saved", { o: t(o) });
+      outcomeBtns.forEach((b) => (b.disabled = true));
+      startBtn.disabled = true;
+    } catch (err) {
+      showError(err);
+    }
+  }
+
+  startBtn.addEventListener("click", startLook);
+  endBtn.addEventListener("click", () => endLook("operator"));
+  const terms = dl([
+    [t("client"), ck.client_ref],
+    [t("camera"), ck.camera_id],
+    [t("kind"), ck.kind],
+    [t("due"), fmtDateTime(ck.due_at)],
+    [t("state"), ck.state],
+    [t("privacy"), label("priv", consent.privacy)],
+    [t("window"), `${consent.window_start}–${consent.window_end}`],
+    [t("times"), consent.times.join(", ")],
+    [t("max_look"), `${consent.max_look_s} s`],
+    [t("audio"), consent.audio ? t("yes") : t("no")],
+    [t("consented_by"), consent.consented_by.map((p) => `${p.name} (${p.role})`).join(", ")],
+    [t("basis"), consent.basis],
+  ]);
+  main.replaceChildren(
+    h("div", { class: "page-head" }, h("a", { href: alarmPk ? `#/alarm/${alarmPk}` : "#/queue", class: "btn small", text: `← ${t("back")}` }), h("h1", { text: t("checkin_title", { id }) })),
+    h(
+      "section",
+      { class: "cols" },
+      h("div", {}, phone ? h("p", { class: "notice", text: t("phone_call") }) : [h("div", { class: "video-box" }, video, countdown), h("div", { class: "toolbar" }, startBtn, endBtn)], h("div", { class: "toolbar outcomes" }, outcomeBtns), msg),
+      h("div", { class: "card" }, h("h2", { text: t("consent_terms") }), terms),
+    ),
+  );
+  return () => {
+    if (look) endLook("left page");
+    else if (pc) pc.close();
+  };
+}

@@ -1,0 +1,60 @@
+// The client's supervision log for a period (case officers), printable.
+import { describe, get } from "../api.js";
+import { t } from "../i18n.js";
+import { fmtDateTime, h, stockholmDate } from "../ui.js";
+
+export async function render(main, _params, ctx) {
+  const client = h("input", { id: "log-client", required: true, value: ctx.query.get("client") || "" });
+  const since = h("input", { id: "log-since", type: "date", value: ctx.query.get("since") || stockholmDate(new Date(Date.now() - 7 * 864e5)) });
+  const until = h("input", { id: "log-until", type: "date", value: ctx.query.get("until") || stockholmDate(new Date()) });
+  const body = h("tbody", { id: "log" });
+  const head = h("p", { class: "print-head", id: "log-head" });
+  const form = h(
+    "form",
+    { class: "form inline no-print", id: "log-form" },
+    h("label", { class: "field" }, h("span", { text: t("client") }), client),
+    h("label", { class: "field" }, h("span", { text: t("since") }), since),
+    h("label", { class: "field" }, h("span", { text: t("until") }), until),
+    h("button", { class: "btn primary", type: "submit", id: "log-show", text: t("show") }),
+    h("button", { class: "btn", type: "button", id: "log-print", text: t("print"), onclick: () => window.print() }),
+  );
+  main.replaceChildren(
+    h("h1", { text: t("log_title") }),
+    form,
+    head,
+    h("table", { class: "table" }, h("thead", {}, h("tr", {}, [t("at"), t("actor"), t("action"), t("subject"), t("details")].map((x) => h("th", { text: x })))), body),
+  );
+  async function load() {
+    if (!client.value.trim()) return;
+    // the period's dates are Stockholm dates: from the start of `since` to the end of `until`
+    const from = new Date(`${since.value}T00:00:00`);
+    const to = new Date(`${until.value}T23:59:59`);
+    try {
+      const rows = await get(`/gw/api/v1/clients/${encodeURIComponent(client.value.trim())}/log?since=${encodeURIComponent(from.toISOString())}`);
+      const inPeriod = rows.filter((e) => Date.parse(e.at) <= to.getTime());
+      head.textContent = `${t("log_title")}: ${client.value.trim()} · ${since.value} – ${until.value} · ${inPeriod.length}`;
+      body.replaceChildren(
+        ...(inPeriod.length
+          ? inPeriod.map((e) =>
+              h(
+                "tr",
+                { dataset: { action: e.action } },
+                h("td", { text: fmtDateTime(e.at) }),
+                h("td", { text: e.actor }),
+                h("td", { text: e.action }),
+                h("td", { text: e.subject || "" }),
+                h("td", { class: "log-details", text: Object.entries(e.details || {}).map(([k, v]) => `${k}: ${typeof v === "object" ? JSON.stringify(v) : v}`).join("; ") }),
+              ),
+            )
+          : [h("tr", {}, h("td", { colspan: "5", text: t("no_entries") }))]),
+      );
+    } catch (err) {
+      head.textContent = t("error", { msg: describe(err) });
+    }
+  }
+  form.addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    load();
+  });
+  await load();
+}

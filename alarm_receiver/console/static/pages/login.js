@@ -1,0 +1,30 @@
+import { describe, login } from "../api.js";
+import { t } from "../i18n.js";
+import { h } from "../ui.js";
+
+export function render(main, _params, ctx) {
+  const user = h("input", { id: "username", name: "username", autocomplete: "username", required: true });
+  const pass = h("input", { id: "password", name: "password", type: "password", autocomplete: "current-password", required: true });
+  const msg = h("p", { id: "login-error", class: "error", role: "alert", text: ctx.notice ? t("session_expired") : "" });
+  const form = h(
+    "form",
+    { class: "form login", id: "login-form" },
+    h("h1", { text: `${t("app")} – ${t("login")}` }),
+    h("label", { class: "field" }, h("span", { text: t("username") }), user),
+    h("label", { class: "field" }, h("span", { text: t("password") }), pass),
+    h("button", { class: "btn primary big", type: "submit", id: "login-submit", text: t("login") }),
+    msg,
+  );
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    msg.textContent = "";
+    try {
+      const s = await login(user.value.trim(), pass.value);
+      location.hash = ctx.landing(s.role);
+    } catch (err) {
+      msg.textContent = err.status === 401 ? t("login_failed") : t("error", { msg: describe(err) });
+    }
+  });
+  main.replaceChildren(form);
+  user.focus();
+}

@@ -1,0 +1,85 @@
+// The night overview: a timeline per client and the shift's figures, drawn as SVG in the page (no library).
+import { describe, get } from "../api.js";
+import { label, t } from "../i18n.js";
+import { fmtHM, h, s } from "../ui.js";
+import { TASKS, TECHNICAL } from "./common.js";
+
+const kind = (type) => (TASKS.has(type) ? "task" : TECHNICAL.has(type) ? "technical" : "alarm");
+const secs = (v) => (v === null || v === undefined ? t("none") : t("seconds", { s: Math.round(v) }));
+
+function barChart(id, entries) {
+  const w = 560;
+  const row = 26;
+  const hgt = Math.max(1, entries.length) * row + 10;
+  const max = Math.max(1, ...entries.map(([, v]) => v));
+  return s(
+    "svg",
+    { class: "chart", id, viewBox: `0 0 ${w} ${hgt}`, role: "img" },
+    entries.map(([name, v], i) => [
+      s("text", { x: 4, y: i * row + 20, text: name }),
+      s("rect", { class: "bar", x: 200, y: i * row + 6, height: row - 8, width: Math.max(2, ((w - 260) * v) / max) }),
+      s("text", { x: 206 + ((w - 260) * v) / max, y: i * row + 20, text: String(v) }),
+    ]),
+  );
+}
+
+function timeline(data) {
+  const from = Date.parse(data.since);
+  const to = Date.parse(data.until);
+  const left = 150;
+  const w = 1100;
+  const row = 30;
+  const x = (iso) => left + ((w - left - 10) * (Date.parse(iso) - from)) / Math.max(1, to - from);
+  const hours = [];
+  for (let tm = Math.ceil(from / 3600e3) * 3600e3; tm <= to; tm += 3600e3) hours.push(tm);
+  const hgt = data.clients.length * row + 40;
+  return s(
+    "svg",
+    { class: "chart", id: "timeline", viewBox: `0 0 ${w} ${hgt}`, role: "img" },
+    hours.map((tm) => [
+      s("line", { class: "axis", x1: x(new Date(tm).toISOString()), x2: x(new Date(tm).toISOString()), y1: 0, y2: hgt - 20, stroke: "#39414d" }),
+      s("text", { x: x(new Date(tm).toISOString()) - 16, y: hgt - 4, text: fmtHM(new Date(tm).toISOString()) }),
+    ]),
+    data.clients.map((c, i) => [
+      s("text", { x: 4, y: i * row + 22, text: c.client.slice(0, 18) }),
+      c.items.map((it) => {
+        const cx = x(it.at);
+        const y = i * row + 17;
+        const k = it.checkin === "done" ? "done" : kind(it.type);
+        // shape AND colour: circle = alarm, square = task, triangle = technical
+        const title = s("title", { text: `${fmtHM(it.at)} ${label("ty", it.type)} ${label("st", it.state)} ${it.outcome || ""}` });
+        if (kind(it.type) === "task") return s("rect", { class: `m-${k}`, x: cx - 6, y: y - 6, width: 12, height: 12, "data-type": it.type }, title);
+        if (kind(it.type) === "technical") return s("polygon", { class: `m-${k}`, points: `${cx},${y - 7} ${cx + 7},${y + 6} ${cx - 7},${y + 6}`, "data-type": it.type }, title);
+        return s("circle", { class: `m-${k}`, cx, cy: y, r: 7, "data-type": it.type }, title);
+      }),
+    ]),
+  );
+}
+
+export async function render(main, _params, ctx) {
+  const hours = Number(ctx.query.get("hours") || 12);
+  let data;
+  try {
+    data = await get(`/api/v1/overview/night?hours=${hours}`);
+  } catch (err) {
+    main.replaceChildren(h("p", { class: "notice error", text: t("error", { msg: describe(err) }) }));
+    return;
+  }
+  const ck = data.checkins;
+  main.replaceChildren(
+    h("div", { class: "page-head" }, h("h1", { text: t("overview_title") }), h("span", { class: "count", text: `${fmtHM(data.since)}–${fmtHM(data.until)} · ${t("total", { n: data.total })}` })),
+    h("h2", { text: t("figures") }),
+    h(
+      "div",
+      { class: "figures", id: "figures" },
+      h("div", { class: "card" }, h("h3", { text: t("ack_time") }), h("div", { class: "figure", id: "fig-ack", text: `${t("p50")} ${secs(data.ack_s.p50)}` }), h("div", { text: `${t("p90")} ${secs(data.ack_s.p90)} (n=${data.ack_s.n})` })),
+      h("div", { class: "card" }, h("h3", { text: t("onsite_time") }), h("div", { class: "figure", id: "fig-onsite", text: `${t("p50")} ${secs(data.on_site_s.p50)}` }), h("div", { text: `${t("p90")} ${secs(data.on_site_s.p90)} (n=${data.on_site_s.n})` })),
+      h("div", { class: "card" }, h("h3", { text: t("checkins") }), h("div", { class: "figure", id: "fig-checkins", text: `${ck.done} ${t("ck_done")} · ${ck.missed} ${t("ck_missed")}` }), h("div", { text: `${ck.open} ${t("ck_open")} · ${ck.cancelled} ${t("ck_cancelled")}` })),
+    ),
+    h("h2", { text: t("by_type") }),
+    barChart("by-type", Object.entries(data.by_type).map(([k, v]) => [label("ty", k), v])),
+    h("h2", { text: t("timeline") }),
+    h("p", { class: "keys", text: `${t("legend")}: ${t("legend_text")}` }),
+    timeline(data),
+  );
+}

@@ -1,0 +1,11 @@
+"""Prometheus metrics of the receiver (served on /metrics)."""
+
+from prometheus_client import Counter, Gauge
+
+INTAKE_ITEMS = Counter("trygg_receiver_intake_items_total", "Items forwarded by the gateway", ["result"])
+TRANSITIONS = Counter("trygg_receiver_transitions_total", "Alarm lifecycle changes", ["action"])
+ESCALATIONS = Counter("trygg_receiver_escalations_total", "Alarms escalated", ["level"])
+NOTICES_SENT = Counter("trygg_receiver_device_notices_sent_total", "Notices published to devices")
+NOTICE_FAILURES = Counter("trygg_receiver_device_notice_failures_total", "Notice publishes that failed")
+REJECTED_REQUESTS = Counter("trygg_receiver_rejected_requests_total", "HTTP requests refused", ["reason"])
+LIVE_SUBSCRIBERS = Gauge("trygg_receiver_live_subscribers", "Browsers connected to the live feed")

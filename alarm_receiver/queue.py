@@ -1,0 +1,336 @@
+"""The patrol queue: idempotent intake, the alarm lifecycle, ordering and escalation. No HTTP here."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from alarm_receiver.models import AlarmEvent, DeviceNotice, QueueAlarm, User
+from alarm_receiver.schemas import IntakeAlarm, IntakeCancel, IntakeResolve, IntakeResult
+from trygg import audit
+from trygg.db import dialect_insert, utcnow
+
+
+class State(StrEnum):
+    NEW = "new"
+    ACKNOWLEDGED = "acknowledged"
+    ASSIGNED = "assigned"
+    ON_SITE = "on_site"
+    RESOLVED = "resolved"
+    CANCELLED = "cancelled"
+
+
+OPEN_STATES = (State.NEW, State.ACKNOWLEDGED, State.ASSIGNED, State.ON_SITE)
+# Due check-ins escalate by the gateway's own rule (not started within checkin_start_timeout_s -> patrol visit).
+OWN_ESCALATION_TYPES = ("checkin_due",)
+
+
+class Action(StrEnum):
+    ACKNOWLEDGE = "acknowledge"
+    ASSIGN = "assign"
+    ON_SITE = "on_site"
+    RESOLVE = "resolve"
+    CANCEL = "cancel"
+
+
+# action -> (states it may start from, state it leads to)
+TRANSITIONS: dict[Action, tuple[frozenset[State], State]] = {
+    Action.ACKNOWLEDGE: (frozenset({State.NEW}), State.ACKNOWLEDGED),
+    Action.ASSIGN: (frozenset({State.ACKNOWLEDGED, State.ASSIGNED}), State.ASSIGNED),
+    Action.ON_SITE: (frozenset({State.ASSIGNED}), State.ON_SITE),
+    Action.RESOLVE: (frozenset({State.ACKNOWLEDGED, State.ASSIGNED, State.ON_SITE}), State.RESOLVED),
+    Action.CANCEL: (frozenset({State.NEW, State.ACKNOWLEDGED, State.ASSIGNED}), State.CANCELLED),
+}
+
+
+class QueueError(Exception):
+    """A request the queue refuses; ``status`` is the HTTP status the API answers with."""
+
+    status = 409
+
+
+class NotFound(QueueError):
+    status = 404
+
+
+class Conflict(QueueError):
+    status = 409
+
+
+class Invalid(QueueError):
+    status = 422
+
+
+def _event(alarm: QueueAlarm, actor: str, action: str, frm: str | None, to: str | None, note: str | None) -> None:
+    alarm.events.append(AlarmEvent(actor=actor, action=action, from_state=frm, to_state=to, note=note))
+
+
+async def _log(
+    session: AsyncSession,
+    device_id: str,
+    alarm_id: str,
+    details: dict[str, object],
+    actor: str,
+    action: str,
+    **extra: object,
+) -> None:
+    """Every step of an alarm's handling also goes to the hash-chained supervision log (trygg/audit)."""
+    client_ref = details.get("client_ref")
+    await audit.append(
+        session,
+        actor=actor,
+        action=f"alarm.{action}",
+        client_ref=str(client_ref) if client_ref is not None else None,
+        subject=f"alarm:{device_id}/{alarm_id}",
+        details={k: v for k, v in extra.items() if v is not None},
+    )
+
+
+async def ingest(
+    session: AsyncSession, items: Sequence[IntakeAlarm | IntakeCancel | IntakeResolve]
+) -> tuple[list[IntakeResult], list[int]]:
+    """Store forwarded items once each. Returns per-item results and the ids of alarms that changed."""
+    insert = dialect_insert(session)
+    results: list[IntakeResult] = []
+    changed: list[int] = []
+    now = utcnow()
+    for item in items:
+        key = {"device_id": item.device_id, "alarm_id": item.alarm_id}
+        if isinstance(item, IntakeAlarm):
+            pk = await session.scalar(
+                insert(QueueAlarm)
+                .values(
+                    **key,
+                    type=item.type,
+                    priority=item.priority,
+                    state=State.NEW.value,
+                    escalation_level=0,
+                    is_test=item.is_test,
+                    device_ts=item.device_ts,
+                    stored_at=item.stored_at,
+                    received_at=now,
+                    updated_at=now,
+                    details=item.details,
+                )
+                .on_conflict_do_nothing(index_elements=["device_id", "alarm_id"])
+                .returning(QueueAlarm.id)
+            )
+            if pk is None:
+                results.append(IntakeResult(**key, result="duplicate"))
+                continue
+            session.add(AlarmEvent(alarm_pk=pk, actor="gateway", action="received", to_state=State.NEW.value))
+            await _log(
+                session,
+                item.device_id,
+                item.alarm_id,
+                item.details,
+                "gateway",
+                "received",
+                type=item.type,
+                priority=item.priority,
+                test=item.is_test or None,
+            )
+            if item.is_test:
+                # An installation test: the whole chain is proven, the patrol never sees it, the device hears
+                # "acknowledged" as it would for a real alarm.
+                await session.execute(
+                    update(QueueAlarm)
+                    .where(QueueAlarm.id == pk)
+                    .values(state=State.RESOLVED.value, outcome="installation test: chain confirmed")
+                )
+                session.add(
+                    AlarmEvent(
+                        alarm_pk=pk,
+                        actor="system",
+                        action="test_confirmed",
+                        from_state=State.NEW.value,
+                        to_state=State.RESOLVED.value,
+                        note="installation test, not shown to the patrol",
+                    )
+                )
+                session.add(DeviceNotice(device_id=item.device_id, alarm_id=item.alarm_id, status="acknowledged"))
+            results.append(IntakeResult(**key, result="created"))
+            changed.append(pk)
+        elif isinstance(item, IntakeResolve):
+            alarm = await _find(session, item.device_id, item.alarm_id)
+            if alarm is None:
+                results.append(IntakeResult(**key, result="unknown"))
+            elif alarm.state not in OPEN_STATES:
+                results.append(IntakeResult(**key, result="not_open"))
+            else:
+                _event(alarm, item.actor, "resolve", alarm.state, State.RESOLVED.value, f"outcome: {item.outcome}")
+                await _log(
+                    session, alarm.device_id, alarm.alarm_id, alarm.details, item.actor, "resolve", outcome=item.outcome
+                )
+                alarm.state = State.RESOLVED.value
+                alarm.outcome = item.outcome
+                alarm.updated_at = now
+                results.append(IntakeResult(**key, result="resolved"))
+                changed.append(alarm.id)
+        else:
+            alarm = await _find(session, item.device_id, item.alarm_id)
+            if alarm is None:
+                results.append(IntakeResult(**key, result="unknown"))
+            elif alarm.state == State.CANCELLED:
+                results.append(IntakeResult(**key, result="cancelled"))
+            elif State(alarm.state) not in TRANSITIONS[Action.CANCEL][0]:
+                # Too late to cancel (a patrol is on site or it is resolved): keep it, say so in its history.
+                _event(
+                    alarm,
+                    f"device:{item.device_id}",
+                    "cancel_refused",
+                    alarm.state,
+                    alarm.state,
+                    "device cancelled after the patrol was on site or the alarm was resolved",
+                )
+                results.append(IntakeResult(**key, result="not_cancellable"))
+                changed.append(alarm.id)
+            else:
+                _event(
+                    alarm,
+                    f"device:{item.device_id}",
+                    "cancel",
+                    alarm.state,
+                    State.CANCELLED.value,
+                    "cancelled on the device",
+                )
+                alarm.state = State.CANCELLED.value
+                alarm.updated_at = now
+                results.append(IntakeResult(**key, result="cancelled"))
+                changed.append(alarm.id)
+    await session.flush()
+    return results, changed
+
+
+async def _find(session: AsyncSession, device_id: str, alarm_id: str) -> QueueAlarm | None:
+    return await session.scalar(
+        select(QueueAlarm)
+        .where(QueueAlarm.device_id == device_id, QueueAlarm.alarm_id == alarm_id)
+        .options(selectinload(QueueAlarm.events))
+    )
+
+
+async def list_alarms(
+    session: AsyncSession,
+    *,
+    states: Sequence[str] | None = None,
+    min_priority: int | None = None,
+    device_id: str | None = None,
+    assigned_to: str | None = None,
+    limit: int = 500,
+) -> Sequence[QueueAlarm]:
+    """Operators' order: priority first (highest on top), then age (oldest first)."""
+    stmt = select(QueueAlarm).order_by(QueueAlarm.priority.desc(), QueueAlarm.stored_at, QueueAlarm.id)
+    if states:
+        stmt = stmt.where(QueueAlarm.state.in_(states))
+    if min_priority is not None:
+        stmt = stmt.where(QueueAlarm.priority >= min_priority)
+    if device_id is not None:
+        stmt = stmt.where(QueueAlarm.device_id == device_id)
+    if assigned_to is not None:
+        stmt = stmt.where(QueueAlarm.assigned_to == assigned_to)
+    return (await session.scalars(stmt.limit(limit))).all()
+
+
+async def get_alarm(session: AsyncSession, pk: int, *, for_update: bool = False) -> QueueAlarm:
+    stmt = select(QueueAlarm).where(QueueAlarm.id == pk).options(selectinload(QueueAlarm.events))
+    if for_update:
+        stmt = stmt.with_for_update()
+    alarm = await session.scalar(stmt)
+    if alarm is None:
+        raise NotFound(f"no alarm {pk}")
+    return alarm
+
+
+async def transition(
+    session: AsyncSession,
+    pk: int,
+    action: Action,
+    actor: str,
+    *,
+    note: str | None = None,
+    patrol: str | None = None,
+    outcome: str | None = None,
+) -> QueueAlarm:
+    alarm = await get_alarm(session, pk, for_update=True)
+    allowed, target = TRANSITIONS[action]
+    if State(alarm.state) not in allowed:
+        raise Conflict(f"cannot {action.value} an alarm that is {alarm.state}")
+    if action is Action.ASSIGN:
+        role = await session.scalar(select(User.role).where(User.username == patrol, User.disabled.is_(False)))
+        if role != "patrol":
+            raise Invalid(f"{patrol!r} is not a patrol")
+        alarm.assigned_to = patrol
+        note = f"assigned to {patrol}" + (f": {note}" if note else "")
+    if action is Action.RESOLVE:
+        alarm.outcome = outcome
+        note = f"outcome: {outcome}" + (f"; {note}" if note else "")
+    _event(alarm, actor, action.value, alarm.state, target.value, note)
+    await _log(
+        session,
+        alarm.device_id,
+        alarm.alarm_id,
+        alarm.details,
+        actor,
+        action.value,
+        from_state=alarm.state,
+        to_state=target.value,
+        note=note,
+    )
+    alarm.state = target.value
+    alarm.updated_at = utcnow()
+    if action is Action.ACKNOWLEDGE:
+        # Tell the device "help is coming", through the notice outbox (same transaction).
+        session.add(DeviceNotice(device_id=alarm.device_id, alarm_id=alarm.alarm_id, status="acknowledged"))
+    await session.flush()
+    return alarm
+
+
+async def add_note(session: AsyncSession, pk: int, actor: str, note: str) -> QueueAlarm:
+    alarm = await get_alarm(session, pk, for_update=True)
+    _event(alarm, actor, "note", alarm.state, alarm.state, note)
+    alarm.updated_at = utcnow()
+    await session.flush()
+    return alarm
+
+
+async def escalate_due(
+    session: AsyncSession, now: datetime, first_after_s: float, second_after_s: float
+) -> list[QueueAlarm]:
+    """Marks alarms still ``new`` past the first (level 1) or second (level 2) limit.
+
+    Returns the alarms it changed.
+    """
+    changed: list[QueueAlarm] = []
+    for level, after in ((2, second_after_s), (1, first_after_s)):
+        rows = await session.scalars(
+            select(QueueAlarm)
+            .where(
+                QueueAlarm.state == State.NEW.value,
+                QueueAlarm.type.not_in(OWN_ESCALATION_TYPES),
+                QueueAlarm.escalation_level < level,
+                QueueAlarm.stored_at <= now - timedelta(seconds=after),
+            )
+            .options(selectinload(QueueAlarm.events))
+        )
+        for alarm in rows:
+            if alarm in changed:
+                continue
+            alarm.escalation_level = level
+            alarm.updated_at = now
+            _event(
+                alarm,
+                "system",
+                "escalated",
+                alarm.state,
+                alarm.state,
+                f"level {level}: not acknowledged within {after:g} s",
+            )
+            changed.append(alarm)
+    await session.flush()
+    return changed
