@@ -1,0 +1,99 @@
+"""docker-compose.yml: well-formed, the five services, and the Trygg services run `trygg` subcommands."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPOSE = ROOT / "docker-compose.yml"
+TRYGG_COMMANDS = {"gateway": ["gateway"], "receiver": ["receiver"], "sim": ["sim", "run"]}
+
+
+def _compose() -> dict[str, Any]:
+    data = yaml.safe_load(COMPOSE.read_text())
+    assert isinstance(data, dict)
+    return data
+
+
+def _command(service: dict[str, Any]) -> list[str]:
+    command = service.get("command")
+    if isinstance(command, str):
+        return command.split()
+    assert isinstance(command, list), f"no command in {service}"
+    return [str(part) for part in command]
+
+
+def test_compose_has_the_five_services() -> None:
+    services = _compose()["services"]
+    assert {"mosquitto", "postgres", "gateway", "receiver", "sim"} <= set(services)
+    assert str(services["mosquitto"]["image"]).startswith("eclipse-mosquitto:2")
+    assert str(services["postgres"]["image"]).startswith("postgres:16")
+    assert any("./config/mosquitto" in str(v) for v in services["mosquitto"]["volumes"])
+
+
+def test_trygg_services_run_a_trygg_subcommand() -> None:
+    services = _compose()["services"]
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert 'ENTRYPOINT ["trygg"]' in dockerfile
+    for name, subcommand in TRYGG_COMMANDS.items():
+        service = services[name]
+        command = _command(service)
+        # Either `trygg ...` in full, or just the subcommand with the image's `trygg` entrypoint.
+        if command[:1] == ["trygg"]:
+            command = command[1:]
+        assert command[: len(subcommand)] == subcommand, f"{name}: {service.get('command')!r}"
+        assert service.get("build") or service.get("image") == "trygg:local"
+        env = service["environment"]
+        assert env["TRYGG_MQTT_URL"] == "mqtt://mosquitto:1883"
+        for key in ("TRYGG_GATEWAY_DATABASE_URL", "TRYGG_RECEIVER_DATABASE_URL"):
+            assert str(env[key]).startswith("postgresql+asyncpg://"), key
+        assert env["TRYGG_RECEIVER_URL"] == "http://receiver:8081"
+        assert "TRYGG_INTAKE_TOKEN" in env
+        assert "mosquitto" in service["depends_on"]
+
+
+def test_every_long_running_service_has_a_healthcheck() -> None:
+    services = _compose()["services"]
+    for name in ("mosquitto", "postgres", "gateway", "receiver"):
+        assert "test" in services[name].get("healthcheck", {}), name
+
+
+def test_docker_compose_config_is_valid() -> None:
+    docker = shutil.which("docker")
+    if docker is None:
+        pytest.skip("docker is not installed")
+    probe = subprocess.run([docker, "compose", "version"], capture_output=True, text=True, timeout=30)
+    if probe.returncode != 0:
+        pytest.skip(f"the docker compose plugin is missing: {(probe.stderr or probe.stdout).strip()}")
+    result = subprocess.run(
+        [docker, "compose", "-f", str(COMPOSE), "config", "-q"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_trygg_service_commands_exist_in_the_cli() -> None:
+    """Every command compose gives the image parses as a real `trygg` command line."""
+    from typer.testing import CliRunner
+
+    from trygg.cli import app
+
+    services = _compose()["services"]
+    runner = CliRunner()
+    for name, service in services.items():
+        if not (service.get("build") or service.get("image") == "trygg:local"):
+            continue
+        args = [str(a) for a in service["command"]]
+        if args[:1] == ["trygg"]:
+            args = args[1:]
+        result = runner.invoke(app, [*args, "--help"])
+        assert result.exit_code == 0, (name, args, result.output)

@@ -1,0 +1,186 @@
+"""The store logic on both databases: SQLite (default) and a real PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from alarm_receiver import queue
+from alarm_receiver.auth import Role, authenticate, create_user, issue_token, revoke_token, user_for_token
+from alarm_receiver.models import DeviceNotice
+from alarm_receiver.schemas import IntakeAlarm, IntakeCancel
+from devices import AlarmCancel, AlarmMessage, AlarmType, DeviceType
+from gateway.intake import IntakeItem, Outcome, store_batch
+from gateway.models import OutboxRow, StoredAlarm
+from gateway.registry import add_device, retire_device
+from trygg.db import create_engine, migrate, session_factory
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path}/store.db"
+    url: str = request.getfixturevalue("pg_fresh_url")
+    return url
+
+
+@pytest.fixture
+async def engine(db_url: str) -> AsyncIterator[AsyncEngine]:
+    eng = create_engine(db_url)
+    await migrate(eng)
+    await migrate(eng)  # idempotent
+    try:
+        yield eng
+    finally:
+        await eng.dispose()
+
+
+PRESSED_AT = "2026-11-23T02:30:00Z"
+
+
+def alarm(alarm_id: str, type_: AlarmType = AlarmType.FALL, ts: str = PRESSED_AT, **kw: object) -> AlarmMessage:
+    return AlarmMessage.model_validate_json(json.dumps({"alarm_id": alarm_id, "type": type_, "ts": ts, **kw}))
+
+
+async def test_intake_stores_once_with_outbox_and_refuses_what_it_must(engine: AsyncEngine) -> None:
+    sessions = session_factory(engine)
+    async with sessions.begin() as s:
+        await add_device(s, "p1", DeviceType.PENDANT)
+        await add_device(s, "gone", DeviceType.PENDANT)
+        await retire_device(s, "gone")
+    async with sessions.begin() as s:
+        outcomes = await store_batch(
+            s,
+            [
+                IntakeItem("p1", alarm("a1")),
+                IntakeItem("p1", alarm("a1")),  # the same alarm twice in one batch
+                IntakeItem("p1", alarm("a2", AlarmType.ASSISTANCE, priority=9)),
+                IntakeItem("nobody", alarm("x")),
+                IntakeItem("gone", alarm("y")),
+                IntakeItem("p1", AlarmCancel(alarm_id="nope", ts=datetime.now(UTC))),
+            ],
+        )
+    assert outcomes == [
+        Outcome.STORED,
+        Outcome.DUPLICATE,
+        Outcome.STORED,
+        Outcome.UNKNOWN_DEVICE,
+        Outcome.RETIRED_DEVICE,
+        Outcome.UNKNOWN_ALARM,
+    ]
+    async with sessions.begin() as s:
+        again = await store_batch(
+            s,
+            [
+                IntakeItem("p1", alarm("a1")),
+                IntakeItem("p1", AlarmCancel(alarm_id="a1", ts=datetime.now(UTC))),
+            ],
+        )
+        twice = await store_batch(s, [IntakeItem("p1", AlarmCancel(alarm_id="a1", ts=datetime.now(UTC)))])
+        reused = await store_batch(
+            s, [IntakeItem("p1", alarm("a2", AlarmType.FALL)), IntakeItem("p1", alarm("a2", ts="2026-11-23T03:00:00Z"))]
+        )
+    assert again == [Outcome.DUPLICATE, Outcome.CANCELLED]
+    assert twice == [Outcome.CANCEL_DUPLICATE]
+    assert reused == [Outcome.ALARM_ID_REUSED, Outcome.ALARM_ID_REUSED]  # a2 was an assistance alarm
+    async with sessions() as s:
+        rows = (await s.execute(select(OutboxRow.kind, OutboxRow.alarm_id).order_by(OutboxRow.id))).all()
+        assert [tuple(r) for r in rows] == [("alarm", "a1"), ("alarm", "a2"), ("cancel", "a1")]
+        a2 = await s.get(StoredAlarm, ("p1", "a2"))
+        assert a2 is not None and a2.priority == 9 and a2.device_ts.tzinfo is not None
+        a1 = await s.get(StoredAlarm, ("p1", "a1"))
+        assert a1 is not None and a1.priority == 8  # fall default
+
+
+def intake_alarm(device_id: str, alarm_id: str, priority: int, age_s: float = 0) -> IntakeAlarm:
+    t = datetime.now(UTC) - timedelta(seconds=age_s)
+    return IntakeAlarm(
+        kind="alarm",
+        device_id=device_id,
+        alarm_id=alarm_id,
+        type="fall",
+        priority=priority,
+        device_ts=t,
+        stored_at=t,
+    )
+
+
+async def test_receiver_queue_idempotent_ordered_lifecycle_and_escalation(engine: AsyncEngine) -> None:
+    sessions = session_factory(engine)
+    async with sessions.begin() as s:
+        await create_user(s, "car1", "pw-long-enough", Role.PATROL)
+        results, changed = await queue.ingest(
+            s,
+            [
+                intake_alarm("d1", "low", 3, age_s=100),
+                intake_alarm("d1", "high-new", 8, age_s=10),
+                intake_alarm("d2", "high-old", 8, age_s=200),
+            ],
+        )
+    assert [r.result for r in results] == ["created"] * 3 and len(changed) == 3
+    async with sessions.begin() as s:
+        results, changed = await queue.ingest(s, [intake_alarm("d1", "low", 3)])
+    assert [r.result for r in results] == ["duplicate"] and changed == []
+
+    async with sessions() as s:
+        order = [a.alarm_id for a in await queue.list_alarms(s)]
+    assert order == ["high-old", "high-new", "low"]
+
+    async with sessions.begin() as s:
+        escalated = await queue.escalate_due(s, datetime.now(UTC), 60, 180)
+    assert {(a.alarm_id, a.escalation_level) for a in escalated} == {("high-old", 2), ("low", 1)}
+    async with sessions.begin() as s:
+        assert await queue.escalate_due(s, datetime.now(UTC), 60, 180) == []
+
+    async with sessions() as s:
+        pk = {a.alarm_id: a.id for a in await queue.list_alarms(s)}
+    async with sessions.begin() as s:
+        await queue.transition(s, pk["high-new"], queue.Action.ACKNOWLEDGE, "op", note="on it")
+        await queue.transition(s, pk["high-new"], queue.Action.ASSIGN, "op", patrol="car1")
+        with pytest.raises(queue.Conflict):
+            await queue.transition(s, pk["high-new"], queue.Action.ACKNOWLEDGE, "op")
+        with pytest.raises(queue.Invalid):
+            await queue.transition(s, pk["high-new"], queue.Action.ASSIGN, "op", patrol="op")
+    async with sessions.begin() as s:
+        await queue.transition(s, pk["high-new"], queue.Action.ON_SITE, "car1")
+        results, _ = await queue.ingest(
+            s,
+            [IntakeCancel(kind="cancel", device_id="d1", alarm_id="high-new", cancelled_at=datetime.now(UTC))],
+        )
+        assert [r.result for r in results] == ["not_cancellable"]
+        done = await queue.transition(s, pk["high-new"], queue.Action.RESOLVE, "car1", outcome="fine")
+        assert [e.action for e in done.events] == [
+            "received",
+            "acknowledge",
+            "assign",
+            "on_site",
+            "cancel_refused",
+            "resolve",
+        ]
+    async with sessions() as s:
+        notices = (await s.scalars(select(DeviceNotice))).all()
+        assert [(n.device_id, n.alarm_id, n.status) for n in notices] == [("d1", "high-new", "acknowledged")]
+        assert await s.scalar(select(func.count()).select_from(DeviceNotice)) == 1
+
+
+async def test_tokens_expire_and_revoke(engine: AsyncEngine) -> None:
+    sessions = session_factory(engine)
+    async with sessions.begin() as s:
+        user = await create_user(s, "op", "pw-long-enough", Role.OPERATOR)
+        assert await authenticate(s, "op", "wrong") is None
+        assert await authenticate(s, "nobody", "pw-long-enough") is None
+        assert (await authenticate(s, "op", "pw-long-enough")) is not None
+        token, _ = await issue_token(s, user, ttl_s=3600)
+        expired, _ = await issue_token(s, user, ttl_s=-1)
+    async with sessions.begin() as s:
+        assert (await user_for_token(s, token)) is not None
+        assert await user_for_token(s, expired) is None
+        await revoke_token(s, token)
+    async with sessions() as s:
+        assert await user_for_token(s, token) is None
