@@ -1,0 +1,1 @@
+"""Benchmarks for Trygg: alarm latency end to end, and the MQTT client ceiling. See bench/README.md."""
