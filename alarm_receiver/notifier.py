@@ -1,13 +1,16 @@
 """Publishes notices owed to devices (``acknowledged``: help is coming) from the notice outbox.
 
-A notice is marked sent once handed to a connected MQTT client; gmqtt keeps QoS 1 messages until their
-PUBACK and resends them after a reconnect. While the broker is unreachable the notices wait in the table.
+A notice is marked sent only when the broker's PUBACK for it has arrived (``trygg.mqtt.PubackTracker``).
+Until then it stays unsent in the table: a receiver killed between publish and PUBACK, or a reconnect
+that drops the in-flight message, sends it again. A device may therefore hear the same notice twice
+(the contract says to ignore repeats); it never hears none. While the broker is unreachable the notices
+wait in the table.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import functools
 
 import structlog
 from sqlalchemy import select, update
@@ -24,16 +27,28 @@ log = structlog.get_logger(__name__)
 
 class DeviceNotifier:
     def __init__(
-        self, sessions: async_sessionmaker[AsyncSession], client: Any, topics: Topics, wake: asyncio.Event
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        client: object,
+        tracker: mqtt.PubackTracker,
+        topics: Topics,
+        wake: asyncio.Event,
     ) -> None:
         self._sessions = sessions
         self._client = client
+        self._tracker = tracker
         self._topics = topics
         self._wake = wake
         self._task: asyncio.Task[None] | None = None
+        self._in_flight: set[int] = set()  # published, PUBACK not yet seen
+        self._confirmed: list[int] = []  # PUBACK seen, not yet marked sent in the table
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="device-notifier")
+
+    def in_flight(self, notice_id: int) -> bool:
+        """Published and waiting for the broker's PUBACK."""
+        return notice_id in self._in_flight
 
     async def stop(self) -> None:
         if self._task:
@@ -44,6 +59,7 @@ class DeviceNotifier:
         while True:
             self._wake.clear()
             try:
+                await self._mark_confirmed()
                 sent = await self._send_pending()
             except asyncio.CancelledError:
                 raise
@@ -57,31 +73,57 @@ class DeviceNotifier:
                 except TimeoutError:
                     pass
 
+    async def _mark_confirmed(self) -> None:
+        confirmed, self._confirmed = self._confirmed, []
+        if not confirmed:
+            return
+        try:
+            async with self._sessions.begin() as session:
+                await session.execute(
+                    update(DeviceNotice).where(DeviceNotice.id.in_(confirmed)).values(sent_at=utcnow())
+                )
+        except BaseException:
+            self._confirmed.extend(confirmed)
+            raise
+        self._in_flight.difference_update(confirmed)
+        metrics.NOTICES_SENT.inc(len(confirmed))
+
+    def _on_puback(self, notice: DeviceNotice, fut: asyncio.Future[None]) -> None:
+        if fut.cancelled() or fut.exception() is not None:
+            self._in_flight.discard(notice.id)  # dropped before its PUBACK: the next round sends it again
+            metrics.NOTICE_FAILURES.inc()
+            log.warning(
+                "device notice not confirmed, will resend",
+                device_id=notice.device_id,
+                alarm_id=notice.alarm_id,
+                error="cancelled" if fut.cancelled() else str(fut.exception()),
+            )
+        else:
+            self._confirmed.append(notice.id)
+            log.info("device told", device_id=notice.device_id, alarm_id=notice.alarm_id, status=notice.status)
+        self._wake.set()
+
     async def _send_pending(self) -> int:
         if not mqtt.is_connected(self._client):
             return 0
+        query = select(DeviceNotice).where(DeviceNotice.sent_at.is_(None)).order_by(DeviceNotice.id).limit(200)
+        if self._in_flight:
+            query = query.where(DeviceNotice.id.not_in(self._in_flight))
         async with self._sessions() as session:
-            notices = (
-                await session.scalars(
-                    select(DeviceNotice).where(DeviceNotice.sent_at.is_(None)).order_by(DeviceNotice.id).limit(200)
-                )
-            ).all()
-        sent_ids: list[int] = []
+            notices = (await session.scalars(query)).all()
+        sent = 0
         for notice in notices:
             ack = AlarmAck(alarm_id=notice.alarm_id, status=AckStatus(notice.status))
             topic = self._topics.device(notice.device_id, DeviceTopic.ALARM_ACK)
             try:
-                self._client.publish(topic, ack.model_dump_json(exclude_none=True).encode(), qos=1)
+                fut = self._tracker.publish_confirmed(
+                    self._client, topic, ack.model_dump_json(exclude_none=True).encode()
+                )
             except Exception as exc:
                 metrics.NOTICE_FAILURES.inc()
                 log.error("device notice publish failed", device_id=notice.device_id, error=str(exc))
                 break
-            sent_ids.append(notice.id)
-            log.info("device told", device_id=notice.device_id, alarm_id=notice.alarm_id, status=notice.status)
-        if sent_ids:
-            async with self._sessions.begin() as session:
-                await session.execute(
-                    update(DeviceNotice).where(DeviceNotice.id.in_(sent_ids)).values(sent_at=utcnow())
-                )
-            metrics.NOTICES_SENT.inc(len(sent_ids))
-        return len(sent_ids)
+            self._in_flight.add(notice.id)
+            fut.add_done_callback(functools.partial(self._on_puback, notice))
+            sent += 1
+        return sent

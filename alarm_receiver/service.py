@@ -33,8 +33,11 @@ class Receiver:
         self.sessions = session_factory(self.engine)
         self.live = LiveFeed()
         self.notice_wake = asyncio.Event()
-        self.client: Any = mqtt.make_client(settings.receiver_client_id, persistent=False)
-        self.notifier = DeviceNotifier(self.sessions, self.client, Topics(settings.topic_root), self.notice_wake)
+        self.puback = mqtt.PubackTracker()  # notices are marked sent on the broker's PUBACK
+        self.client: Any = mqtt.make_client(settings.receiver_client_id, persistent=False, tracker=self.puback)
+        self.notifier = DeviceNotifier(
+            self.sessions, self.client, self.puback, Topics(settings.topic_root), self.notice_wake
+        )
         self.escalator = Escalator(
             self.sessions,
             first_after_s=settings.escalate_first_s,

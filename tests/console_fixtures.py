@@ -9,11 +9,9 @@ Import in a test module with ``from tests.console_fixtures import ...  # noqa: F
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -29,7 +27,7 @@ from gateway.checkin.media import CameraRelayFeature
 from gateway.registry import add_device
 from gateway.service import Gateway
 from tests.broker import Broker
-from tests.harness import create_user, make_settings, prepare_stores, running_gateway, running_receiver
+from tests.harness import create_user, eventually, make_settings, prepare_stores, running_gateway, running_receiver
 from trygg.db import engine_scope, session_factory
 from trygg.settings import Settings
 from trygg.webrtc import use_host_addresses
@@ -185,16 +183,6 @@ async def screenshot(page: Page, name: str) -> Path:
     path = SCREENSHOTS / f"{name}.png"
     await page.screenshot(path=str(path))
     return path
-
-
-async def eventually(check: Any, timeout: float = 5.0, interval: float = 0.05) -> Any:
-    """Await ``check()`` until it returns something truthy."""
-    async with asyncio.timeout(timeout):
-        while True:
-            got = await check()
-            if got:
-                return got
-            await asyncio.sleep(interval)
 
 
 __all__ = [

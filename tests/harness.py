@@ -248,3 +248,13 @@ class RawDevice:
                 ack = await self.acks.get()
                 if all(ack.get(k) == v for k, v in match.items()):
                     return ack
+
+
+async def eventually(check: Any, timeout: float = 5.0, interval: float = 0.05) -> Any:
+    """Await ``check()`` until it returns something truthy (polling state that has no event to wait on)."""
+    async with asyncio.timeout(timeout):
+        while True:
+            got = await check()
+            if got:
+                return got
+            await asyncio.sleep(interval)

@@ -13,6 +13,7 @@ from urllib.parse import unquote, urlsplit
 
 import gmqtt  # type: ignore[import-untyped,unused-ignore]
 from gmqtt.mqtt.constants import MQTTv50, MQTTv311  # type: ignore[import-untyped,unused-ignore]
+from gmqtt.storage import PersistentStorage  # type: ignore[import-untyped,unused-ignore]
 
 # (client, topic, payload, qos, properties) -> PUBACK reason code (0 = success). gmqtt sends the
 # QoS 1 PUBACK when this coroutine returns.
@@ -51,6 +52,53 @@ class Will:
     retain: bool = True
 
 
+class PublishNotDelivered(ConnectionError):
+    """A QoS 1 message was dropped before its PUBACK: the broker had no session to resume."""
+
+
+class PubackTracker(PersistentStorage):  # type: ignore[misc,unused-ignore]
+    """gmqtt's store of in-flight QoS 1 messages, which also says when each one's PUBACK arrived.
+
+    gmqtt's ``publish`` returns nothing and its PUBACK handling has no callback; the store is the one
+    place it hands over both ends (``push_message`` when sent, ``remove_message_by_mid`` on PUBACK) and
+    it is a constructor argument of ``gmqtt.Client``. ``publish_confirmed`` gives a future that completes
+    on the PUBACK and fails when the in-flight store is cleared (a reconnect without a session), so a
+    caller can keep a message "unsent" in its own outbox until the broker has it.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._last_mid: int | None = None
+        self._waiting: dict[int, asyncio.Future[None]] = {}
+
+    def push_message(self, mid: int, raw_package: bytes) -> None:
+        super().push_message(mid, raw_package)
+        self._last_mid = mid
+
+    def remove_message_by_mid(self, mid: int) -> None:
+        super().remove_message_by_mid(mid)
+        fut = self._waiting.pop(mid, None)
+        if fut is not None and not fut.done():
+            fut.set_result(None)
+
+    def clear(self) -> None:
+        super().clear()
+        waiting, self._waiting = self._waiting, {}
+        for fut in waiting.values():
+            if not fut.done():
+                fut.set_exception(PublishNotDelivered("in-flight message dropped on reconnect"))
+
+    def publish_confirmed(self, client: Any, topic: str, payload: bytes) -> asyncio.Future[None]:
+        """Publish at QoS 1 through ``client`` (made with this tracker); the future completes on PUBACK."""
+        self._last_mid = None
+        client.publish(topic, payload, qos=1)
+        if self._last_mid is None:
+            raise RuntimeError("the client does not use this PubackTracker")
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting[self._last_mid] = fut
+        return fut
+
+
 def make_client(
     client_id: str,
     *,
@@ -59,9 +107,13 @@ def make_client(
     on_message: MessageHandler | None = None,
     will: Will | None = None,
     reconnect_delay_s: float = 1.0,
+    tracker: PubackTracker | None = None,
 ) -> Any:
-    """A gmqtt client that reconnects forever. ``persistent`` keeps the broker session (clean start off)."""
+    """A gmqtt client that reconnects forever. ``persistent`` keeps the broker session (clean start off);
+    ``tracker`` lets ``tracker.publish_confirmed`` wait for the broker's PUBACK."""
     kwargs: dict[str, Any] = {}
+    if tracker is not None:
+        kwargs["persistent_storage"] = tracker
     if persistent:
         kwargs["session_expiry_interval"] = session_expiry_s
     if will is not None:
