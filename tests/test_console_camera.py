@@ -87,6 +87,7 @@ async def test_camera_checkin_from_the_console(console_system: ConsoleSystem, br
     await page.wait_for_selector("#start-look")
     terms = await page.inner_text("#main")
     assert "10 s" in terms and "suddigt" in terms and "Bertil" in terms
+    assert "planerad tillsyn" in terms and "att göra" in terms and "brukaren" in terms  # values in Swedish too
 
     await page.click("#start-look")
     await page.wait_for_function("() => document.getElementById('video').videoWidth > 0", timeout=5000)

@@ -101,6 +101,13 @@ async def test_shell_csp_roles_logout_expiry_language(console_system: ConsoleSys
     await page.wait_for_selector("h1:text('Alarm queue')")
     await page.click("#lang")
     await page.wait_for_selector("h1:text('Larmkö')")
+    # every text exists in both languages
+    missing = await page.evaluate(
+        """async () => { const { dictionaries: d } = await import('/console/i18n.js');
+           const sv = Object.keys(d.sv), en = Object.keys(d.en);
+           return { sv: en.filter((k) => !sv.includes(k)), en: sv.filter((k) => !en.includes(k)) }; }"""
+    )
+    assert missing == {"sv": [], "en": []}
     assert not errors.csp(), errors.messages
     await page.close()
 

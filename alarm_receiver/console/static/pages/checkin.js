@@ -145,15 +145,15 @@ export async function render(main, params, ctx) {
   const terms = dl([
     [t("client"), ck.client_ref],
     [t("camera"), ck.camera_id],
-    [t("kind"), ck.kind],
+    [t("kind"), label("ckkind", ck.kind)],
     [t("due"), fmtDateTime(ck.due_at)],
-    [t("state"), ck.state],
+    [t("state"), label("ckstate", ck.state)],
     [t("privacy"), label("priv", consent.privacy)],
     [t("window"), `${consent.window_start}–${consent.window_end}`],
     [t("times"), consent.times.join(", ")],
     [t("max_look"), `${consent.max_look_s} s`],
     [t("audio"), consent.audio ? t("yes") : t("no")],
-    [t("consented_by"), consent.consented_by.map((p) => `${p.name} (${p.role})`).join(", ")],
+    [t("consented_by"), consent.consented_by.map((p) => `${p.name} (${label("person", p.role)})`).join(", ")],
     [t("basis"), consent.basis],
   ]);
   main.replaceChildren(

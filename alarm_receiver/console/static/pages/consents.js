@@ -138,7 +138,7 @@ export async function render(main, _params, ctx) {
               h("td", { class: "c-times", text: c.times.join(", ") }),
               h("td", { class: "c-max", text: `${c.max_look_s} s` }),
               h("td", { class: "c-privacy", text: label("priv", c.privacy) }),
-              h("td", { text: c.consented_by.map((p) => `${p.name} (${p.role})`).join(", ") }),
+              h("td", { text: c.consented_by.map((p) => `${p.name} (${label("person", p.role)})`).join(", ") }),
               h("td", { class: "c-state", text: active ? t("active") : `${t("withdrawn")} ${fmtDateTime(c.withdrawn_at)}` }),
               h("td", {}, buttons),
             );
