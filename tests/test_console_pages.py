@@ -4,6 +4,8 @@ overview. Saves screenshots to docs/screenshots/."""
 
 from __future__ import annotations
 
+from datetime import date, timedelta
+
 import httpx
 import pytest
 from playwright.async_api import BrowserContext
@@ -213,5 +215,19 @@ async def test_technician_consents_log_overview(console_system: ConsoleSystem, b
     await page.wait_for_selector("#by-type rect")
     assert "assistance" not in (await page.inner_text("#figures"))
     await screenshot(page, "overview")
+    # choose a night: the one before the current, then a date typed in, then back to the last hours
+    current = await page.input_value("#night-date")
+    await page.click("#night-prev")
+    await page.wait_for_selector("h1:text('Natten från')")
+    before = (date.fromisoformat(current) - timedelta(days=1)).isoformat()
+    assert page.url.endswith(f"#/overview?night={before}")
+    assert await page.input_value("#night-date") == before
+    await page.wait_for_selector("#timeline")
+    await page.fill("#night-date", "2026-03-28")
+    await page.wait_for_selector("h1:text('Natten från 2026-03-28')")
+    assert (await page.inner_text("#period")).startswith("2026-03-28 20:00:00\u201308:00")  # Stockholm time
+    await page.click("#night-latest")
+    await page.wait_for_selector("h1:text('Nattöversikt')")
+    assert await page.is_disabled("#night-latest")
     assert not errors.csp(), errors.messages
     await page.close()

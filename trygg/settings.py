@@ -6,9 +6,11 @@ Every setting is documented in docs/configuration.md.
 """
 
 import os
+from datetime import time
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import (
@@ -72,6 +74,9 @@ class Settings(BaseSettings):
     escalate_first_s: float = Field(60.0, gt=0)
     escalate_second_s: float = Field(180.0, gt=0)
     token_ttl_s: int = Field(12 * 3600, ge=60)
+    # The night overview's nights (local time in `timezone`): from night_start to night_end the next morning.
+    night_start: time = time(20, 0)
+    night_end: time = time(8, 0)
 
     # --- simulated devices
     sim_outbox_dir: Path = Path("data/sim-outbox")
@@ -116,6 +121,12 @@ class Settings(BaseSettings):
             raise ValueError("sim_resend_max_s must be at least sim_resend_min_s")
         if self.escalate_second_s <= self.escalate_first_s:
             raise ValueError("escalate_second_s must be later than escalate_first_s")
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"timezone {self.timezone!r} is not an IANA time zone name") from None
+        if self.night_start == self.night_end:
+            raise ValueError("night_start and night_end must differ")
         return self
 
     @classmethod

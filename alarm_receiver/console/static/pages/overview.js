@@ -1,7 +1,7 @@
 // The night overview: a timeline per client and the shift's figures, drawn as SVG in the page (no library).
 import { describe, get } from "../api.js";
 import { label, t } from "../i18n.js";
-import { fmtHM, h, s } from "../ui.js";
+import { fmtDateTime, fmtHM, h, s, stockholmDate } from "../ui.js";
 import { TASKS, TECHNICAL } from "./common.js";
 
 const kind = (type) => (TASKS.has(type) ? "task" : TECHNICAL.has(type) ? "technical" : "alarm");
@@ -56,18 +56,56 @@ function timeline(data) {
   );
 }
 
+// YYYY-MM-DD plus n days (calendar arithmetic in UTC: no daylight-saving edge can move the date).
+function addDays(day, n) {
+  const d = new Date(`${day}T12:00:00Z`);
+  d.setUTCDate(d.getUTCDate() + n);
+  return d.toISOString().slice(0, 10);
+}
+
+// Choose a night (the local date on which it began), step to the one before or after, or go back to the last hours.
+function nightPicker(night, hours) {
+  const go = (n) => {
+    location.hash = n ? `#/overview?night=${n}` : "#/overview";
+  };
+  const current = night || stockholmDate(new Date(Date.now() - 12 * 3600 * 1000));
+  const input = h("input", { type: "date", id: "night-date", value: current, max: stockholmDate(new Date()) });
+  input.addEventListener("change", () => input.value && go(input.value));
+  const btn = (id, text, onClick, attrs = {}) => {
+    const b = h("button", { class: "btn small", type: "button", id, text, ...attrs });
+    b.addEventListener("click", onClick);
+    return b;
+  };
+  return h(
+    "div",
+    { class: "toolbar", id: "night-picker" },
+    btn("night-prev", `‹ ${t("night_prev")}`, () => go(addDays(current, -1))),
+    h("label", { class: "field inline" }, h("span", { text: t("night_of") }), input),
+    btn("night-next", `${t("night_next")} ›`, () => go(addDays(current, 1)), night && night >= stockholmDate(new Date()) ? { disabled: true } : {}),
+    btn("night-latest", t("last_hours", { n: hours }), () => go(null), night ? {} : { disabled: true }),
+  );
+}
+
 export async function render(main, _params, ctx) {
   const hours = Number(ctx.query.get("hours") || 12);
+  const nightParam = ctx.query.get("night");
+  const night = nightParam && /^\d{4}-\d{2}-\d{2}$/.test(nightParam) ? nightParam : null;
   let data;
   try {
-    data = await get(`/api/v1/overview/night?hours=${hours}`);
+    data = await get(night ? `/api/v1/overview/night?night=${night}` : `/api/v1/overview/night?hours=${hours}`);
   } catch (err) {
-    main.replaceChildren(h("p", { class: "notice error", text: t("error", { msg: describe(err) }) }));
+    main.replaceChildren(nightPicker(night, hours), h("p", { class: "notice error", text: t("error", { msg: describe(err) }) }));
     return;
   }
   const ck = data.checkins;
   main.replaceChildren(
-    h("div", { class: "page-head" }, h("h1", { text: t("overview_title") }), h("span", { class: "count", text: `${fmtHM(data.since)}–${fmtHM(data.until)} · ${t("total", { n: data.total })}` })),
+    h(
+      "div",
+      { class: "page-head" },
+      h("h1", { text: night ? t("overview_night", { night }) : t("overview_title") }),
+      h("span", { class: "count", id: "period", text: `${night ? fmtDateTime(data.since) : fmtHM(data.since)}–${fmtHM(data.until)} · ${t("total", { n: data.total })}` }),
+    ),
+    nightPicker(night, hours),
     h("h2", { text: t("figures") }),
     h(
       "div",
