@@ -19,8 +19,10 @@ Measured:
   (the click), t1 when ``track.recv()`` returns the first decoded frame. Target p95 <= 1 s.
 * **frame delay**: for every decoded frame, time ``track.recv()`` returned minus the capture stamp read from the
   frame: camera render -> VP8 encode -> gateway decode -> privacy filter -> VP8 encode -> operator decode.
-  Privacy ``full`` (the stamp does not survive ``blurred``, which is its point); one extra run with ``blurred``
-  shows what the filter costs in gateway CPU.
+  Privacy ``full``; then ``--privacy-k`` looks of the first size in each mode (``full``, ``blurred``,
+  ``silhouette``) back to back, to compare the gateway's CPU (the stamp survives the blur, not the silhouette).
+* **filter cost**: the privacy filter alone, per frame, in this process (YUV -> BGR -> filter -> YUV, as the relay
+  does), ``--filter-frames`` frames per size and mode.
 * **capacity**: for k = 1, 2, 4, 6, ... ``--max-parallel`` simultaneous looks per size: after all first frames and a
   ``--warmup`` of 2 s, ``--seconds`` of measurement: fps received per look, frame delay p50/p95/max, CPU of the
   gateway, the cameras, this process (the operators' decoders) and Mosquitto (100 % = one core), and the whole
@@ -34,6 +36,7 @@ import argparse
 import asyncio
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -47,10 +50,13 @@ from typing import Any
 import numpy as np
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
+from av import VideoFrame
 
 from bench._checkin_cameras import camera_id, now_us, parse_size, read_stamp, stamp_age_us
 from bench._common import latency_summary, machine, percentile, raise_nofile, table, write_json
+from firmware_sim.scene import Scenario, Scene
 from gateway.checkin.media import use_host_addresses
+from gateway.checkin.privacy import PrivacyMode, PrivacyState, apply_privacy
 from tests.broker import Broker, free_port, wait_port
 
 FPS = 15
@@ -338,6 +344,45 @@ def capacity_table(rows: list[dict[str, Any]]) -> str:
     )
 
 
+def filter_cost(sizes: list[tuple[int, int]], frames: int) -> list[dict[str, Any]]:
+    """The privacy filter's own cost per frame, in this process, as the relay runs it: decoded YUV frame ->
+    BGR -> filter -> YUV frame (``gateway.checkin.media``, then the encoder's own conversion), on the camera simulator's scene with a person
+    breathing in bed. No network, no codec: a steadier figure than the relay's CPU share under other load."""
+    out: list[dict[str, Any]] = []
+    for size in sizes:
+        scene = Scene(size)
+        source = [
+            VideoFrame.from_ndarray(scene.render(Scenario.IN_BED, i / FPS), format="bgr24").reformat(format="yuv420p")
+            for i in range(frames)
+        ]
+        for mode in PrivacyMode:
+            state = PrivacyState()
+            times: list[float] = []
+            for frame in source:
+                t0 = time.perf_counter()
+                if mode is not PrivacyMode.FULL:
+                    image = apply_privacy(frame.to_ndarray(format="bgr24"), mode, state)
+                    # the encoder takes yuv420p: the relay's BGR frame is converted back before VP8
+                    VideoFrame.from_ndarray(image, format="bgr24").reformat(format="yuv420p")
+                times.append((time.perf_counter() - t0) * 1000)
+            times.sort()
+            row = {
+                "size": f"{size[0]}x{size[1]}",
+                "privacy": mode.value,
+                "frames": frames,
+                "p50_ms": round(times[len(times) // 2], 2),
+                "p95_ms": round(times[int(len(times) * 0.95)], 2),
+                "core_pct_at_fps": round(statistics.fmean(times) * FPS / 10, 1),
+            }
+            out.append(row)
+            print(
+                f"filter {row['size']} {row['privacy']}: p50 {row['p50_ms']} ms p95 {row['p95_ms']} ms per frame, "
+                f"{row['core_pct_at_fps']} % of a core at {FPS} fps",
+                flush=True,
+            )
+    return out
+
+
 async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     sizes = [parse_size(s) for s in args.sizes.split(",")]
     raise_nofile()
@@ -403,12 +448,14 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                         break
             answers[f"{size[0]}x{size[1]}"] = best
 
-        blurred: list[dict[str, Any]] = []
-        if args.blurred_k > 0:
+        # The three privacy modes back to back at the same k and size, so their costs compare.
+        modes: list[dict[str, Any]] = []
+        if args.privacy_k > 0:
             size = sizes[0]
-            row = await parallel(port, meter, size, args.blurred_k, "blurred", args.seconds, args.warmup)
-            blurred.append(row)
-            print(capacity_table([row]).splitlines()[-1], flush=True)
+            for mode in ("full", "blurred", "silhouette"):
+                row = await parallel(port, meter, size, args.privacy_k, mode, args.seconds, args.warmup)
+                modes.append(row)
+                print(capacity_table([row]).splitlines()[-1], flush=True)
     finally:
         for child in reversed(children):
             child.stop()
@@ -431,7 +478,8 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         "idle_cpu_pct": idle_cpu,
         "first_frame": ttff,
         "capacity": rows,
-        "blurred": blurred,
+        "privacy_modes": modes,
+        "filter_cost": filter_cost(sizes, args.filter_frames) if args.filter_frames > 0 else [],
         "max_looks_p95_under_limit": answers,
     }
 
@@ -451,7 +499,12 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=2, help="seconds after the first frames, not measured")
     parser.add_argument("--limit-ms", type=float, default=250, help="frame delay p95 limit for the capacity answer")
     parser.add_argument("--stop-after", type=int, default=2, help="stop a size after this many k over the limit")
-    parser.add_argument("--blurred-k", type=int, default=4, help="looks in the 'blurred' run (0: skip it)")
+    parser.add_argument(
+        "--privacy-k", type=int, default=4, help="looks in each privacy-mode run, first size (0: skip them)"
+    )
+    parser.add_argument(
+        "--filter-frames", type=int, default=300, help="frames per size and mode for the filter's own cost (0: skip)"
+    )
     parser.add_argument("--out", type=Path, default=Path("bench/results/checkin.json"))
     parser.add_argument("--log-level", default="WARNING", help="of the gateway and camera processes")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs)")
@@ -480,7 +533,7 @@ def main() -> None:
         )
     )
     print(f"(ms; target p95 <= {TARGET_FIRST_FRAME_MS:.0f})\n")
-    print(capacity_table(result["capacity"] + result["blurred"]))
+    print(capacity_table(result["capacity"] + result["privacy_modes"]))
     print(f"\nidle CPU %: {result['idle_cpu_pct']}")
     print(f"largest k with frame delay p95 < {args.limit_ms:g} ms (and >= 80 % of {FPS} fps, all started):")
     for size, k in result["max_looks_p95_under_limit"].items():
