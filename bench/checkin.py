@@ -346,8 +346,9 @@ def capacity_table(rows: list[dict[str, Any]]) -> str:
 
 def filter_cost(sizes: list[tuple[int, int]], frames: int) -> list[dict[str, Any]]:
     """The privacy filter's own cost per frame, in this process, as the relay runs it: decoded YUV frame ->
-    BGR -> filter -> YUV frame (``gateway.checkin.media``, then the encoder's own conversion), on the camera simulator's scene with a person
-    breathing in bed. No network, no codec: a steadier figure than the relay's CPU share under other load."""
+    BGR -> filter -> YUV frame (``gateway.checkin.media``, then the encoder's own conversion), on the camera
+    simulator's scene with a person breathing in bed. No network, no codec: a steadier figure than the relay's
+    CPU share under other load."""
     out: list[dict[str, Any]] = []
     for size in sizes:
         scene = Scene(size)
