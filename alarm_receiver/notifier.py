@@ -24,6 +24,8 @@ from trygg.db import utcnow
 
 log = structlog.get_logger(__name__)
 
+MAX_IN_FLIGHT = 1000
+
 
 class DeviceNotifier:
     def __init__(
@@ -104,9 +106,11 @@ class DeviceNotifier:
         self._wake.set()
 
     async def _send_pending(self) -> int:
-        if not mqtt.is_connected(self._client):
+        # At most MAX_IN_FLIGHT awaiting their PUBACK (a paused broker must not pull the whole table into memory).
+        if not mqtt.is_connected(self._client) or len(self._in_flight) >= MAX_IN_FLIGHT:
             return 0
-        query = select(DeviceNotice).where(DeviceNotice.sent_at.is_(None)).order_by(DeviceNotice.id).limit(200)
+        room = min(200, MAX_IN_FLIGHT - len(self._in_flight))
+        query = select(DeviceNotice).where(DeviceNotice.sent_at.is_(None)).order_by(DeviceNotice.id).limit(room)
         if self._in_flight:
             query = query.where(DeviceNotice.id.not_in(self._in_flight))
         async with self._sessions() as session:
