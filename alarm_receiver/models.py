@@ -5,7 +5,8 @@ from datetime import datetime
 from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from trygg.db import Base, UtcDateTime, utcnow
+from alarm_receiver.db import Base
+from trygg.db import UtcDateTime, utcnow
 
 
 class QueueAlarm(Base):

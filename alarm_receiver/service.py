@@ -12,6 +12,7 @@ import structlog
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from alarm_receiver.db import migrate
 from alarm_receiver.escalation import Escalator
 from alarm_receiver.live import LiveFeed
 from alarm_receiver.models import QueueAlarm
@@ -19,7 +20,7 @@ from alarm_receiver.notifier import DeviceNotifier
 from alarm_receiver.schemas import AlarmOut
 from devices import Topics
 from trygg import mqtt
-from trygg.db import create_engine, migrate, session_factory
+from trygg.db import create_engine, session_factory
 from trygg.settings import Settings
 
 log = structlog.get_logger(__name__)

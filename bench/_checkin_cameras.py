@@ -25,7 +25,7 @@ import numpy as np
 
 from firmware_sim.camera import SimCamera
 from firmware_sim.scene import Scenario, Scene
-from tests.harness import make_settings
+from testing.harness import make_settings
 from trygg.logging import configure_logging
 
 COLUMNS = 16

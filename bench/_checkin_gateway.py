@@ -26,7 +26,7 @@ from typing import Any
 from gateway.checkin.media import CameraRelayFeature, LookError
 from gateway.checkin.privacy import PrivacyMode
 from gateway.service import Gateway
-from tests.harness import make_settings
+from testing.harness import make_settings
 from trygg.logging import configure_logging
 
 

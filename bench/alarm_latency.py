@@ -35,8 +35,8 @@ import httpx
 
 from bench._common import latency_summary, machine, raise_nofile, table, write_json
 from devices import DeviceType
-from tests.broker import Broker, wait_port
-from tests.harness import create_user, make_settings, prepare_stores, settings_env
+from testing.broker import Broker, wait_port
+from testing.harness import create_user, make_settings, prepare_stores, settings_env
 from trygg import mqtt
 from trygg.settings import Settings
 
@@ -75,7 +75,7 @@ class Timings:
 
 # --- services ------------------------------------------------------------------------------------------------
 class ServiceProcess:
-    """``python -m trygg.cli <name>`` with the bench's settings as TRYGG_* variables."""
+    """``python -m trygg_cli <name>`` with the bench's settings as TRYGG_* variables."""
 
     def __init__(self, name: str, settings: Settings, port: int, log_path: Path, log_level: str) -> None:
         self.name = name
@@ -84,7 +84,7 @@ class ServiceProcess:
         env["TRYGG_LOG_LEVEL"] = log_level
         self.log = log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "trygg.cli", name], env=env, stdout=self.log, stderr=self.log
+            [sys.executable, "-m", "trygg_cli", name], env=env, stdout=self.log, stderr=self.log
         )
 
     async def wait_ready(self) -> None:
@@ -109,7 +109,7 @@ async def start_services(
 ) -> dict[str, int]:
     """Starts receiver and gateway; returns the pids to account CPU to."""
     if mode == "inprocess":
-        from tests.harness import running_gateway, running_receiver
+        from testing.harness import running_gateway, running_receiver
 
         await stack.enter_async_context(running_receiver(settings))
         await stack.enter_async_context(running_gateway(settings))

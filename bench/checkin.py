@@ -57,7 +57,7 @@ from bench._common import latency_summary, machine, percentile, raise_nofile, ta
 from firmware_sim.scene import Scenario, Scene
 from gateway.checkin.media import use_host_addresses
 from gateway.checkin.privacy import PrivacyMode, PrivacyState, apply_privacy
-from tests.broker import Broker, free_port, wait_port
+from testing.broker import Broker, free_port, wait_port
 
 FPS = 15
 TARGET_FIRST_FRAME_MS = 1000.0

@@ -39,16 +39,18 @@ from typing import Any
 
 import httpx
 
+from alarm_receiver.db import migrate as migrate_receiver
 from bench._common import latency_summary, machine, table, write_json
 from bench.alarm_latency import ServiceProcess, cpu_seconds
 from bench.mqtt_clients import Case, subscriber
 from devices import DeviceType
 from firmware_sim.fleet import device_ids
 from firmware_sim.swarm import Swarm, _packet, _utf8, publish_packet, raise_nofile, rss_kb
+from gateway.db import migrate as migrate_gateway
 from gateway.registry import add_device
-from tests.broker import Broker
-from tests.harness import create_user, make_settings, settings_env
-from trygg.db import engine_scope, migrate, transaction
+from testing.broker import Broker
+from testing.harness import create_user, make_settings, settings_env
+from trygg.db import engine_scope, transaction
 from trygg.settings import Settings
 
 METRICS_TOKEN = "bench-metrics-token"
@@ -88,11 +90,11 @@ def tree(pid: int) -> list[int]:
 
 async def register(settings: Settings, ids: list[tuple[str, DeviceType]]) -> float:
     started = time.perf_counter()
-    async with transaction(settings.gateway_database_url) as session:
+    async with transaction(settings.gateway_database_url, migrate_gateway) as session:
         for device_id, device_type in ids:
             await add_device(session, device_id, device_type, exist_ok=True)
     async with engine_scope(settings.receiver_database_url) as engine:
-        await migrate(engine)
+        await migrate_receiver(engine)
     return time.perf_counter() - started
 
 
@@ -268,8 +270,9 @@ async def part_b(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         sim_log = workdir / "b" / "sim.log"
         cmd = [
             sys.executable,
-            "-c",
-            "from firmware_sim.cli import app; app()",
+            "-m",
+            "trygg_cli",
+            "sim",
             "run",
             "--lightweight",
             "--count",

@@ -27,7 +27,7 @@ from typing import Any
 
 from bench._common import machine, raise_nofile, table, write_json
 from firmware_sim.swarm import _packet, _utf8, publish_packet
-from tests.broker import Broker
+from testing.broker import Broker
 
 PAYLOAD_SIZE = 200
 CHUNK = 100

@@ -10,7 +10,8 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from trygg.db import Base, UtcDateTime, utcnow
+from gateway.db import Base
+from trygg.db import UtcDateTime, utcnow
 
 
 class DeviceCredential(Base):

@@ -5,7 +5,8 @@ from datetime import date, datetime
 from sqlalchemy import JSON, Date, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from trygg.db import Base, UtcDateTime, utcnow
+from gateway.db import Base
+from trygg.db import UtcDateTime, utcnow
 
 
 class Device(Base):

@@ -29,11 +29,12 @@ from devices import (
     parse_cancel,
 )
 from gateway import metrics
+from gateway.db import migrate
 from gateway.features import Feature, Subscription, default_features
 from gateway.forwarder import Forwarder
 from gateway.intake import IntakeItem, IntakeWriter, Outcome, Resolution
 from trygg import mqtt
-from trygg.db import create_engine, migrate, session_factory, utcnow
+from trygg.db import create_engine, session_factory, utcnow
 from trygg.settings import Settings
 
 log = structlog.get_logger(__name__)

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from tests.broker import Broker
+from testing.broker import Broker
 from tests.fixtures_pg import pg_admin_dsn, pg_url  # noqa: F401  (fixtures)
 from tests.pg import create_database, drop_database, unique_db_name, with_database
 

@@ -10,6 +10,7 @@ Import in a test module with ``from tests.console_fixtures import ...  # noqa: F
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,8 +27,8 @@ from gateway.checkin.feature import CheckinFeature
 from gateway.checkin.media import CameraRelayFeature
 from gateway.registry import add_device
 from gateway.service import Gateway
-from tests.broker import Broker
-from tests.harness import create_user, eventually, make_settings, prepare_stores, running_gateway, running_receiver
+from testing.broker import Broker
+from testing.harness import create_user, make_settings, prepare_stores, running_gateway, running_receiver
 from trygg.db import engine_scope, session_factory
 from trygg.settings import Settings
 from trygg.webrtc import use_host_addresses
@@ -128,9 +129,9 @@ async def console_system(tmp_path_factory: pytest.TempPathFactory) -> AsyncItera
         broker.stop()
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def browser(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[BrowserContext]:
-    profile = tmp_path_factory.mktemp("chromium-profile")
+@asynccontextmanager
+async def chromium(profile: Path, timezone_id: str = "Europe/Stockholm") -> AsyncIterator[BrowserContext]:
+    """Headless Chromium with a fresh profile, its clock in ``timezone_id``."""
     async with async_playwright() as pw:
         ctx = await pw.chromium.launch_persistent_context(
             user_data_dir=str(profile),
@@ -139,12 +140,18 @@ async def browser(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Bro
             args=CHROMIUM_FLAGS,
             viewport={"width": 1280, "height": 800},
             locale="sv-SE",
-            timezone_id="Europe/Stockholm",
+            timezone_id=timezone_id,
         )
         try:
             yield ctx
         finally:
             await ctx.close()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def browser(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[BrowserContext]:
+    async with chromium(tmp_path_factory.mktemp("chromium-profile")) as ctx:
+        yield ctx
 
 
 class PageErrors:
@@ -193,7 +200,6 @@ __all__ = [
     "PageErrors",
     "browser",
     "console_system",
-    "eventually",
     "log_in",
     "open_page",
     "screenshot",

@@ -8,8 +8,8 @@ from typing import Any
 
 from devices import DeviceType
 from gateway.models import Device
-from tests.broker import Broker
-from tests.harness import (
+from testing.broker import Broker
+from testing.harness import (
     Api,
     LiveFeedReader,
     RawDevice,

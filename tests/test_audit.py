@@ -9,12 +9,14 @@ from pathlib import Path
 from sqlalchemy import text
 
 from trygg import audit
-from trygg.db import engine_scope, migrate, session_factory, utcnow
+from trygg.audit.migrations import AUDIT_CHAIN
+from trygg.db import engine_scope, session_factory, utcnow
+from trygg.schema import migrate
 
 
 async def _exercise(url: str) -> None:
     async with engine_scope(url) as engine:
-        await migrate(engine)
+        await migrate(engine, AUDIT_CHAIN)
         sessions = session_factory(engine)
         async with sessions.begin() as s:
             assert await audit.verify(s) == audit.VerifyResult(ok=True, entries=0)

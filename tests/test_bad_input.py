@@ -14,8 +14,8 @@ from structlog.testing import capture_logs
 from devices import DeviceType
 from gateway import metrics
 from gateway.registry import retire_device
-from tests.broker import Broker
-from tests.harness import (
+from testing.broker import Broker
+from testing.harness import (
     Api,
     LiveFeedReader,
     RawDevice,

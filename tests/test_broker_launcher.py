@@ -11,7 +11,7 @@ import gmqtt  # type: ignore[import-untyped,unused-ignore]
 import pytest
 from gmqtt.mqtt.constants import MQTTv311  # type: ignore[import-untyped,unused-ignore]
 
-from tests.broker import free_port
+from testing.broker import free_port
 from trygg.broker import LocalBroker, find_mosquitto, mosquitto_config
 from trygg.mqtt import MqttEndpoint, connect, make_client
 

@@ -33,8 +33,8 @@ from firmware_sim.scene import Scene
 from gateway.checkin.media import CameraRelayFeature, LookEnded, LookError
 from gateway.checkin.privacy import PrivacyMode, PrivacyState, apply_privacy, high_frequency_energy
 from gateway.service import Gateway
-from tests.broker import Broker
-from tests.harness import make_settings
+from testing.broker import Broker
+from testing.harness import make_settings
 from trygg.settings import Settings
 from trygg.webrtc import use_host_addresses
 

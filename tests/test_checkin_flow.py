@@ -15,8 +15,8 @@ from gateway.checkin.feature import CheckinFeature
 from gateway.checkin.media import LookEnded
 from gateway.checkin.privacy import PrivacyMode
 from gateway.service import Gateway
-from tests.broker import Broker
-from tests.harness import Api, LiveFeedReader, create_user, make_settings, prepare_stores, running_receiver
+from testing.broker import Broker
+from testing.harness import Api, LiveFeedReader, create_user, make_settings, prepare_stores, running_receiver
 from trygg import audit
 from trygg.db import engine_scope, session_factory
 from trygg.serve import serving

@@ -23,8 +23,8 @@ from gateway.checkin.media import CameraRelayFeature, LookEnded
 from gateway.checkin.privacy import high_frequency_energy
 from gateway.models import Device
 from gateway.service import Gateway
-from tests.broker import Broker
-from tests.harness import Api, LiveFeedReader, RawDevice, create_user, make_settings, prepare_stores, running_receiver
+from testing.broker import Broker
+from testing.harness import Api, LiveFeedReader, RawDevice, create_user, make_settings, prepare_stores, running_receiver
 from trygg.db import engine_scope, session_factory
 from trygg.serve import serving
 from trygg.webrtc import use_host_addresses

@@ -103,7 +103,7 @@ def test_trygg_service_commands_exist_in_the_cli() -> None:
     """Every command compose gives the image parses as a real `trygg` command line."""
     from typer.testing import CliRunner
 
-    from trygg.cli import app
+    from trygg_cli.app import app
 
     services = _compose()["services"]
     runner = CliRunner()

@@ -11,12 +11,12 @@ from zoneinfo import ZoneInfo
 import pytest
 from playwright.async_api import BrowserContext
 
+from testing.wait import eventually
 from tests import console_fixtures
 from tests.console_fixtures import (
     CAMERA,
     ConsoleSystem,
     PageErrors,
-    eventually,
     log_in,
     open_page,
     screenshot,

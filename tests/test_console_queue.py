@@ -11,11 +11,10 @@ import pytest
 from playwright.async_api import BrowserContext
 
 from tests import console_fixtures
-from tests.console_fixtures import (  # noqa: F401  (fixtures)
+from tests.console_fixtures import (
     PENDANT,
     ConsoleSystem,
     PageErrors,
-    eventually,
     log_in,
     open_page,
     screenshot,

@@ -12,8 +12,8 @@ from sqlalchemy import func, select
 from devices import AckStatus, DeviceType
 from firmware_sim.device import SimDevice
 from gateway.models import OutboxRow
-from tests.broker import Broker
-from tests.harness import (
+from testing.broker import Broker
+from testing.harness import (
     Api,
     GatewayProcess,
     LiveFeedReader,

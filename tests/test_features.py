@@ -17,8 +17,8 @@ from gateway.api.deps import ApiUser, require_roles
 from gateway.features import Subscription
 from gateway.intake import Outcome
 from gateway.service import Gateway
-from tests.broker import Broker
-from tests.harness import Api, LiveFeedReader, RawDevice, create_user, make_settings, prepare_stores, running_receiver
+from testing.broker import Broker
+from testing.harness import Api, LiveFeedReader, RawDevice, create_user, make_settings, prepare_stores, running_receiver
 from trygg.serve import serving
 
 

@@ -25,9 +25,10 @@ from devices import (
     parse_cancel,
 )
 from firmware_sim import EntryKind, Fleet, Outbox, OutboxEntry, SimDevice, device_ids
-from firmware_sim.cli import guess_device_type, press_standalone
 from firmware_sim.control import press_via_control
-from tests.broker import Broker
+from firmware_sim.runner import guess_device_type, press_standalone
+from testing.broker import Broker
+from testing.wait import eventually
 from trygg.mqtt import MqttEndpoint
 from trygg.settings import Settings
 
@@ -100,8 +101,7 @@ class Gateway:
         return 0
 
     async def wait_until(self, predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-        async with asyncio.timeout(timeout), self._changed:
-            await self._changed.wait_for(predicate)
+        await eventually(predicate, timeout, changed=self._changed)
 
     async def wait_alarms(self, alarm_id: str, count: int, timeout: float = 10.0) -> None:
         await self.wait_until(lambda: len(self.alarms.get(alarm_id, [])) >= count, timeout)

@@ -17,8 +17,8 @@ from devices import AckStatus, DeviceType
 from firmware_sim.device import SimDevice
 from gateway.fleet.feature import FleetFeature
 from gateway.service import Gateway
-from tests.broker import Broker
-from tests.harness import (
+from testing.broker import Broker
+from testing.harness import (
     Api,
     LiveFeedReader,
     create_user,
@@ -27,6 +27,7 @@ from tests.harness import (
     running_gateway,
     running_receiver,
 )
+from testing.wait import eventually
 from trygg import mqtt
 from trygg.settings import Settings
 
@@ -52,7 +53,6 @@ class Fleet:
         self.last_beat: dict[str, float] = {}
         self.client: Any = None
         self._task: asyncio.Task[None] | None = None
-        self._beaten = asyncio.Event()
 
     def topic(self, device_id: str, kind: str) -> str:
         return f"{self.s.topic_root}/devices/{device_id}/{kind}"
@@ -89,14 +89,6 @@ class Fleet:
                 body["config_version"] = self.config_version[device_id]
             self.client.publish(self.topic(device_id, "heartbeat"), json.dumps(body).encode(), qos=0)
             self.last_beat[device_id] = time.monotonic()
-        self._beaten.set()
-
-    async def until(self, predicate: Callable[[], bool], timeout: float = 10) -> None:
-        """Wait, beat by beat, until ``predicate`` holds (e.g. the gateway sees the devices online)."""
-        async with asyncio.timeout(timeout):
-            while not predicate():
-                self._beaten.clear()
-                await self._beaten.wait()
 
     def status(self, device_id: str, text: str) -> None:
         self.client.publish(self.topic(device_id, "status"), text.encode(), qos=1, retain=True)
@@ -126,7 +118,7 @@ async def system(
 async def test_offline_within_deadline_then_online_resolves(broker: Broker, tmp_path: Path) -> None:
     async with system(tmp_path, broker, {"p1": DeviceType.PENDANT}) as (s, api, feed, fleet), running_gateway(s) as gw:
         fleet.alive.add("p1")
-        await fleet.until(online(gw, "p1"))
+        await eventually(online(gw, "p1"), 10)
         fleet.alive.discard("p1")
         silent_from = fleet.last_beat["p1"]
         alarm = await feed.next_alarm(type="device_offline", device_id="p1", timeout=10)
@@ -162,7 +154,7 @@ async def test_thirty_percent_silent_together_is_one_area_incident(broker: Broke
     ids = {f"d{i:02d}": DeviceType.PENDANT for i in range(10)}
     async with system(tmp_path, broker, ids) as (s, api, feed, fleet), running_gateway(s) as gw:
         fleet.alive.update(ids)
-        await fleet.until(online(gw, *ids))
+        await eventually(online(gw, *ids), 10)
         silent = {"d00", "d01", "d02", "d03"}
         fleet.alive.difference_update(silent)
         area = await feed.next_alarm(type="area_outage", timeout=10)
@@ -179,14 +171,14 @@ async def test_gateway_restart_keeps_supervision_state(broker: Broker, tmp_path:
     async with system(tmp_path, broker, devices, area_outage_min_devices=5) as (s, api, feed, fleet):
         fleet.alive.update(devices)
         async with running_gateway(s) as gw:
-            await fleet.until(online(gw, *devices))
+            await eventually(online(gw, *devices), 10)
         fleet.alive.discard("quiet")  # goes silent while the gateway is down
         async with running_gateway(s):
             alarm = await feed.next_alarm(type="device_offline", timeout=10)
             assert alarm["device_id"] == "quiet"
             # two more deadlines: the steady device, beating all along, must still not be declared offline
             passed = time.monotonic() + 2 * (s.heartbeat_interval_alarm_s + s.heartbeat_grace_s)
-            await fleet.until(lambda: time.monotonic() > passed)
+            await eventually(lambda: time.monotonic() > passed, 10)
         rows = await api.alarms(all_states="true")
         assert [r["device_id"] for r in rows if r["type"] == "device_offline"] == ["quiet"]
 
@@ -208,14 +200,11 @@ async def test_config_change_is_applied_and_reported(broker: Broker, tmp_path: P
             fleet.config_version["p1"] = config["version"]  # the device applies it and says so
             fleet.beat_now(["p1"])
 
-            async def applied() -> dict[str, Any]:
-                while True:
-                    detail = (await http.get(f"{base}/p1")).json()
-                    if detail["config"]["applied_at"]:
-                        return detail
-                    await asyncio.sleep(0.05)
+            async def applied() -> dict[str, Any] | None:
+                detail: dict[str, Any] = (await http.get(f"{base}/p1")).json()
+                return detail if detail["config"]["applied_at"] else None
 
-            detail = await asyncio.wait_for(applied(), 5)
+            detail = await eventually(applied, 5)
             assert detail["health"]["config_version"] == 1 and detail["health"]["heartbeat_interval_s"] == 120
             assert {"low_battery", "mains_lost", "at_risk_network"} <= set(detail["health"]["flags"])
             flagged = await http.get(base, params={"flag": ["low_battery", "at_risk_network"]})
@@ -250,19 +239,16 @@ async def test_installation_test_passes_and_fails(broker: Broker, tmp_path: Path
                 assert seen["is_test"] and seen["state"] == "resolved"
                 assert all(a["alarm_id"] != alarm_id for a in await api.alarms())  # not before the patrol
 
-                async def finished(device_id: str) -> dict[str, Any]:
-                    while True:
-                        tests = (await http.get(f"{base}/{device_id}/install-tests")).json()
-                        if tests and tests[0]["state"] in ("passed", "failed"):
-                            return dict(tests[0])
-                        await asyncio.sleep(0.05)
+                async def finished(device_id: str) -> dict[str, Any] | None:
+                    tests = (await http.get(f"{base}/{device_id}/install-tests")).json()
+                    return dict(tests[0]) if tests and tests[0]["state"] in ("passed", "failed") else None
 
-                passed = await asyncio.wait_for(finished("p1"), 10)
+                passed = await eventually(lambda: finished("p1"), 10)
                 assert passed["id"] == test_id and passed["state"] == "passed" and passed["alarm_id"] == alarm_id
                 assert passed["end_to_end_ms"] is not None and passed["end_to_end_ms"] < 5000
                 # a device that never presses within the window fails, saying where it stopped
                 r = await http.post(f"{base}/p2/install-test", json={"window_s": 1})
-                failed = await asyncio.wait_for(finished("p2"), 10)
+                failed = await eventually(lambda: finished("p2"), 10)
                 assert failed["state"] == "failed" and "no alarm from the device" in failed["detail"]
                 # the next real alarm of p1 is not a test any more
                 real = await device.press()

@@ -19,8 +19,9 @@ from sqlalchemy import select
 
 from alarm_receiver.models import DeviceNotice
 from alarm_receiver.service import Receiver
-from tests.broker import Broker
-from tests.harness import RawDevice, eventually, make_settings, prepare_stores
+from testing.broker import Broker
+from testing.harness import RawDevice, make_settings, prepare_stores
+from testing.wait import eventually
 from trygg import mqtt
 
 

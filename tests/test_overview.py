@@ -10,11 +10,12 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from alarm_receiver import queue
+from alarm_receiver.db import migrate
 from alarm_receiver.overview import load_overview, night_period
 from alarm_receiver.schemas import IntakeAlarm
-from tests.broker import Broker
-from tests.harness import Api, create_user, make_settings, prepare_stores, running_receiver
-from trygg.db import create_engine, migrate, session_factory
+from testing.broker import Broker
+from testing.harness import Api, create_user, make_settings, prepare_stores, running_receiver
+from trygg.db import create_engine, session_factory
 
 STHLM = "Europe/Stockholm"
 EVENING, MORNING = time(20, 0), time(8, 0)

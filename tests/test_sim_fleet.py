@@ -13,8 +13,9 @@ from devices import DeviceType, Heartbeat
 from firmware_sim.device import SimDevice
 from firmware_sim.fleet import ScenarioStep, load_scenario, run_scenario
 from firmware_sim.swarm import Swarm
-from tests.broker import Broker
-from tests.harness import make_settings
+from testing.broker import Broker
+from testing.harness import make_settings
+from testing.wait import eventually
 from trygg import mqtt
 from trygg.settings import Settings
 
@@ -55,12 +56,8 @@ class Watcher:
         await self.client.disconnect()
 
     async def wait_for(self, pred: Any, timeout: float = 10) -> tuple[str, bytes, bool]:
-        async with asyncio.timeout(timeout), self.cond:
-            while True:
-                for message in self.messages:
-                    if pred(*message):
-                        return message
-                await self.cond.wait()
+        """The first message (topic, payload, retained) that ``pred`` accepts, waiting for it if need be."""
+        return await eventually(lambda: next((m for m in self.messages if pred(*m)), None), timeout, changed=self.cond)
 
     def heartbeats(self, device_id: str) -> list[Heartbeat]:
         topic = f"{ROOT}/devices/{device_id}/heartbeat"
@@ -175,8 +172,7 @@ async def test_lightweight_swarm_connects_and_heartbeats(tmp_path: Path, broker:
         async with swarm:
             assert swarm.failed == []
             assert swarm.connected == 200
-            async with asyncio.timeout(20), watcher.cond:
-                await watcher.cond.wait_for(lambda: len({t for t, _, _ in watcher.messages}) >= 200)
+            await eventually(lambda: len({t for t, _, _ in watcher.messages}) >= 200, 20, changed=watcher.cond)
             hb = watcher.heartbeats("sw-pendant-001")[0]
             assert hb.firmware and hb.battery_pct is not None
             # a retained config reaches a swarm device and is reported back

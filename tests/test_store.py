@@ -13,13 +13,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from alarm_receiver import queue
 from alarm_receiver.auth import Role, authenticate, create_user, issue_token, revoke_token, user_for_token
+from alarm_receiver.db import migrate as migrate_receiver
 from alarm_receiver.models import DeviceNotice
 from alarm_receiver.schemas import IntakeAlarm, IntakeCancel
 from devices import AlarmCancel, AlarmMessage, AlarmType, DeviceType
+from gateway.db import migrate as migrate_gateway
 from gateway.intake import IntakeItem, Outcome, store_batch
 from gateway.models import OutboxRow, StoredAlarm
 from gateway.registry import add_device, retire_device
-from trygg.db import create_engine, migrate, session_factory
+from trygg.db import create_engine, session_factory
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -33,8 +35,10 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 @pytest.fixture
 async def engine(db_url: str) -> AsyncIterator[AsyncEngine]:
     eng = create_engine(db_url)
-    await migrate(eng)
-    await migrate(eng)  # idempotent
+    # one database for both services (as docker-compose.yml has it): two chains side by side
+    for _ in range(2):  # idempotent
+        await migrate_gateway(eng)
+        await migrate_receiver(eng)
     try:
         yield eng
     finally:

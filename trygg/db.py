@@ -1,20 +1,20 @@
-"""The store: SQLAlchemy 2 async engine for SQLite (WAL, default) or PostgreSQL (asyncpg), and migrations.
+"""The store: SQLAlchemy 2 async engine for SQLite (WAL, default) or PostgreSQL (asyncpg).
 
-Both services use the same schema (one Alembic chain in trygg/migrations); each uses its own tables.
+Each service declares its tables on its own ``MetaData`` (:func:`new_metadata`) and migrates them with its own
+Alembic chain (``trygg.schema``); nothing here knows which tables exist.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import DateTime, MetaData, TypeDecorator, event
-from sqlalchemy.engine import Connection, Dialect, make_url
+from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
-from sqlalchemy.orm import DeclarativeBase
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -25,8 +25,12 @@ NAMING = {
 }
 
 
-class Base(DeclarativeBase):
-    metadata = MetaData(naming_convention=NAMING)
+Migrator = Callable[[AsyncEngine], Awaitable[None]]
+
+
+def new_metadata() -> MetaData:
+    """A ``MetaData`` with Trygg's constraint naming (each service and the supervision log have their own)."""
+    return MetaData(naming_convention=NAMING)
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -96,8 +100,8 @@ async def engine_scope(url: str) -> AsyncIterator[AsyncEngine]:
 
 
 @asynccontextmanager
-async def transaction(url: str) -> AsyncIterator[AsyncSession]:
-    """The database at ``url``, migrated, and one transaction on it (the CLI's tools use this)."""
+async def transaction(url: str, migrate: Migrator) -> AsyncIterator[AsyncSession]:
+    """The database at ``url``, brought up to date by ``migrate`` (its service's chain), and one transaction."""
     async with engine_scope(url) as engine:
         await migrate(engine)
         async with session_factory(engine).begin() as session:
@@ -109,26 +113,3 @@ def dialect_insert(session: AsyncSession) -> Any:
     from sqlalchemy.dialects import postgresql, sqlite
 
     return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-
-
-def _alembic_config(connection: Connection | None = None) -> Any:
-    from alembic.config import Config
-
-    here = Path(__file__).parent / "migrations"
-    cfg = Config()
-    cfg.set_main_option("script_location", str(here))
-    if connection is not None:
-        cfg.attributes["connection"] = connection
-    return cfg
-
-
-def _upgrade(connection: Connection) -> None:
-    from alembic import command
-
-    command.upgrade(_alembic_config(connection), "heads")
-
-
-async def migrate(engine: AsyncEngine) -> None:
-    """Bring the schema to the newest Alembic revisions (all heads; idempotent)."""
-    async with engine.begin() as conn:
-        await conn.run_sync(_upgrade)

@@ -1,6 +1,6 @@
 """Consents to camera check-ins: what the case officer records, checked, stored and logged.
 
-Used by the HTTP API (gateway/checkin/feature.py) and the CLI (gateway/checkin/cli.py). Every change is one
+Used by the HTTP API (gateway/checkin/feature.py) and the CLI (trygg_cli/consent.py). Every change is one
 transaction together with its supervision-log entry. Side effects on a running gateway (ending a live look,
 closing queue tasks) belong to :class:`gateway.checkin.feature.CheckinFeature`.
 """

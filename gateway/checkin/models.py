@@ -5,7 +5,8 @@ from datetime import date, datetime
 from sqlalchemy import JSON, Boolean, Date, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from trygg.db import Base, UtcDateTime, utcnow
+from gateway.db import Base
+from trygg.db import UtcDateTime, utcnow
 
 
 class Consent(Base):

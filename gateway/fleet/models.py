@@ -5,7 +5,8 @@ from datetime import datetime
 from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from trygg.db import Base, UtcDateTime, utcnow
+from gateway.db import Base
+from trygg.db import UtcDateTime, utcnow
 
 
 class DeviceHealth(Base):

@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from trygg.audit.models import LogEntry
 from trygg.db import utcnow
 
-__all__ = ["GENESIS", "Entry", "VerifyResult", "append", "client_entries", "entry_hash", "verify"]
+__all__ = ["GENESIS", "Entry", "VerifyResult", "append", "client_entries", "entry_hash", "read_client_log", "verify"]
 
 Entry = LogEntry
 GENESIS = "0" * 64
@@ -164,3 +164,28 @@ async def client_entries(session: AsyncSession, client_ref: str, since: datetime
     if since is not None:
         query = query.where(LogEntry.at >= since.astimezone(UTC))
     return list((await session.scalars(query.order_by(LogEntry.id))).all())
+
+
+async def read_client_log(
+    session: AsyncSession,
+    client_ref: str,
+    *,
+    actor: str,
+    since: datetime | None = None,
+    extra: dict[str, Any] | None = None,
+) -> list[LogEntry]:
+    """A client's entries, after logging the read itself (``log.read``) in the caller's transaction.
+
+    A naive ``since`` is taken as UTC. The read's own entry is part of what is returned.
+    """
+    if since is not None and since.tzinfo is None:
+        since = since.replace(tzinfo=UTC)
+    await append(
+        session,
+        actor=actor,
+        action="log.read",
+        client_ref=client_ref,
+        subject=f"client-{client_ref}"[:128],
+        details={"since": since.isoformat() if since else None, **(extra or {})},
+    )
+    return await client_entries(session, client_ref, since)

@@ -1,14 +1,19 @@
-"""The supervision log's table (both services' databases hold one; each writes its own)."""
+"""The supervision log's table: on its own ``MetaData``, migrated by its own chain (``trygg.audit.migrations``),
+which both services run, so each service's database holds one (one shared table when both share a database)."""
 
 from datetime import datetime
 
 from sqlalchemy import JSON, Index, Integer, String
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from trygg.db import Base, UtcDateTime
+from trygg.db import UtcDateTime, new_metadata
 
 
-class LogEntry(Base):
+class AuditBase(DeclarativeBase):
+    metadata = new_metadata()
+
+
+class LogEntry(AuditBase):
     """One entry of the append-only, hash-chained supervision log. Never updated, never deleted."""
 
     __tablename__ = "supervision_log"

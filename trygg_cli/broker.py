@@ -1,7 +1,7 @@
 """``trygg broker ...``: broker logins for devices and services, and the broker's password file and ACL.
 
-Mounted by trygg/cli.py with ``app.add_typer(broker_app, name="broker")``. Clear passwords are printed
-exactly once, when issued; the database keeps only Mosquitto hashes.
+The logic is ``gateway.provisioning``. Clear passwords are printed exactly once, when issued; the database keeps
+only Mosquitto hashes.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from gateway.provisioning import (
     reload_broker,
     write_broker_auth,
 )
-from trygg.db import transaction
 from trygg.settings import get_settings
+from trygg_cli.common import fail, gateway_store
 
 T = TypeVar("T")
 
@@ -36,17 +36,16 @@ broker_app = typer.Typer(
 
 def _in_transaction(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
     """Run ``work`` in one transaction on the gateway's database; a refusal becomes exit code 1."""
-    url = get_settings().gateway_database_url
+    s = get_settings()
 
     async def go() -> T:
-        async with transaction(url) as session:
+        async with gateway_store(s) as session:
             return await work(session)
 
     try:
         return asyncio.run(go())
     except ProvisioningError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
+        raise fail(f"error: {exc}") from None
 
 
 @broker_app.command("write-auth")

@@ -4,22 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import getpass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Literal
 
 import typer
 
+from alarm_receiver.db import migrate as migrate_receiver
+from gateway.db import migrate as migrate_gateway
 from trygg import audit
-from trygg.db import transaction
+from trygg.db import Migrator, transaction
 from trygg.settings import get_settings
 
 log_app = typer.Typer(help="The supervision log (hash-chained, append-only).", no_args_is_help=True)
 
 
-def _urls(db: str) -> list[tuple[str, str]]:
+def _stores(db: str) -> list[tuple[str, str, Migrator]]:
     s = get_settings()
-    pairs = {"gateway": s.gateway_database_url, "receiver": s.receiver_database_url}
-    return list(pairs.items()) if db == "both" else [(db, pairs[db])]
+    stores = {
+        "gateway": (s.gateway_database_url, migrate_gateway),
+        "receiver": (s.receiver_database_url, migrate_receiver),
+    }
+    return [(name, *stores[name]) for name in (stores if db == "both" else [db])]
 
 
 @log_app.command()
@@ -28,8 +33,8 @@ def verify(db: Annotated[Literal["gateway", "receiver", "both"], typer.Option(he
 
     async def run() -> bool:
         ok = True
-        for name, url in _urls(db):
-            async with transaction(url) as session:
+        for name, url, migrate in _stores(db):
+            async with transaction(url, migrate) as session:
                 result = await audit.verify(session)
             if result.ok:
                 typer.echo(f"{name}: ok, {result.entries} entries")
@@ -50,21 +55,11 @@ def client(
 ) -> None:
     """Who looked at a client, when, for how long, and everything else logged about them."""
     start = datetime.fromisoformat(since) if since else None
-    if start is not None and start.tzinfo is None:
-        start = start.replace(tzinfo=UTC)
 
     async def run() -> None:
-        (_, url) = _urls(db)[0]
-        async with transaction(url) as session:
-            await audit.append(
-                session,
-                actor=f"cli:{getpass.getuser()}",
-                action="log.read",
-                client_ref=client_id,
-                subject=f"client-{client_id}"[:128],
-                details={"since": start.isoformat() if start else None},
-            )
-            for e in await audit.client_entries(session, client_id, start):
+        (_, url, migrate) = _stores(db)[0]
+        async with transaction(url, migrate) as session:
+            for e in await audit.read_client_log(session, client_id, actor=f"cli:{getpass.getuser()}", since=start):
                 d = e.details or {}
                 extra = ""
                 if e.action == "checkin.look_ended":

@@ -1,4 +1,4 @@
-"""``trygg consent``: record, list, show, skip a night, withdraw (the lead mounts ``consent_app``).
+"""``trygg consent``: record, list, show, skip a night, withdraw; the logic is ``gateway.checkin.consent``.
 
 A withdrawal or skipped night made here reaches a running gateway at its next scheduler round
 (``checkin_scheduler_period_s``, 1 s): live looks end, the check-ins' queue tasks are closed.
@@ -17,19 +17,14 @@ from pydantic import ValidationError
 
 from gateway.checkin import consent as consents
 from gateway.checkin.consent import ConsentError, ConsentIn
-from trygg.db import transaction
 from trygg.settings import get_settings
+from trygg_cli.common import fail, gateway_store
 
 consent_app = typer.Typer(help="Consents to camera check-ins.", no_args_is_help=True)
 
 
 def _actor(by: str | None) -> str:
     return by or f"cli:{getpass.getuser()}"
-
-
-def _fail(msg: str) -> typer.Exit:
-    typer.echo(msg, err=True)
-    return typer.Exit(1)
 
 
 @consent_app.command()
@@ -69,17 +64,17 @@ def add(
             }
         )
     except ValidationError as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
 
     async def run() -> int:
-        async with transaction(get_settings().gateway_database_url) as session:
+        async with gateway_store(get_settings()) as session:
             c = await consents.create_consent(session, data, actor=_actor(by), default_tz=get_settings().timezone)
             return c.id
 
     try:
         typer.echo(f"consent {asyncio.run(run())} recorded")
     except ConsentError as exc:
-        raise _fail(exc.reason) from exc
+        raise fail(exc.reason) from exc
 
 
 @consent_app.command("list")
@@ -87,7 +82,7 @@ def list_(client: str | None = None, all: bool = False) -> None:
     """Active consents (``--all``: withdrawn ones too)."""
 
     async def run() -> None:
-        async with transaction(get_settings().gateway_database_url) as session:
+        async with gateway_store(get_settings()) as session:
             for c in await consents.list_consents(session, client_ref=client, include_withdrawn=all):
                 state = "withdrawn" if c.withdrawn_at else "active"
                 typer.echo(
@@ -102,14 +97,14 @@ def show(consent_id: int) -> None:
     """One consent, all its terms and skipped nights (JSON)."""
 
     async def run() -> str:
-        async with transaction(get_settings().gateway_database_url) as session:
+        async with gateway_store(get_settings()) as session:
             out = await consents.describe(session, await consents.get_consent(session, consent_id))
             return json.dumps(out.model_dump(mode="json"), indent=2, ensure_ascii=False)
 
     try:
         typer.echo(asyncio.run(run()))
     except ConsentError as exc:
-        raise _fail(exc.reason) from exc
+        raise fail(exc.reason) from exc
 
 
 @consent_app.command()
@@ -117,13 +112,13 @@ def skip(consent_id: int, night: str, note: str | None = None, by: str | None = 
     """Skip one night (the local date on which its window starts, YYYY-MM-DD)."""
 
     async def run() -> None:
-        async with transaction(get_settings().gateway_database_url) as session:
+        async with gateway_store(get_settings()) as session:
             await consents.skip_night(session, consent_id, date.fromisoformat(night), actor=_actor(by), note=note)
 
     try:
         asyncio.run(run())
     except ConsentError as exc:
-        raise _fail(exc.reason) from exc
+        raise fail(exc.reason) from exc
     typer.echo(f"night of {night} skipped")
 
 
@@ -132,11 +127,11 @@ def withdraw(consent_id: int, reason: str | None = None, by: str | None = None) 
     """Withdraw a consent at once."""
 
     async def run() -> None:
-        async with transaction(get_settings().gateway_database_url) as session:
+        async with gateway_store(get_settings()) as session:
             await consents.withdraw_consent(session, consent_id, actor=_actor(by), reason=reason)
 
     try:
         asyncio.run(run())
     except ConsentError as exc:
-        raise _fail(exc.reason) from exc
+        raise fail(exc.reason) from exc
     typer.echo(f"consent {consent_id} withdrawn")

@@ -16,13 +16,15 @@ from typing import Any
 import httpx
 
 from alarm_receiver.app import create_app as create_receiver_app
+from alarm_receiver.db import migrate as migrate_receiver
 from devices import DeviceType
 from gateway.app import create_app as create_gateway_app
+from gateway.db import migrate as migrate_gateway
 from gateway.registry import add_device
 from gateway.service import Gateway
-from tests.broker import free_port, wait_port
+from testing.broker import free_port, wait_port
 from trygg import mqtt
-from trygg.db import engine_scope, migrate, session_factory
+from trygg.db import engine_scope, session_factory
 from trygg.serve import serving
 from trygg.settings import Settings
 
@@ -62,12 +64,12 @@ def settings_env(settings: Settings) -> dict[str, str]:
 
 async def prepare_stores(settings: Settings, devices: dict[str, DeviceType] | None = None) -> None:
     async with engine_scope(settings.gateway_database_url) as engine:
-        await migrate(engine)
+        await migrate_gateway(engine)
         async with session_factory(engine).begin() as session:
             for device_id, device_type in (devices or {}).items():
                 await add_device(session, device_id, device_type, exist_ok=True)
     async with engine_scope(settings.receiver_database_url) as engine:
-        await migrate(engine)
+        await migrate_receiver(engine)
 
 
 async def create_user(settings: Settings, username: str, role: str, password: str = "correct-horse-1") -> None:
@@ -75,7 +77,7 @@ async def create_user(settings: Settings, username: str, role: str, password: st
     from alarm_receiver.auth import create_user as create
 
     async with engine_scope(settings.receiver_database_url) as engine:
-        await migrate(engine)
+        await migrate_receiver(engine)
         async with session_factory(engine).begin() as session:
             await create(session, username, password, Role(role))
 
@@ -113,7 +115,7 @@ class GatewayProcess:
     def start(self) -> None:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "trygg.cli", "gateway"],
+            [sys.executable, "-m", "trygg_cli", "gateway"],
             env=settings_env(self.settings),
             stdout=log,
             stderr=log,
@@ -248,13 +250,3 @@ class RawDevice:
                 ack = await self.acks.get()
                 if all(ack.get(k) == v for k, v in match.items()):
                     return ack
-
-
-async def eventually(check: Any, timeout: float = 5.0, interval: float = 0.05) -> Any:
-    """Await ``check()`` until it returns something truthy (polling state that has no event to wait on)."""
-    async with asyncio.timeout(timeout):
-        while True:
-            got = await check()
-            if got:
-                return got
-            await asyncio.sleep(interval)

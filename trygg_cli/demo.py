@@ -18,14 +18,16 @@ from pydantic import SecretStr
 
 from alarm_receiver.app import create_app as create_receiver_app
 from alarm_receiver.auth import Role, ensure_user
+from alarm_receiver.db import migrate as migrate_receiver
 from devices import DeviceType
 from firmware_sim.camera import SimCamera
 from firmware_sim.fleet import Fleet, device_ids
 from gateway.app import create_app as create_gateway_app
 from gateway.checkin.consent import ConsentIn, Person, create_consent, list_consents, withdraw_consent
+from gateway.db import migrate as migrate_gateway
 from gateway.registry import add_device
 from trygg.broker import LocalBroker, port_is_free
-from trygg.db import engine_scope, migrate, session_factory
+from trygg.db import engine_scope, session_factory
 from trygg.serve import server
 from trygg.settings import Settings
 
@@ -62,7 +64,7 @@ def _demo_consent(settings: Settings) -> ConsentIn:
 
 async def _prepare(settings: Settings, fleet_ids: list[tuple[str, object]]) -> dict[str, str]:
     async with engine_scope(settings.gateway_database_url) as engine:
-        await migrate(engine)
+        await migrate_gateway(engine)
         async with session_factory(engine).begin() as session:
             for device_id, device_type in fleet_ids:
                 await add_device(session, device_id, device_type, exist_ok=True)  # type: ignore[arg-type]
@@ -79,7 +81,7 @@ async def _prepare(settings: Settings, fleet_ids: list[tuple[str, object]]) -> d
     }
     creds = {name: secrets.token_urlsafe(9) for name in roles}
     async with engine_scope(settings.receiver_database_url) as engine:
-        await migrate(engine)
+        await migrate_receiver(engine)
         async with session_factory(engine).begin() as session:
             for name, role in roles.items():
                 await ensure_user(session, name, creds[name], role)

@@ -1,3 +1,0 @@
-from trygg.cli import app
-
-app()

@@ -1,0 +1,46 @@
+"""The ``trygg`` command: every subcommand mounted on one Typer app (the console script ``trygg``)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from trygg_cli import services
+from trygg_cli.broker import broker_app
+from trygg_cli.common import run, settings
+from trygg_cli.consent import consent_app
+from trygg_cli.db import db_app
+from trygg_cli.devices import devices_app
+from trygg_cli.log import log_app
+from trygg_cli.sim import app as sim_app
+from trygg_cli.users import user_app
+
+app = typer.Typer(help="Trygg: social alarms and camera check-ins for municipal elderly care.", no_args_is_help=True)
+app.add_typer(devices_app, name="devices")
+app.add_typer(user_app, name="user")
+app.add_typer(db_app, name="db")
+app.add_typer(sim_app, name="sim", help="Simulated devices: a fleet, or one button press.")
+app.add_typer(consent_app, name="consent", help="Camera check-in consents (case officers).")
+app.add_typer(log_app, name="log", help="The supervision log: verify the chain, a client's entries.")
+app.add_typer(broker_app, name="broker", help="Device and service credentials, the broker's password file and ACL.")
+app.command()(services.gateway)
+app.command()(services.receiver)
+
+
+@app.command()
+def demo(
+    devices: Annotated[int, typer.Option(help="simulated devices")] = 6,
+    press_every: Annotated[float, typer.Option(help="seconds between simulated presses (0: none)")] = 20.0,
+    embedded_broker: Annotated[
+        bool, typer.Option(help="use the embedded amqtt broker even when Mosquitto is installed")
+    ] = False,
+) -> None:
+    """Run the whole system on this machine: broker, gateway, receiver and a simulated fleet."""
+    from trygg_cli.demo import run_demo
+
+    run(run_demo(settings(), devices=devices, press_every_s=press_every, prefer_mosquitto=not embedded_broker))
+
+
+if __name__ == "__main__":
+    app()
