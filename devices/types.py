@@ -64,6 +64,20 @@ GATEWAY_ALARM_TYPES: frozenset[AlarmType] = frozenset(
 )
 DEVICE_ALARM_TYPES: frozenset[AlarmType] = frozenset(DEFAULT_PRIORITY) - GATEWAY_ALARM_TYPES
 
+# Technical alarms: about the equipment, not the person (the technicians' open alarms of a device; the console
+# shows them apart). Tasks: work the gateway puts in the operators' queue, not alarms. The console gets both lists
+# from the receiver (/console/config.json), never a copy of its own.
+TECHNICAL_ALARM_TYPES: frozenset[AlarmType] = frozenset(
+    {
+        AlarmType.DEVICE_OFFLINE,
+        AlarmType.AREA_OUTAGE,
+        AlarmType.LOW_BATTERY,
+        AlarmType.MAINS_LOST,
+        AlarmType.TAMPER,
+    }
+)
+TASK_TYPES: frozenset[AlarmType] = frozenset({AlarmType.CHECKIN_DUE, AlarmType.PATROL_VISIT})
+
 
 class DeviceStatus(StrEnum):
     ONLINE = "online"

@@ -13,23 +13,29 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
+from alarm_receiver.queue import OPEN_STATES
+from devices.types import TASK_TYPES, TECHNICAL_ALARM_TYPES
+
 STATIC_DIR = Path(__file__).parent / "static"
 CSP = (
     "default-src 'self'; connect-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; "
     "style-src 'self'; script-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; "
     "form-action 'self'"
 )
-TIMEZONE = "Europe/Stockholm"
 
 
 def console_config(app: FastAPI) -> dict[str, object]:
-    """What the pages need to know of the settings (nothing secret)."""
+    """What the pages need to know of the settings and the domain's lists (nothing secret): one source of truth,
+    served, so the console's JavaScript holds no copy of them (static/config.js)."""
     settings = app.state.receiver.settings
     return {
         # Test and demo setups gather ICE on loopback only: the page then keeps only 127.0.0.1 UDP candidates.
         "loopback_only": list(settings.webrtc_host_addresses) == ["127.0.0.1"],
-        "timezone": TIMEZONE,
+        "timezone": settings.timezone,  # times and dates on every page are shown in this zone
         "default_language": "sv",
+        "open_states": [s.value for s in OPEN_STATES],
+        "technical_types": sorted(t.value for t in TECHNICAL_ALARM_TYPES),
+        "task_types": sorted(t.value for t in TASK_TYPES),
     }
 
 

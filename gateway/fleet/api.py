@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field, StringConstraints
 from sqlalchemy import select
 
 from devices import DeviceType
+from devices.types import TECHNICAL_ALARM_TYPES
 from gateway.api.deps import ApiUser, SessionDep, require_roles
 from gateway.fleet.models import InstallTest
 from gateway.fleet.supervision import DeviceState
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
 
 Technician = Annotated[ApiUser, Depends(require_roles("technician"))]
 HealthReader = Annotated[ApiUser, Depends(require_roles("technician", "operator"))]
-TECHNICAL_TYPES = ("device_offline", "area_outage", "low_battery", "mains_lost", "tamper")
+TECHNICAL_TYPES = sorted(t.value for t in TECHNICAL_ALARM_TYPES)  # the contract's list (devices/types.py)
 
 
 class Network(StrEnum):

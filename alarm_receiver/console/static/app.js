@@ -1,5 +1,6 @@
 // The console's shell: login, role-based landing, hash routes, header (language, sound, logout).
 import { logout, onSessionEnd, session, watchExpiry } from "./api.js";
+import { config, loadConfig } from "./config.js";
 import { lang, setLang, t } from "./i18n.js";
 import { h, isMuted, setMuted, unlockAudio } from "./ui.js";
 
@@ -21,7 +22,6 @@ const ROUTES = {
 const NAV = ["queue", "overview", "patrol", "devices", "consents", "log"];
 
 let cleanup = null;
-let config = { loopback_only: false, timezone: "Europe/Stockholm" };
 let expiredNotice = false;
 
 export function landing(role) {
@@ -91,12 +91,7 @@ async function route() {
 
 async function start() {
   setLang(lang());
-  try {
-    const r = await fetch("/console/config.json");
-    if (r.ok) config = await r.json();
-  } catch {
-    /* defaults */
-  }
+  await loadConfig();
   if (new URLSearchParams(location.search).get("loopback") === "1") config.loopback_only = true;
   onSessionEnd((why) => {
     expiredNotice = why === "expired";

@@ -1,7 +1,7 @@
-// DOM helpers (text only: never innerHTML with data), Stockholm time, priorities, dialogs, the audible cue.
+// DOM helpers (text only: never innerHTML with data), local time (the `timezone` setting), priorities, dialogs,
+// the audible cue.
+import { config } from "./config.js";
 import { lang, t } from "./i18n.js";
-
-export const TZ = "Europe/Stockholm";
 
 export function h(tag, attrs, ...children) {
   const el = document.createElement(tag);
@@ -42,7 +42,8 @@ export function s(tag, attrs, ...children) {
 
 const formats = new Map();
 function fmt(kind) {
-  const key = `${lang()}-${kind}`;
+  const TZ = config.timezone;
+  const key = `${lang()}-${kind}-${TZ}`;
   if (!formats.has(key)) {
     const locale = lang() === "en" ? "en-GB" : "sv-SE";
     const opts =
@@ -60,9 +61,33 @@ export const fmtTime = (iso) => (iso ? fmt("time").format(new Date(iso)) : t("no
 export const fmtHM = (iso) => (iso ? fmt("hm").format(new Date(iso)) : t("none"));
 export const fmtDateTime = (iso) => (iso ? fmt("full").format(new Date(iso)) : t("none"));
 
-// The local (Stockholm) calendar date of a moment, YYYY-MM-DD.
-export function stockholmDate(d) {
-  return new Intl.DateTimeFormat("sv-SE", { timeZone: TZ, year: "numeric", month: "2-digit", day: "2-digit" }).format(d);
+// The local calendar date of a moment (in the `timezone` setting), YYYY-MM-DD.
+export function localDate(d) {
+  return new Intl.DateTimeFormat("sv-SE", { timeZone: config.timezone, year: "numeric", month: "2-digit", day: "2-digit" }).format(d);
+}
+
+// How far the `timezone` setting's wall clock is ahead of UTC at moment d, in ms.
+function zoneOffset(d) {
+  const parts = new Intl.DateTimeFormat("en-US", {
+    timeZone: config.timezone,
+    hourCycle: "h23",
+    year: "numeric",
+    month: "2-digit",
+    day: "2-digit",
+    hour: "2-digit",
+    minute: "2-digit",
+    second: "2-digit",
+  }).formatToParts(d);
+  const n = Object.fromEntries(parts.filter((p) => p.type !== "literal").map((p) => [p.type, Number(p.value)]));
+  return Date.UTC(n.year, n.month - 1, n.day, n.hour, n.minute, n.second) - (d.getTime() - d.getMilliseconds());
+}
+
+// The moment a local date and wall-clock time (YYYY-MM-DD, HH:MM:SS) name in the `timezone` setting, whatever
+// zone the browser is in (twice: the offset at the guess can differ from the offset at the answer near DST).
+export function localMoment(day, hms = "00:00:00") {
+  const wall = Date.parse(`${day}T${hms}Z`);
+  const first = wall - zoneOffset(new Date(wall));
+  return new Date(wall - zoneOffset(new Date(first)));
 }
 
 export function fmtAge(ms) {

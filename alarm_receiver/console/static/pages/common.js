@@ -3,9 +3,10 @@ import { get, post } from "../api.js";
 import { label, t } from "../i18n.js";
 import { ask } from "../ui.js";
 
-export const OPEN_STATES = new Set(["new", "acknowledged", "assigned", "on_site"]);
-export const TECHNICAL = new Set(["device_offline", "area_outage", "low_battery", "mains_lost", "tamper"]);
-export const TASKS = new Set(["checkin_due", "patrol_visit"]);
+// Open states, technical alarm types and task types: the server's lists (config.js), not copies.
+import { OPEN_STATES, TASK_TYPES as TASKS, TECHNICAL_TYPES as TECHNICAL } from "../config.js";
+
+export { OPEN_STATES, TASKS, TECHNICAL };
 export const OUTCOMES = ["helped", "false", "no_action", "transport", "other"];
 
 export function kindOf(a) {

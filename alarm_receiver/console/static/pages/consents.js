@@ -2,7 +2,7 @@
 // request). Operators read them.
 import { describe, get, patch, post } from "../api.js";
 import { label, t } from "../i18n.js";
-import { ask, flash, fmtDateTime, h, stockholmDate } from "../ui.js";
+import { ask, flash, fmtDateTime, h, localDate } from "../ui.js";
 
 export async function render(main, _params, ctx) {
   const officer = ["case_officer", "admin"].includes(ctx.session.role);
@@ -111,7 +111,7 @@ export async function render(main, _params, ctx) {
                   text: t("skip_night"),
                   onclick: () =>
                     run(async () => {
-                      const v = await ask(t("skip_night"), [{ name: "night", label: t("night"), type: "date", value: stockholmDate(new Date()) }]);
+                      const v = await ask(t("skip_night"), [{ name: "night", label: t("night"), type: "date", value: localDate(new Date()) }]);
                       return v ? post(`/gw/api/v1/consents/${c.id}/skip`, { night: v.night }).then(() => true) : null;
                     }, "night_skipped"),
                 }),

@@ -1,12 +1,12 @@
 // The client's supervision log for a period (case officers), printable.
 import { describe, get } from "../api.js";
 import { t } from "../i18n.js";
-import { fmtDateTime, h, stockholmDate } from "../ui.js";
+import { fmtDateTime, h, localDate, localMoment } from "../ui.js";
 
 export async function render(main, _params, ctx) {
   const client = h("input", { id: "log-client", required: true, value: ctx.query.get("client") || "" });
-  const since = h("input", { id: "log-since", type: "date", value: ctx.query.get("since") || stockholmDate(new Date(Date.now() - 7 * 864e5)) });
-  const until = h("input", { id: "log-until", type: "date", value: ctx.query.get("until") || stockholmDate(new Date()) });
+  const since = h("input", { id: "log-since", type: "date", value: ctx.query.get("since") || localDate(new Date(Date.now() - 7 * 864e5)) });
+  const until = h("input", { id: "log-until", type: "date", value: ctx.query.get("until") || localDate(new Date()) });
   const body = h("tbody", { id: "log" });
   const head = h("p", { class: "print-head", id: "log-head" });
   const form = h(
@@ -26,9 +26,9 @@ export async function render(main, _params, ctx) {
   );
   async function load() {
     if (!client.value.trim()) return;
-    // the period's dates are Stockholm dates: from the start of `since` to the end of `until`
-    const from = new Date(`${since.value}T00:00:00`);
-    const to = new Date(`${until.value}T23:59:59`);
+    // the period's dates are local dates (the `timezone` setting): from the start of `since` to the end of `until`
+    const from = localMoment(since.value, "00:00:00");
+    const to = localMoment(until.value, "23:59:59");
     try {
       const rows = await get(`/gw/api/v1/clients/${encodeURIComponent(client.value.trim())}/log?since=${encodeURIComponent(from.toISOString())}`);
       const inPeriod = rows.filter((e) => Date.parse(e.at) <= to.getTime());

@@ -1,7 +1,7 @@
 // The night overview: a timeline per client and the shift's figures, drawn as SVG in the page (no library).
 import { describe, get } from "../api.js";
 import { label, t } from "../i18n.js";
-import { fmtDateTime, fmtHM, h, s, stockholmDate } from "../ui.js";
+import { fmtDateTime, fmtHM, h, localDate, s } from "../ui.js";
 import { TASKS, TECHNICAL } from "./common.js";
 
 const kind = (type) => (TASKS.has(type) ? "task" : TECHNICAL.has(type) ? "technical" : "alarm");
@@ -68,8 +68,8 @@ function nightPicker(night, hours) {
   const go = (n) => {
     location.hash = n ? `#/overview?night=${n}` : "#/overview";
   };
-  const current = night || stockholmDate(new Date(Date.now() - 12 * 3600 * 1000));
-  const input = h("input", { type: "date", id: "night-date", value: current, max: stockholmDate(new Date()) });
+  const current = night || localDate(new Date(Date.now() - 12 * 3600 * 1000));
+  const input = h("input", { type: "date", id: "night-date", value: current, max: localDate(new Date()) });
   input.addEventListener("change", () => input.value && go(input.value));
   const btn = (id, text, onClick, attrs = {}) => {
     const b = h("button", { class: "btn small", type: "button", id, text, ...attrs });
@@ -81,7 +81,7 @@ function nightPicker(night, hours) {
     { class: "toolbar", id: "night-picker" },
     btn("night-prev", `‹ ${t("night_prev")}`, () => go(addDays(current, -1))),
     h("label", { class: "field inline" }, h("span", { text: t("night_of") }), input),
-    btn("night-next", `${t("night_next")} ›`, () => go(addDays(current, 1)), night && night >= stockholmDate(new Date()) ? { disabled: true } : {}),
+    btn("night-next", `${t("night_next")} ›`, () => go(addDays(current, 1)), night && night >= localDate(new Date()) ? { disabled: true } : {}),
     btn("night-latest", t("last_hours", { n: hours }), () => go(null), night ? {} : { disabled: true }),
   );
 }
