@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-import secrets
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -50,26 +49,12 @@ from devices import (
     Topics,
 )
 from devices.messages import utcnow
+from firmware_sim.catalog import BATTERY_ONLY, DEFAULT_ALARM_TYPE, FIRMWARE, new_alarm_id
 from firmware_sim.outbox import EntryKind, Outbox, OutboxEntry
 from trygg.mqtt import MqttEndpoint, Will, connect, is_connected, make_client
 from trygg.settings import Settings
 
 log = structlog.get_logger(__name__)
-
-FIRMWARE = "trygg-sim/0.1"
-
-DEFAULT_ALARM_TYPE: dict[DeviceType, AlarmType] = {
-    DeviceType.PENDANT: AlarmType.ASSISTANCE,
-    DeviceType.FALL_SENSOR: AlarmType.FALL,
-    DeviceType.SMOKE: AlarmType.SMOKE,
-    DeviceType.DOOR: AlarmType.DOOR,
-    DeviceType.BED: AlarmType.BED_EXIT,
-    DeviceType.CAMERA: AlarmType.ASSISTANCE,
-    DeviceType.BASE_UNIT: AlarmType.ASSISTANCE,
-}
-
-# Battery-only devices; the others run on mains with a backup battery.
-_BATTERY_ONLY = frozenset({DeviceType.PENDANT, DeviceType.FALL_SENSOR, DeviceType.SMOKE})
 
 CONNECT_TIMEOUT_S = 5.0
 RECONNECT_MAX_S = 10.0
@@ -81,11 +66,6 @@ IDLE_TICK_S = 1.0
 class _Backoff:
     next_at: float  # loop time of the next (re)send
     delay: float  # the next base delay
-
-
-def new_alarm_id() -> str:
-    """Unique per device: milliseconds since the epoch plus 32 random bits (``[A-Za-z0-9_-]{1,64}``)."""
-    return f"{int(time.time() * 1000)}-{secrets.token_hex(4)}"
 
 
 class SimDevice:
@@ -112,7 +92,7 @@ class SimDevice:
         self._battery = float(battery_pct if battery_pct is not None else random.randint(60, 100))
         self._battery_at = time.monotonic()
         self.battery_drain_pct_per_h = battery_drain_pct_per_h
-        self.has_mains = self.device_type not in _BATTERY_ONLY  # mains-powered with a backup battery
+        self.has_mains = self.device_type not in BATTERY_ONLY  # mains-powered with a backup battery
         self.mains = self.has_mains
         self.config_version: int | None = None  # the DeviceConfig version applied
         self.silent = False

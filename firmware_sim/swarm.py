@@ -30,7 +30,7 @@ from pydantic import ValidationError
 
 from devices import DeviceConfig, DeviceType
 from devices.messages import utcnow
-from firmware_sim.device import _BATTERY_ONLY, FIRMWARE
+from firmware_sim.catalog import BATTERY_ONLY, FIRMWARE
 from firmware_sim.fleet import DEFAULT_MIX, device_ids
 from trygg.mqtt import MqttEndpoint
 from trygg.settings import Settings
@@ -131,7 +131,7 @@ class SwarmDevice(asyncio.Protocol):
         self.buf = b""
         self.heartbeat_interval_s = heartbeat_interval_s
         self.config_version: int | None = None
-        self.has_mains = device_type not in _BATTERY_ONLY
+        self.has_mains = device_type not in BATTERY_ONLY
         self.mains = self.has_mains
         self._battery = float(random.randint(60, 100))
         self._battery_at = time.monotonic()

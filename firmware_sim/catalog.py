@@ -1,0 +1,28 @@
+"""What a simulated device model is: its firmware string, the alarm its button raises, its power source."""
+
+from __future__ import annotations
+
+import secrets
+import time
+
+from devices import AlarmType, DeviceType
+
+FIRMWARE = "trygg-sim/0.1"
+
+DEFAULT_ALARM_TYPE: dict[DeviceType, AlarmType] = {
+    DeviceType.PENDANT: AlarmType.ASSISTANCE,
+    DeviceType.FALL_SENSOR: AlarmType.FALL,
+    DeviceType.SMOKE: AlarmType.SMOKE,
+    DeviceType.DOOR: AlarmType.DOOR,
+    DeviceType.BED: AlarmType.BED_EXIT,
+    DeviceType.CAMERA: AlarmType.ASSISTANCE,
+    DeviceType.BASE_UNIT: AlarmType.ASSISTANCE,
+}
+
+# Battery-only devices; the others run on mains with a backup battery.
+BATTERY_ONLY = frozenset({DeviceType.PENDANT, DeviceType.FALL_SENSOR, DeviceType.SMOKE})
+
+
+def new_alarm_id() -> str:
+    """Unique per device: milliseconds since the epoch plus 32 random bits (``[A-Za-z0-9_-]{1,64}``)."""
+    return f"{int(time.time() * 1000)}-{secrets.token_hex(4)}"
