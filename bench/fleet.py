@@ -50,6 +50,7 @@ from gateway.db import migrate as migrate_gateway
 from gateway.registry import add_device
 from testing.broker import Broker
 from testing.harness import create_user, make_settings, settings_env
+from testing.wait import eventually
 from trygg.db import engine_scope, transaction
 from trygg.settings import Settings
 
@@ -109,9 +110,10 @@ async def metric(http: httpx.AsyncClient, name: str) -> float:
 
 
 async def wait_metric(http: httpx.AsyncClient, name: str, value: float, timeout: float = 30) -> None:
-    async with asyncio.timeout(timeout):
-        while await metric(http, name) < value:  # noqa: ASYNC110 (polling an HTTP endpoint)
-            await asyncio.sleep(0.1)
+    async def reached() -> bool:
+        return await metric(http, name) >= value
+
+    await eventually(reached, timeout, interval=0.1)
 
 
 def settings_for(workdir: Path, broker: Broker, **overrides: Any) -> Settings:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -109,3 +110,43 @@ def test_contract_examples_are_valid() -> None:
             assert isinstance(parse_cancel(device_id, raw.encode()), AlarmCancel), raw
         else:
             Heartbeat.model_validate_json(raw)
+
+
+def _readme_commands() -> set[tuple[str, ...]]:
+    """Command paths named in README's table: `trygg devices add ID ...` / `list` -> (devices, add), (devices, list)."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    table = text[text.index("| command | what it does |") :].split("\n\n", 1)[0]
+    paths: set[tuple[str, ...]] = set()
+    for row in table.splitlines()[2:]:
+        group: tuple[str, ...] = ()
+        for span in re.findall(r"`([^`]+)`", row.split(" | ")[0]):
+            words = span.split()
+            if words[0] == "trygg":
+                words = words[1:]
+            else:
+                words = [*group, *words]
+            names = []
+            for word in words:
+                if not re.fullmatch(r"[a-z][a-z|-]*", word):
+                    break
+                names.append(word)
+            group = tuple(names[:1])
+            for last in names[-1].split("|"):
+                paths.add((*names[:-1], last))
+    return paths
+
+
+def test_readme_command_table_is_true() -> None:
+    """Every command README's table names exists, and every command of `trygg` is in the table."""
+    import typer.main
+
+    from trygg_cli.app import app
+
+    root = typer.main.get_command(app)
+    named = _readme_commands()
+    for path in named:
+        command: Any = root
+        for name in path:
+            assert hasattr(command, "commands") and name in command.commands, f"README names `trygg {' '.join(path)}`"
+            command = command.commands[name]
+    assert set(root.commands) == {path[0] for path in named}  # type: ignore[attr-defined]

@@ -36,6 +36,7 @@ from trygg.audit.migrations import AUDIT_CHAIN
 from trygg.audit.migrations import metadata as audit_metadata
 from trygg.db import create_engine
 from trygg.schema import Chain, LegacySchemaError, alembic_config
+from trygg.schema.chain import compare_type
 from trygg.schema.legacy import LEGACY_TABLES, upgrade_legacy
 
 GATEWAY_TABLES = set(GATEWAY_CHAIN.legacy_tables)
@@ -164,14 +165,11 @@ def differences(*metadatas: sa.MetaData) -> Callable[[Connection], list[Any]]:
     """What autogenerate would change to make the database match ``metadatas`` (nothing, when they agree)."""
 
     def work(conn: Connection) -> list[Any]:
-        context = MigrationContext.configure(
-            conn,
-            opts={"include_name": lambda name, kind, _: not (kind == "table" and name.startswith("alembic_version"))},
-        )
-        diffs = compare_metadata(context, list(metadatas))
-        # SQLite reflects FLOAT where the models say Double: the same storage class, not a difference.
-        float_vs_double = ("modify_type", None, "install_tests", "end_to_end_ms")
-        return [d for d in diffs if not (isinstance(d, list) and d[0][:4] == float_vs_double)]
+        opts = {
+            "include_name": lambda name, kind, _: not (kind == "table" and name.startswith("alembic_version")),
+            "compare_type": compare_type,  # as the chains' env.py compare
+        }
+        return list(compare_metadata(MigrationContext.configure(conn, opts=opts), list(metadatas)))
 
     return work
 
