@@ -15,6 +15,7 @@ from sqlalchemy.orm import DeclarativeBase
 from trygg import schema
 from trygg.audit.migrations import AUDIT_CHAIN
 from trygg.db import new_metadata
+from trygg.schema.legacy import LEGACY_SPLIT
 
 
 class Base(DeclarativeBase):
@@ -24,7 +25,7 @@ class Base(DeclarativeBase):
 RECEIVER_CHAIN = schema.Chain(
     name="receiver",
     directory=Path(__file__).parent / "migrations",
-    legacy_tables=frozenset({"queue_alarms", "alarm_events", "users", "api_tokens", "device_notices"}),
+    legacy_tables=LEGACY_SPLIT["receiver"],
     legacy_baseline="r0001",
 )
 

@@ -37,6 +37,7 @@ from bench._common import latency_summary, machine, raise_nofile, table, write_j
 from devices import DeviceType
 from testing.broker import Broker, wait_port
 from testing.harness import create_user, make_settings, prepare_stores, settings_env
+from testing.sse import feed_events
 from trygg import mqtt
 from trygg.settings import Settings
 
@@ -138,20 +139,14 @@ async def login(http: httpx.AsyncClient) -> None:
 
 async def read_feed(http: httpx.AsyncClient, feed: Timings, ready: asyncio.Event) -> None:
     """Stamps each ``alarm`` event in state ``new`` with the time its data line arrived."""
-    async with http.stream("GET", "/api/v1/events", timeout=None) as resp:
-        resp.raise_for_status()
-        event = "message"
-        async for line in resp.aiter_lines():
-            if line.startswith("event:"):
-                event = line[6:].strip()
-            elif line.startswith("data:"):
-                at = time.perf_counter()
-                if event == "hello":
-                    ready.set()
-                elif event == "alarm":
-                    data = json.loads(line[5:])
-                    if data.get("state") == "new":
-                        feed.arrive((data["device_id"], data["alarm_id"]), at)
+    async for event, line in feed_events(http):
+        at = time.perf_counter()
+        if event == "hello":
+            ready.set()
+        elif event == "alarm":
+            data = json.loads(line)
+            if data.get("state") == "new":
+                feed.arrive((data["device_id"], data["alarm_id"]), at)
 
 
 # --- MQTT clients -----------------------------------------------------------------------------------------------

@@ -50,6 +50,7 @@ from gateway.db import migrate as migrate_gateway
 from gateway.registry import add_device
 from testing.broker import Broker
 from testing.harness import create_user, make_settings, settings_env
+from testing.sse import feed_events
 from testing.wait import eventually
 from trygg.db import engine_scope, transaction
 from trygg.settings import Settings
@@ -399,21 +400,15 @@ async def part_c(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         ready = asyncio.Event()
 
         async def read_feed() -> None:
-            async with api.stream("GET", "/api/v1/events", timeout=None) as resp:
-                resp.raise_for_status()
-                event = "message"
-                async for line in resp.aiter_lines():
-                    if line.startswith("event:"):
-                        event = line[6:].strip()
-                    elif line.startswith("data:"):
-                        if event == "hello":
-                            ready.set()
-                        elif event == "alarm":
-                            data = json.loads(line[5:].strip())
-                            if data.get("type") == "device_offline" and data["device_id"] not in seen:
-                                seen[data["device_id"]] = time.time()
-                                if len(seen) >= n:
-                                    all_seen.set()
+            async for event, line in feed_events(api):
+                if event == "hello":
+                    ready.set()
+                elif event == "alarm":
+                    data = json.loads(line)
+                    if data.get("type") == "device_offline" and data["device_id"] not in seen:
+                        seen[data["device_id"]] = time.time()
+                        if len(seen) >= n:
+                            all_seen.set()
 
         feed = asyncio.create_task(read_feed())
         stack.callback(feed.cancel)

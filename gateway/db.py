@@ -14,6 +14,7 @@ from sqlalchemy.orm import DeclarativeBase
 from trygg import schema
 from trygg.audit.migrations import AUDIT_CHAIN
 from trygg.db import new_metadata
+from trygg.schema.legacy import LEGACY_SPLIT
 
 
 class Base(DeclarativeBase):
@@ -23,21 +24,7 @@ class Base(DeclarativeBase):
 GATEWAY_CHAIN = schema.Chain(
     name="gateway",
     directory=Path(__file__).parent / "migrations",
-    legacy_tables=frozenset(
-        {
-            "devices",
-            "intake_alarms",
-            "outbox",
-            "device_credentials",
-            "service_accounts",
-            "checkin_consents",
-            "checkin_skipped_nights",
-            "checkins",
-            "device_health",
-            "device_configs",
-            "install_tests",
-        }
-    ),
+    legacy_tables=LEGACY_SPLIT["gateway"],
     legacy_baseline="g0001",
 )
 

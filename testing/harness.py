@@ -23,6 +23,7 @@ from gateway.db import migrate as migrate_gateway
 from gateway.registry import add_device
 from gateway.service import Gateway
 from testing.broker import free_port, wait_port
+from testing.sse import feed_events
 from trygg import mqtt
 from trygg.db import engine_scope, session_factory
 from trygg.serve import serving
@@ -184,18 +185,11 @@ class LiveFeedReader:
                 await self._task
 
     async def _read(self) -> None:
-        async with self.api.http.stream("GET", "/api/v1/events", timeout=None) as resp:
-            resp.raise_for_status()
-            event = "message"
-            async for line in resp.aiter_lines():
-                if line.startswith("event:"):
-                    event = line[6:].strip()
-                elif line.startswith("data:"):
-                    data = json.loads(line[5:].strip())
-                    if event == "hello":
-                        self.ready.set()
-                    else:
-                        await self.events.put((event, data))
+        async for event, data in feed_events(self.api.http):
+            if event == "hello":
+                self.ready.set()
+            else:
+                await self.events.put((event, json.loads(data)))
 
     async def next_alarm(self, timeout: float = 10, **match: Any) -> dict[str, Any]:
         """The next alarm event whose fields equal ``match``."""

@@ -33,31 +33,28 @@ log = structlog.get_logger(__name__)
 
 LEGACY_CHAIN = Chain(name="legacy", directory=Path(__file__).parent / "legacy_chain", version_table="alembic_version")
 LEGACY_HEAD = "0006"
-# Every table the old chain had made at 0006 (frozen: the old chain gets no new revisions).
-LEGACY_TABLES = frozenset(
-    {
-        # the gateway's
-        "devices",
-        "intake_alarms",
-        "outbox",
-        "device_credentials",
-        "service_accounts",
-        "checkin_consents",
-        "checkin_skipped_nights",
-        "checkins",
-        "device_health",
-        "device_configs",
-        "install_tests",
-        # the receiver's
-        "queue_alarms",
-        "alarm_events",
-        "users",
-        "api_tokens",
-        "device_notices",
-        # the supervision log (both)
-        "supervision_log",
-    }
-)
+# Every table the old chain had made at 0006, by the chain that owns it now (frozen: the old chain gets no new
+# revisions). Each chain names its share as its ``legacy_tables``.
+LEGACY_SPLIT: dict[str, frozenset[str]] = {
+    "gateway": frozenset(
+        {
+            "devices",
+            "intake_alarms",
+            "outbox",
+            "device_credentials",
+            "service_accounts",
+            "checkin_consents",
+            "checkin_skipped_nights",
+            "checkins",
+            "device_health",
+            "device_configs",
+            "install_tests",
+        }
+    ),
+    "receiver": frozenset({"queue_alarms", "alarm_events", "users", "api_tokens", "device_notices"}),
+    "audit": frozenset({"supervision_log"}),
+}
+LEGACY_TABLES: frozenset[str] = frozenset().union(*LEGACY_SPLIT.values())
 
 
 class LegacySchemaError(RuntimeError):

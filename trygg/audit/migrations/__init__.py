@@ -10,11 +10,12 @@ from sqlalchemy import MetaData
 
 from trygg.audit.models import AuditBase
 from trygg.schema import Chain
+from trygg.schema.legacy import LEGACY_SPLIT
 
 AUDIT_CHAIN = Chain(
     name="audit",
     directory=Path(__file__).parent,
-    legacy_tables=frozenset({"supervision_log"}),
+    legacy_tables=LEGACY_SPLIT["audit"],
     legacy_baseline="a0001",
 )
 
