@@ -378,3 +378,19 @@ def test_trygg_db_upgrade_brings_both_old_databases_onto_their_chains(tmp_path: 
             await eng.dispose()
 
     asyncio.run(check())
+
+
+@pytest.mark.postgres
+async def test_two_services_starting_together_on_one_database_migrate_in_turn(pg_fresh_url: str) -> None:
+    """docker-compose.yml gives both services one PostgreSQL database; both migrate when they start."""
+    engines = [create_engine(pg_fresh_url) for _ in range(2)]
+    try:
+        await on(engines[0], old_database())  # the worst case: both adopt an old database at once
+        await asyncio.gather(migrate_gateway(engines[0]), migrate_receiver(engines[1]))
+        assert await on(engines[0], data_tables) == set(LEGACY_TABLES)
+        assert "alembic_version" not in await on(engines[0], tables)
+        for chain in (GATEWAY_CHAIN, RECEIVER_CHAIN, AUDIT_CHAIN):
+            assert await on(engines[0], at_head(chain))
+    finally:
+        for engine in engines:
+            await engine.dispose()

@@ -1,1 +1,3 @@
-"""Trygg: the command line, settings and the shared plumbing (logging, store, MQTT connection)."""
+"""Trygg's kernel: settings, store and migration chains, MQTT connection, supervision log, logging, HTTP helpers,
+serving, WebRTC set-up, the demo's broker launcher. It imports no service (docs/architecture.md, the layers); the
+``trygg`` command is ``trygg_cli``."""
