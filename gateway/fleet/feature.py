@@ -186,7 +186,7 @@ class FleetFeature:
                         .where(DeviceConfigRow.device_id == device_id, DeviceConfigRow.version == version)
                         .values(applied_at=utcnow())
                     )
-        except Exception:
+        except BaseException:  # a stop cancelling a flush mid-write must not lose the state it took
             for st in dirty:
                 st.dirty = True
             self._applied.update(applied)
