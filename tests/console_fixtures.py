@@ -9,6 +9,8 @@ Import in a test module with ``from tests.console_fixtures import ...  # noqa: F
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -57,7 +59,13 @@ USERS = {
 }
 PENDANT = "pend1"
 CAMERA = "cam1"
-SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
+# docs/screenshots/ is written only on request (TRYGG_SCREENSHOTS=1 ./scripts/test tests/test_console_pages.py ...),
+# so that a test run leaves the working tree clean; otherwise the pictures go to a temporary folder.
+SCREENSHOTS = (
+    Path(__file__).resolve().parent.parent / "docs" / "screenshots"
+    if os.environ.get("TRYGG_SCREENSHOTS") == "1"
+    else Path(tempfile.gettempdir()) / "trygg-screenshots"
+)
 
 
 @dataclass
