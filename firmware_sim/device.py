@@ -486,7 +486,8 @@ class SimDevice:
         return Heartbeat(
             ts=utcnow(),
             battery_pct=self.battery_pct,
-            mains=self.mains,
+            has_mains=self.has_mains,
+            mains=self.mains if self.has_mains else None,  # a battery-only device says it has no mains
             firmware=FIRMWARE,
             network="ethernet" if self.has_mains else "lte-m",
             config_version=self.config_version,

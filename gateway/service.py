@@ -307,9 +307,19 @@ class Gateway:
         )
         return outcome
 
-    async def resolve_alarm(self, device_id: str, alarm_id: str, outcome: str, actor: str = "gateway") -> Outcome:
-        """Close, on the durable path, an alarm the gateway raised itself."""
-        return await self.writer.submit(IntakeItem(device_id, Resolution(alarm_id, outcome, actor)))
+    async def resolve_alarm(
+        self,
+        device_id: str,
+        alarm_id: str,
+        outcome: str,
+        actor: str = "gateway",
+        *,
+        code: str | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> Outcome:
+        """Close, on the durable path, an alarm the gateway raised itself. ``outcome`` is English for API users;
+        ``code`` with ``params`` is what the console shows (docs/api.md)."""
+        return await self.writer.submit(IntakeItem(device_id, Resolution(alarm_id, outcome, actor, code, params)))
 
     def publish_ack(self, device_id: str, ack: AlarmAck) -> None:
         topic = self.topics.device(device_id, DeviceTopic.ALARM_ACK)

@@ -141,6 +141,6 @@ async def test_camera_checkin_from_the_console(console_system: ConsoleSystem, br
     await page.goto(f"{sys.base}/console/#/checkin/{checkin_id}")
     await page.click("#start-look")
     await page.wait_for_selector("#checkin-msg.error")
-    assert "not due" in await page.inner_text("#checkin-msg")
+    assert "Tillsynen är inte aktuell (den är utförd)" in await page.inner_text("#checkin-msg")  # Swedish, coded
     await page.close()
     await tech.close()

@@ -224,6 +224,7 @@ async def test_technician_consents_log_overview(console_system: ConsoleSystem, b
     assert await page.input_value("#night-date") == before
     await page.wait_for_selector("#timeline")
     await page.fill("#night-date", "2026-03-28")
+    await page.press("#night-date", "Enter")
     await page.wait_for_selector("h1:text('Natten från 2026-03-28')")
     assert (await page.inner_text("#period")).startswith("2026-03-28 20:00:00\u201308:00")  # Stockholm time
     await page.click("#night-latest")

@@ -1,12 +1,19 @@
 // The client's supervision log for a period (case officers), printable.
 import { describe, get } from "../api.js";
 import { t } from "../i18n.js";
-import { fmtDateTime, h, stockholmDate } from "../ui.js";
+import { dateInput, fmtDateTime, h, isIsoDate, stockholmDate } from "../ui.js";
+
+// An entry's action in the console's language (the code itself when the console has no word for it).
+const actionText = (action) => {
+  const key = `log_${String(action).replaceAll(".", "_")}`;
+  const word = t(key);
+  return word === key ? action : word;
+};
 
 export async function render(main, _params, ctx) {
   const client = h("input", { id: "log-client", required: true, value: ctx.query.get("client") || "" });
-  const since = h("input", { id: "log-since", type: "date", value: ctx.query.get("since") || stockholmDate(new Date(Date.now() - 7 * 864e5)) });
-  const until = h("input", { id: "log-until", type: "date", value: ctx.query.get("until") || stockholmDate(new Date()) });
+  const since = dateInput({ id: "log-since", value: ctx.query.get("since") || stockholmDate(new Date(Date.now() - 7 * 864e5)) });
+  const until = dateInput({ id: "log-until", value: ctx.query.get("until") || stockholmDate(new Date()) });
   const body = h("tbody", { id: "log" });
   const head = h("p", { class: "print-head", id: "log-head" });
   const form = h(
@@ -25,7 +32,7 @@ export async function render(main, _params, ctx) {
     h("table", { class: "table" }, h("thead", {}, h("tr", {}, [t("at"), t("actor"), t("action"), t("subject"), t("details")].map((x) => h("th", { text: x })))), body),
   );
   async function load() {
-    if (!client.value.trim()) return;
+    if (!client.value.trim() || !isIsoDate(since.value.trim()) || !isIsoDate(until.value.trim())) return;
     // the period's dates are Stockholm dates: from the start of `since` to the end of `until`
     const from = new Date(`${since.value}T00:00:00`);
     const to = new Date(`${until.value}T23:59:59`);
@@ -41,7 +48,7 @@ export async function render(main, _params, ctx) {
                 { dataset: { action: e.action } },
                 h("td", { text: fmtDateTime(e.at) }),
                 h("td", { text: e.actor }),
-                h("td", { text: e.action }),
+                h("td", { text: actionText(e.action) }),
                 h("td", { text: e.subject || "" }),
                 h("td", { class: "log-details", text: Object.entries(e.details || {}).map(([k, v]) => `${k}: ${typeof v === "object" ? JSON.stringify(v) : v}`).join("; ") }),
               ),

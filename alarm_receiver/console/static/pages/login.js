@@ -5,7 +5,10 @@ import { h } from "../ui.js";
 export function render(main, _params, ctx) {
   const user = h("input", { id: "username", name: "username", autocomplete: "username", required: true });
   const pass = h("input", { id: "password", name: "password", type: "password", autocomplete: "current-password", required: true });
-  const msg = h("p", { id: "login-error", class: "error", role: "alert", text: ctx.notice ? t("session_expired") : "" });
+  // Sent here because the session ended: say why (?reason=expired | logout).
+  const reason = ctx.query.get("reason");
+  const why = reason === "expired" ? t("session_expired") : reason === "logout" ? t("logged_out") : "";
+  const msg = h("p", { id: "login-error", class: reason === "logout" ? "notice" : "error", role: "alert", text: why });
   const form = h(
     "form",
     { class: "form login", id: "login-form" },
@@ -22,6 +25,7 @@ export function render(main, _params, ctx) {
       const s = await login(user.value.trim(), pass.value);
       location.hash = ctx.landing(s.role);
     } catch (err) {
+      msg.className = "error";
       msg.textContent = err.status === 401 ? t("login_failed") : t("error", { msg: describe(err) });
     }
   });
