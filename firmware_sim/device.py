@@ -18,6 +18,10 @@ What it does (docs/simulator.md has the prose):
 - faults: ``go_silent(drop_connection)`` stops heartbeats and alarms, either keeping the connection or dropping
   the TCP connection without a DISCONNECT (the broker then publishes the retained ``offline`` will);
   ``come_back()`` undoes it.
+- ``announce=False`` (``trygg sim press`` run standalone): a one-shot connection that only sends the alarm and
+  waits for its answer. No will, no ``online``/``offline`` status, no heartbeats, a clean DISCONNECT: the
+  device's supervision (which its own, supervised connection feeds) is not touched, so no ``device_offline``
+  follows the press.
 """
 
 from __future__ import annotations
@@ -102,8 +106,10 @@ class SimDevice:
         heartbeat_interval_s: float = 60.0,
         battery_pct: int | None = None,
         battery_drain_pct_per_h: float = 0.5,
+        announce: bool = True,
     ) -> None:
         self.device_id = device_id
+        self.announce = announce  # False: a one-shot connection (no will, status or heartbeats)
         self.device_type = DeviceType(device_type)
         self.settings = settings
         self.primary_url = mqtt_url or settings.mqtt_url
@@ -160,10 +166,9 @@ class SimDevice:
         self._path_since = time.time()
         self.url = self.primary_url
         self._conn_task = asyncio.create_task(self._connect_forever(self.url))
-        self._tasks = [
-            asyncio.create_task(self._resend_loop()),
-            asyncio.create_task(self._heartbeat_loop()),
-        ]
+        self._tasks = [asyncio.create_task(self._resend_loop())]
+        if self.announce:
+            self._tasks.append(asyncio.create_task(self._heartbeat_loop()))
         try:
             async with asyncio.timeout(START_WAIT_S):
                 await self._connected.wait()
@@ -516,7 +521,7 @@ class SimDevice:
             persistent=True,
             session_expiry_s=3600,
             on_message=self._on_message,
-            will=Will(self.status_topic, DeviceStatus.OFFLINE.value.encode(), retain=True),
+            will=Will(self.status_topic, DeviceStatus.OFFLINE.value.encode(), retain=True) if self.announce else None,
         )
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
@@ -524,7 +529,8 @@ class SimDevice:
 
     def _on_connect(self, client: Any, flags: Any, rc: Any, properties: Any) -> None:
         try:
-            client.publish(self.status_topic, DeviceStatus.ONLINE.value.encode(), qos=1, retain=True)
+            if self.announce:
+                client.publish(self.status_topic, DeviceStatus.ONLINE.value.encode(), qos=1, retain=True)
             if id(client) in self._subscribed:  # a reconnect by gmqtt: subscribe again
                 client.subscribe(self.ack_topic, qos=1)
                 client.subscribe(self.config_topic, qos=1)
@@ -577,7 +583,7 @@ class SimDevice:
     async def _close_client(self, client: Any, *, say_offline: bool = True) -> None:
         self._subscribed.discard(id(client))
         with contextlib.suppress(Exception):
-            if say_offline and is_connected(client):
+            if say_offline and self.announce and is_connected(client):
                 client.publish(self.status_topic, DeviceStatus.OFFLINE.value.encode(), qos=1, retain=True)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(client.disconnect(), 2.0)
