@@ -23,6 +23,7 @@ from tests.harness import (
     Api,
     LiveFeedReader,
     create_user,
+    eventually,
     make_settings,
     prepare_stores,
     running_gateway,
@@ -310,7 +311,12 @@ async def test_battery_only_devices_are_not_mains_lost(broker: Broker, tmp_path:
         await pendant.start()
         await base.start()
         try:
-            await asyncio.wait_for(_until(online(gw, "pendant", "base")), 10)
+            both_online = online(gw, "pendant", "base")
+
+            async def heard() -> bool:
+                return both_online()
+
+            await eventually(heard, timeout=10)
             base.lose_mains()
             url = f"http://127.0.0.1:{s.gateway_http_port}/api/v1/devices"
             async with httpx.AsyncClient(headers={"Authorization": f"Bearer {tech.token}"}) as http:
@@ -332,11 +338,6 @@ async def test_battery_only_devices_are_not_mains_lost(broker: Broker, tmp_path:
             await pendant.stop()
             await base.stop()
         await tech.close()
-
-
-async def _until(check: Callable[[], bool]) -> None:
-    while not check():
-        await asyncio.sleep(0.05)
 
 
 def online(gw: Gateway, *device_ids: str) -> Callable[[], bool]:

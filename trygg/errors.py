@@ -97,7 +97,7 @@ def install_error_handlers(app: FastAPI, refused: Callable[[str], None]) -> None
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
         problems = validation_problems(exc.errors())
-        refused("invalid")
+        refused("request.invalid")
         log.info(
             "invalid request",
             path=request.url.path,
