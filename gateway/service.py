@@ -83,6 +83,7 @@ class Gateway:
         self.client: Any = None
         self.fast_client: Any = None  # QoS 0 floods (heartbeats), when a feature asks for it
         self.connected = asyncio.Event()
+        self._stopping = False
         # Hooks for features: is a device's next alarm an installation test; who wants to hear about
         # alarms stored here and confirmed by the receiver.
         self.is_test_alarm: Callable[[str], bool] = lambda device_id: False
@@ -120,6 +121,7 @@ class Gateway:
         log.info("gateway started", broker=f"{endpoint.host}:{endpoint.port}", receiver=s.receiver_url)
 
     async def stop(self) -> None:
+        self._stopping = True
         # Features first, while the broker connection is up: a camera is told its look ended, state is flushed.
         for feature in reversed(self.features):
             try:
@@ -181,7 +183,10 @@ class Gateway:
     def _on_disconnect(self, client: Any, packet: Any, exc: Any = None) -> None:
         metrics.MQTT_CONNECTED.set(0)
         self.connected.clear()
-        log.warning("disconnected from broker; reconnecting")
+        if self._stopping:
+            log.info("disconnected from broker (stopping)")
+        else:
+            log.warning("disconnected from broker; reconnecting")
 
     async def _on_message(self, client: Any, topic: str, payload: bytes, qos: int, properties: Any) -> int:
         """Runs as its own task per message; returning sends the PUBACK. Never raises."""
