@@ -10,7 +10,9 @@ Import in a test module with ``from tests.console_fixtures import ...  # noqa: F
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -128,9 +130,10 @@ async def console_system(tmp_path_factory: pytest.TempPathFactory) -> AsyncItera
         broker.stop()
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def browser(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[BrowserContext]:
-    profile = tmp_path_factory.mktemp("chromium-profile")
+@asynccontextmanager
+async def chromium(profile: Path, *, locale: str = "sv-SE") -> AsyncIterator[BrowserContext]:
+    """Debian's Chromium with the flags of docs/console.md, a fresh profile and the browser locale given (the
+    console's own language does not depend on it)."""
     async with async_playwright() as pw:
         ctx = await pw.chromium.launch_persistent_context(
             user_data_dir=str(profile),
@@ -138,13 +141,19 @@ async def browser(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Bro
             headless=True,
             args=CHROMIUM_FLAGS,
             viewport={"width": 1280, "height": 800},
-            locale="sv-SE",
+            locale=locale,
             timezone_id="Europe/Stockholm",
         )
         try:
             yield ctx
         finally:
             await ctx.close()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def browser(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[BrowserContext]:
+    async with chromium(tmp_path_factory.mktemp("chromium-profile")) as ctx:
+        yield ctx
 
 
 class PageErrors:
@@ -178,6 +187,29 @@ async def log_in(page: Page, base: str, user: str, password: str = PASSWORD, *, 
     await page.wait_for_function("() => location.hash !== '#/login' && document.body.dataset.page !== 'login'")
 
 
+async def inject(system: ConsoleSystem, alarm_id: str, **fields: object) -> int:
+    """An alarm as the gateway forwards it (``POST /api/v1/intake``); returns its id in the queue."""
+    now = datetime.now(UTC)
+    item: dict[str, object] = {
+        "kind": "alarm",
+        "device_id": PENDANT,
+        "alarm_id": alarm_id,
+        "type": "assistance",
+        "priority": 7,
+        "device_ts": now.isoformat(),
+        "stored_at": now.isoformat(),
+        "details": {"client_ref": "astrid"},
+    }
+    item.update(fields)
+    token = system.settings.intake_token.get_secret_value()
+    async with httpx.AsyncClient(base_url=system.base, timeout=10) as http:
+        r = await http.post("/api/v1/intake", json={"items": [item]}, headers={"Authorization": f"Bearer {token}"})
+        r.raise_for_status()
+    async with await system.http("op") as http:
+        rows = (await http.get("/api/v1/alarms", params={"all_states": "true", "limit": 5000})).json()
+    return int(next(a["id"] for a in rows if a["alarm_id"] == alarm_id and a["device_id"] == item["device_id"]))
+
+
 async def screenshot(page: Page, name: str) -> Path:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / f"{name}.png"
@@ -192,8 +224,10 @@ __all__ = [
     "ConsoleSystem",
     "PageErrors",
     "browser",
+    "chromium",
     "console_system",
     "eventually",
+    "inject",
     "log_in",
     "open_page",
     "screenshot",
