@@ -84,6 +84,22 @@ async def test_shell_csp_roles_logout_expiry_language(console_system: ConsoleSys
     )
     await page.goto(f"{sys.base}/console/#/overview")
     await page.wait_for_selector("#login-form")
+    await page.wait_for_selector("#login-error:text('Sessionen har gått ut')")  # said, not silent
+    assert page.url.endswith("#/login?reason=expired")
+    # a session that expires while the page is open: to login, with the reason
+    await log_in(page, sys.base, "op")
+    await page.evaluate(
+        """() => { const s = JSON.parse(sessionStorage.getItem('trygg.session'));
+                   s.expires_at = new Date(Date.now() + 1500).toISOString();
+                   sessionStorage.setItem('trygg.session', JSON.stringify(s)); }"""
+    )
+    await page.reload()
+    await page.wait_for_selector("#queue")
+    await page.wait_for_selector("#login-error:text('Sessionen har gått ut')", timeout=5000)
+    # logging out says so too, in its own words
+    await log_in(page, sys.base, "op")
+    await page.click("#logout")
+    await page.wait_for_selector("#login-error:text('Du är utloggad')")
     await log_in(page, sys.base, "op")
     await page.evaluate(
         """() => { const s = JSON.parse(sessionStorage.getItem('trygg.session'));
@@ -103,13 +119,15 @@ async def test_shell_csp_roles_logout_expiry_language(console_system: ConsoleSys
     await page.wait_for_selector("h1:text('Alarm queue')")
     await page.click("#lang")
     await page.wait_for_selector("h1:text('Larmkö')")
-    # every text exists in both languages
-    missing = await page.evaluate(
-        """async () => { const { dictionaries: d } = await import('/console/i18n.js');
-           const sv = Object.keys(d.sv), en = Object.keys(d.en);
-           return { sv: en.filter((k) => !sv.includes(k)), en: sv.filter((k) => !en.includes(k)) }; }"""
-    )
-    assert missing == {"sv": [], "en": []}
+    # every text exists in both languages (the console's own and the server's codes)
+    for module, name in (("i18n.js", "dictionaries"), ("messages.js", "messageDictionaries")):
+        missing = await page.evaluate(
+            """async ([m, n]) => { const d = (await import(`/console/${m}`))[n];
+               const sv = Object.keys(d.sv), en = Object.keys(d.en);
+               return { sv: en.filter((k) => !sv.includes(k)), en: sv.filter((k) => !en.includes(k)) }; }""",
+            [module, name],
+        )
+        assert missing == {"sv": [], "en": []}, module
     assert not errors.csp(), errors.messages
     await page.close()
 

@@ -129,6 +129,15 @@ export async function render(main, params, ctx) {
       state.look_id = answer.look_id;
       state.max_s = answer.max_s;
       await pc.setRemoteDescription({ type: answer.type, sdp: answer.sdp });
+      // The gateway ending the look (its cap, a take-over from another tab, the camera) closes its DTLS side;
+      // the peer connection's own state does not show that, the transport's does.
+      const dtls = pc.getReceivers()[0] && pc.getReceivers()[0].transport;
+      if (dtls) {
+        dtls.addEventListener("statechange", () => {
+          state.transport = dtls.state;
+          if (["closed", "failed"].includes(dtls.state) && look && look.look_id === answer.look_id) endLook("gateway");
+        });
+      }
       state.state = "live";
       ck = { ...ck, state: "started" };
       drawTerms();
