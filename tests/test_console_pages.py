@@ -85,6 +85,7 @@ async def test_shell_csp_roles_logout_expiry_language(console_system: ConsoleSys
     await page.goto(f"{sys.base}/console/#/overview")
     await page.wait_for_selector("#login-form")
     await page.wait_for_selector("#login-error:text('Sessionen har gått ut')")  # said, not silent
+    await screenshot(page, "login-session-expired")
     assert page.url.endswith("#/login?reason=expired")
     # a session that expires while the page is open: to login, with the reason
     await log_in(page, sys.base, "op")

@@ -18,7 +18,17 @@ from playwright.async_api import BrowserContext, Page, Response
 from gateway.fleet.feature import FleetFeature
 from gateway.fleet.supervision import DeviceBackOnline, RaiseAreaOutage, RaiseOffline, ResolveOffline
 from tests import console_fixtures
-from tests.console_fixtures import PENDANT, ConsoleSystem, PageErrors, chromium, eventually, inject, log_in, open_page
+from tests.console_fixtures import (
+    PENDANT,
+    ConsoleSystem,
+    PageErrors,
+    chromium,
+    eventually,
+    inject,
+    log_in,
+    open_page,
+    screenshot,
+)
 from tests.test_console_camera import due_checkin
 
 browser = console_fixtures.browser
@@ -187,6 +197,7 @@ async def test_the_swedish_console_shows_no_english(console_system: ConsoleSyste
     ):
         assert line in history, (line, history)
     assert "Hjälp given" in await page.inner_text("#main")
+    await screenshot(page, "alarm-history")
     await seen.check(page, "alarm detail")
     for alarm_id, outcome in (
         ("offline-done", "enheten är online igen"),

@@ -209,6 +209,7 @@ async def test_notes_keep_their_text_show_the_limit_and_take_lines(
     assert "over" in (await page.get_attribute("#f-note-count", "class") or "")
     await page.click("#dialog-ok")
     await page.wait_for_selector("#dialog-error:text('för lång')")
+    await screenshot(page, "note-too-long")
     assert await page.is_visible("#dialog") and await page.input_value("#f-note") == long_text
     # several lines: Enter makes a new line, Ctrl+Enter saves
     await page.fill("#f-note", "")
@@ -256,6 +257,7 @@ async def test_sound_banner_after_reload_repeats_until_acknowledged(
         await page.wait_for_selector("#live.on")
         banner = await page.wait_for_selector("#sound-banner:not([hidden])")
         assert "klicka" in await banner.inner_text()
+        await screenshot(page, "sound-banner")
         # a new priority alarm sounds, and again, until it is acknowledged
         before = await page.evaluate("() => window.__beeps || 0")
         alarm_id = await sys.pendant.press("fall")

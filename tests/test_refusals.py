@@ -6,7 +6,9 @@ Every 4xx body is ``{"detail", "code", "params"}``; a 422 names the field and th
 
 from __future__ import annotations
 
+import ast
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -152,3 +154,32 @@ async def test_gateway_refusals_are_coded_and_logs_keep_no_text(
         await tech.close()
         await case.close()
     assert SECRET not in "\n".join(r.getMessage() for r in caplog.records)
+
+
+def test_the_console_translates_every_code_the_services_use() -> None:
+    """Every code in the services' source (refusals, history lines, texts, outcomes) has Swedish and English in
+    the console (static/messages.js). Audit-log action names look alike and are not shown as messages: they are
+    left out (``action=...``, and the action arguments of the check-in feature's helpers)."""
+    root = Path(__file__).resolve().parent.parent
+    spaces = "alarm|auth|http|request|gateway|device|consent|checkin|look|outcome|task|area|test"
+    pattern = re.compile(rf"^({spaces})\.[a-z_]+$")
+    found: set[str] = set()
+    actions: set[str] = set()
+    for path in [*root.glob("alarm_receiver/**/*.py"), *root.glob("gateway/**/*.py"), *root.glob("trygg/**/*.py")]:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and pattern.match(node.value):
+                found.add(node.value)
+            if isinstance(node, ast.Call):
+                for kw in node.keywords:
+                    if kw.arg == "action" and isinstance(kw.value, ast.Constant):
+                        actions.add(str(kw.value.value))
+                name = getattr(node.func, "attr", getattr(node.func, "id", ""))
+                position = {"_refuse": 1, "_set_state": 4}.get(name)
+                if position is not None and len(node.args) > position and isinstance(node.args[position], ast.Constant):
+                    actions.add(str(node.args[position].value))
+    js = (root / "alarm_receiver" / "console" / "static" / "messages.js").read_text(encoding="utf-8")
+    sv, en = js.split("\n  en: {", 1)
+    for language, text in (("sv", sv), ("en", en)):
+        known = set(re.findall(r'"([a-z_]+\.[a-z_]+)":', text))
+        assert (found - actions) - known == set(), language
+    assert {"alarm.assigned", "request.invalid", "device.silent", "outcome.seen_ok"} <= found
