@@ -94,9 +94,8 @@ async def test_shell_csp_roles_logout_expiry_language(console_system: ConsoleSys
                    s.expires_at = new Date(Date.now() + 1500).toISOString();
                    sessionStorage.setItem('trygg.session', JSON.stringify(s)); }"""
     )
-    await page.reload()
-    await page.wait_for_selector("#queue")
-    await page.wait_for_selector("#login-error:text('Sessionen har gått ut')", timeout=5000)
+    await page.reload()  # the queue, then (the page's own timer) the login with the reason
+    await page.wait_for_selector("#login-error:text('Sessionen har gått ut')", timeout=10_000)
     # logging out says so too, in its own words
     await log_in(page, sys.base, "op")
     await page.click("#logout")

@@ -35,7 +35,7 @@ function parse() {
   return { name: name || "", params: rest.map(decodeURIComponent), query: new URLSearchParams(query || "") };
 }
 
-// The sound button says the state and the action: "🔊 Ljud på · Stäng av" (aria-pressed = muted).
+// The sound button says the state and the action: "Ljud: på · Stäng av" (aria-pressed = muted).
 function renderSound(s) {
   const btn = document.getElementById("mute");
   const muted = isMuted();
