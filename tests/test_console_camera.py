@@ -197,6 +197,7 @@ async def test_a_reload_ends_the_look_and_the_same_operator_takes_over(
     await second.click("#start-look")
     await second.wait_for_selector("#take-over")
     assert "Din egen tittning" in await second.inner_text("#checkin-msg")
+    await second.eval_on_selector("#look-fix", "el => el.scrollIntoView({block: 'end'})")
     await screenshot(second, "camera-take-over")
     await second.click("#take-over")
     await second.wait_for_function("() => window.__look.state === 'live'")

@@ -197,6 +197,7 @@ async def test_the_swedish_console_shows_no_english(console_system: ConsoleSyste
     ):
         assert line in history, (line, history)
     assert "Hjälp given" in await page.inner_text("#main")
+    await page.eval_on_selector("#history", "el => el.scrollIntoView({block: 'end'})")
     await screenshot(page, "alarm-history")
     await seen.check(page, "alarm detail")
     for alarm_id, outcome in (

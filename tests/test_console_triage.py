@@ -132,7 +132,7 @@ async def test_search_filters_and_rows_at_1366x768(console_system: ConsoleSystem
                  .filter(r => r.getBoundingClientRect().bottom <= innerHeight).length"""
     )
     assert visible > 8, visible
-    await screenshot(page, "queue")
+    await screenshot(page, "queue-triage")
 
     # search: a client, a device
     await page.fill("#q", "brukare-03")
