@@ -171,6 +171,13 @@ async def test_technician_consents_log_overview(console_system: ConsoleSystem, b
     await page.wait_for_selector(f'#devices tr[data-id="{PENDANT}"]', state="detached")
     await page.uncheck("#flag-offline")
     await page.wait_for_selector(f'#devices tr[data-id="{PENDANT}"]')
+    # a pendant runs on its battery alone: no mains to lose, and not in the mains-lost filter
+    await page.wait_for_selector(f'#devices tr[data-id="{PENDANT}"] .c-mains:text("ingen (batteridriven)")')
+    await page.check("#flag-mains_lost")
+    await page.wait_for_selector(f'#devices tr[data-id="{PENDANT}"]', state="detached")
+    await page.wait_for_selector("#devices-msg:text('Inga enheter matchar')")
+    await page.uncheck("#flag-mains_lost")
+    await page.wait_for_selector(f'#devices tr[data-id="{PENDANT}"]')
 
     # device detail: configuration, then an installation test passed by a real press
     await page.click(f"text={PENDANT}")

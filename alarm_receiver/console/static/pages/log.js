@@ -1,7 +1,20 @@
 // The client's supervision log for a period (case officers), printable.
 import { describe, get } from "../api.js";
 import { t } from "../i18n.js";
+import { known, tr } from "../messages.js";
 import { dateInput, fmtDateTime, h, isIsoDate, stockholmDate } from "../ui.js";
+
+// An entry's details as data (key: value); a refusal's reason in the console's language when it has a code.
+function detailsText(details) {
+  const shown = { ...details };
+  if (shown.code && known(shown.code)) {
+    shown.reason = tr(shown.code, shown);
+    delete shown.code;
+  }
+  return Object.entries(shown)
+    .map(([k, v]) => `${k}: ${typeof v === "object" ? JSON.stringify(v) : v}`)
+    .join("; ");
+}
 
 // An entry's action in the console's language (the code itself when the console has no word for it).
 const actionText = (action) => {
@@ -50,7 +63,7 @@ export async function render(main, _params, ctx) {
                 h("td", { text: e.actor }),
                 h("td", { text: actionText(e.action) }),
                 h("td", { text: e.subject || "" }),
-                h("td", { class: "log-details", text: Object.entries(e.details || {}).map(([k, v]) => `${k}: ${typeof v === "object" ? JSON.stringify(v) : v}`).join("; ") }),
+                h("td", { class: "log-details", text: detailsText(e.details || {}) }),
               ),
             )
           : [h("tr", {}, h("td", { colspan: "5", text: t("no_entries") }))]),
