@@ -32,14 +32,19 @@ def upgrade() -> None:
         batch.add_column(sa.Column("detail_code", sa.String(64), nullable=True))
 
 
+# (table, column) in the order the downgrade drops them
+_ADDED = (
+    ("install_tests", "detail_code"),
+    ("device_health", "has_mains"),
+    ("queue_alarms", "outcome_params"),
+    ("queue_alarms", "outcome_code"),
+    ("alarm_events", "params"),
+    ("alarm_events", "code"),
+)
+
+
 def downgrade() -> None:
-    with op.batch_alter_table("install_tests") as batch:
-        batch.drop_column("detail_code")
-    with op.batch_alter_table("device_health") as batch:
-        batch.drop_column("has_mains")
-    with op.batch_alter_table("queue_alarms") as batch:
-        batch.drop_column("outcome_params")
-        batch.drop_column("outcome_code")
-    with op.batch_alter_table("alarm_events") as batch:
-        batch.drop_column("params")
-        batch.drop_column("code")
+    # A plain DROP COLUMN (SQLite has it since 3.35): batch mode would copy and drop queue_alarms, which
+    # alarm_events references, and SQLite with foreign keys on refuses that.
+    for table, column in _ADDED:
+        op.drop_column(table, column)
