@@ -137,7 +137,7 @@ async def test_gateway_refusals_are_coded_and_logs_keep_no_text(
         r = await case.http.post("/gw/api/v1/consents", json=consent | {"camera_id": "p9", "basis": "beslut 1"})
         assert r.status_code == 400
         assert r.json()["code"] == "consent.not_a_camera"
-        assert r.json()["params"] == {"camera_id": "p9", "type": "pendant"}
+        assert r.json()["params"] == {"camera_id": "p9", "device_type": "pendant"}
         r = await case.http.get("/gw/api/v1/checkins/4242")
         assert r.status_code == 404 and r.json()["code"] == "checkin.not_found"
         # roles: a case officer is no technician

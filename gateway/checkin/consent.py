@@ -205,7 +205,7 @@ async def create_consent(
             400,
             "consent.not_a_camera",
             camera_id=data.camera_id,
-            type=device.type,
+            device_type=device.type,
         )
     if device.client_ref is not None and device.client_ref != data.client_ref:
         raise ConsentError(

@@ -33,7 +33,7 @@ const codes = {
     "consent.refused": "Samtycket kan inte sparas.",
     "consent.not_found": "Samtycket finns inte.",
     "consent.camera_unknown": "Kameran {camera_id} är inte en registrerad, aktiv enhet.",
-    "consent.not_a_camera": "Enheten {camera_id} är en {type}, inte en kamera.",
+    "consent.not_a_camera": "Enheten {camera_id} är en {device_type}, inte en kamera.",
     "consent.camera_other_client": "Kameran {camera_id} tillhör en annan brukare.",
     "consent.camera_taken": "Kameran {camera_id} har redan ett aktivt samtycke (nr {consent_id}).",
     "consent.bad_schedule": "Tiderna passar inte i nattfönstret (eller så är fönstret tomt).",
@@ -58,6 +58,26 @@ const codes = {
     "checkin.look_first": "Ett utfall kräver en tittning först (tillsynen är {state}).",
     "checkin.changed": "Tillsynen ändrades under tiden. Ladda om sidan.",
     "look.not_found": "Tittningen pågår inte längre.",
+    // the same refusals under the names the gateway's reworked modules use (issue 14): both are understood
+    "auth.not_logged_in": "Du är inte inloggad.",
+    "auth.session_expired": "Sessionen har gått ut. Logga in igen.",
+    "auth.role_forbidden": "Din roll ({role}) får inte göra detta.",
+    "auth.check_unavailable": "Inloggningen kan inte kontrolleras just nu. Försök igen om en stund.",
+    "auth.session_ended": "Sessionen har avslutats. Logga in igen.",
+    "auth.logged_out": "Du är utloggad.",
+    "feature.not_running": "Den delen av gatewayen är inte igång.",
+    "http.error": "Servern svarade med ett fel.",
+    "consent.camera_not_active": "Kameran {camera_id} är inte en registrerad, aktiv enhet.",
+    "consent.camera_of_other_client": "Kameran {camera_id} tillhör en annan brukare.",
+    "consent.camera_has_consent": "Kameran {camera_id} har redan ett aktivt samtycke (nr {consent_id}).",
+    "consent.invalid_plan": "Tiderna passar inte i nattfönstret (eller så är fönstret tomt).",
+    "checkin.look_operators_only": "Bara operatörer får titta genom en brukares kamera (din roll: {role}).",
+    "checkin.outcome_operators_only": "Bara operatörer får ange utfall (din roll: {role}).",
+    "checkin.phone_call": "Den här tillsynen är ett telefonsamtal till brukaren, ingen tittning.",
+    "checkin.camera_busy": "En tittning genom kameran pågår redan.",
+    "checkin.alarm_look_not_allowed": "Samtycket tillåter ingen tittning vid larm.",
+    "checkin.alarm_not_of_client": "Inget sådant larm från brukarens enheter.",
+    "look.operators_only": "Bara operatörer avslutar tittningar (din roll: {role}).",
     // history lines (alarm_receiver/queue.py)
     "alarm.received": "mottaget",
     "alarm.test_confirmed": "installationstest: hela kedjan bekräftad (visas inte för patrullen)",
@@ -123,6 +143,7 @@ const codes = {
     "invalid.extra_forbidden": "{field}: okänt fält",
     "invalid.list_too_short": "{field}: minst {min_length}",
     "invalid.value_error": "{field}: ogiltigt värde",
+    "invalid.generic": "Uppgifterna i begäran är inte giltiga.",
     unknown_code: "Okänt besked från servern ({code}).",
     http_error: "Servern svarade med fel {status}.",
     network_error: "Servern kan inte nås. Kontrollera nätverket.",
@@ -154,7 +175,7 @@ const codes = {
     "consent.refused": "The consent cannot be saved.",
     "consent.not_found": "The consent does not exist.",
     "consent.camera_unknown": "Camera {camera_id} is not a registered, active device.",
-    "consent.not_a_camera": "Device {camera_id} is a {type}, not a camera.",
+    "consent.not_a_camera": "Device {camera_id} is a {device_type}, not a camera.",
     "consent.camera_other_client": "Camera {camera_id} belongs to another client.",
     "consent.camera_taken": "Camera {camera_id} already has an active consent (no. {consent_id}).",
     "consent.bad_schedule": "The times do not fit the night window (or the window is empty).",
@@ -179,6 +200,25 @@ const codes = {
     "checkin.look_first": "An outcome needs a look first (the check-in is {state}).",
     "checkin.changed": "The check-in changed meanwhile. Reload the page.",
     "look.not_found": "The look is no longer live.",
+    "auth.not_logged_in": "You are not logged in.",
+    "auth.session_expired": "Your session has expired. Log in again.",
+    "auth.role_forbidden": "Your role ({role}) may not do this.",
+    "auth.check_unavailable": "Logins cannot be checked right now. Try again shortly.",
+    "auth.session_ended": "Your session has ended. Log in again.",
+    "auth.logged_out": "You are logged out.",
+    "feature.not_running": "That part of the gateway is not running.",
+    "http.error": "The server answered with an error.",
+    "consent.camera_not_active": "Camera {camera_id} is not a registered, active device.",
+    "consent.camera_of_other_client": "Camera {camera_id} belongs to another client.",
+    "consent.camera_has_consent": "Camera {camera_id} already has an active consent (no. {consent_id}).",
+    "consent.invalid_plan": "The times do not fit the night window (or the window is empty).",
+    "checkin.look_operators_only": "Only operators may look through a client's camera (your role: {role}).",
+    "checkin.outcome_operators_only": "Only operators record outcomes (your role: {role}).",
+    "checkin.phone_call": "This check-in is a phone call to the client, not a look.",
+    "checkin.camera_busy": "A look through this camera is already live.",
+    "checkin.alarm_look_not_allowed": "The consent does not allow a look on an alarm.",
+    "checkin.alarm_not_of_client": "No such alarm from the client's devices.",
+    "look.operators_only": "Only operators end looks (your role: {role}).",
     "alarm.received": "received",
     "alarm.test_confirmed": "installation test: the whole chain confirmed (not shown to the patrol)",
     "alarm.acknowledged": "acknowledged",
@@ -239,6 +279,7 @@ const codes = {
     "invalid.extra_forbidden": "{field}: unknown field",
     "invalid.list_too_short": "{field}: at least {min_length}",
     "invalid.value_error": "{field}: invalid value",
+    "invalid.generic": "The request's data is not valid.",
     unknown_code: "Unknown message from the server ({code}).",
     http_error: "The server answered with error {status}.",
     network_error: "The server cannot be reached. Check the network.",
@@ -266,6 +307,7 @@ function param(code, key, value) {
     case "role":
       return label("role", value);
     case "type":
+    case "device_type":
       return label("dt", value);
     case "cause":
       return label("cause", value);
@@ -296,6 +338,7 @@ export function tr(code, params) {
   const p = params || {};
   const dict = codes[lang()];
   if (code === "request.invalid") {
+    if (!p.field) return dict["invalid.generic"]; // a server that names no field
     const key = `invalid.${p.type}`;
     return fill(dict[key] || dict["request.invalid"], code, p);
   }

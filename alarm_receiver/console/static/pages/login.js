@@ -1,13 +1,16 @@
 import { describe, login } from "../api.js";
 import { t } from "../i18n.js";
+import { known, tr } from "../messages.js";
 import { h } from "../ui.js";
 
 export function render(main, _params, ctx) {
   const user = h("input", { id: "username", name: "username", autocomplete: "username", required: true });
   const pass = h("input", { id: "password", name: "password", type: "password", autocomplete: "current-password", required: true });
-  // Sent here because the session ended: say why (?reason=expired | logout).
+  // Sent here because the session ended: say why (?reason=expired | logout | ended, ?code= the server's code).
   const reason = ctx.query.get("reason");
-  const why = reason === "expired" ? t("session_expired") : reason === "logout" ? t("logged_out") : "";
+  const code = ctx.query.get("code");
+  const why =
+    reason === "logout" ? t("logged_out") : code && known(code) ? tr(code) : reason === "expired" || reason === "ended" ? t("session_expired") : "";
   const msg = h("p", { id: "login-error", class: reason === "logout" ? "notice" : "error", role: "alert", text: why });
   const form = h(
     "form",
