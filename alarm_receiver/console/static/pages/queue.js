@@ -63,19 +63,19 @@ export async function render(main) {
     h("label", { class: "field inline" }, h("span", { text: t("filter_area") }), areaSel),
     clearBtn,
   );
-  let optionKeys = "";
+  // The choices offered: the types and areas seen since the page loaded (a live update adds, never rebuilds).
+  const types = new Set();
+  const areas = new Set();
+  function noteOptions(a) {
+    const area = (a.details || {}).area || "-";
+    if (types.has(a.type) && areas.has(area)) return false;
+    types.add(a.type);
+    areas.add(area);
+    return true;
+  }
   function refreshOptions() {
-    const types = new Set();
-    const areas = new Set();
-    for (const r of rows.values()) {
-      types.add(r.a.type);
-      areas.add((r.a.details || {}).area || "-");
-    }
     if (filters.type) types.add(filters.type);
     if (filters.area) areas.add(filters.area);
-    const key = `${[...types].sort()}|${[...areas].sort()}`;
-    if (key === optionKeys) return;
-    optionKeys = key;
     typeSel.replaceChildren(
       h("option", { value: "", text: t("all_types") }),
       ...[...types].sort((x, y) => label("ty", x).localeCompare(label("ty", y))).map((ty) => h("option", { value: ty, text: label("ty", ty) })),
@@ -191,16 +191,17 @@ export async function render(main) {
 
   function updateCounts() {
     const n = groups.new.order.length + groups.open.order.length;
-    const shown = visible().length;
-    count.textContent = shown === n ? t("open_count", { n }) : `${t("open_count", { n })} · ${t("filtered_count", { shown, n })}`;
+    let shown = 0;
     for (const g of Object.values(groups)) {
-      const vis = g.order.filter((a) => !rows.get(a.id).el.hidden).length;
+      let vis = 0;
+      for (const a of g.order) if (!rows.get(a.id).el.hidden) vis += 1;
+      shown += vis;
       g.count.textContent = `(${vis})`;
       g.head.hidden = vis === 0;
     }
+    count.textContent = shown === n ? t("open_count", { n }) : `${t("open_count", { n })} · ${t("filtered_count", { shown, n })}`;
     empty.hidden = n > 0;
     noMatch.hidden = n === 0 || shown > 0;
-    refreshOptions();
     sound();
   }
 
@@ -249,6 +250,7 @@ export async function render(main) {
     if (!old) r.el.classList.add("fresh");
     if (selected === a.id) r.el.classList.add("selected");
     if (selected === null && a.state === "new" && !r.el.hidden) select(a.id);
+    if (noteOptions(a)) refreshOptions();
     updateCounts();
     return !old;
   }
@@ -258,6 +260,10 @@ export async function render(main) {
     const alarms = await get("/api/v1/alarms?limit=5000");
     const t1 = performance.now();
     rows.clear();
+    types.clear();
+    areas.clear();
+    for (const a of alarms) noteOptions(a);
+    refreshOptions();
     const sorted = alarms.slice().sort(triage);
     groups.new.order = sorted.filter((a) => a.state === "new");
     groups.open.order = sorted.filter((a) => a.state !== "new");
