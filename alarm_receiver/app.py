@@ -7,8 +7,6 @@ from contextlib import asynccontextmanager
 
 import structlog
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.encoders import jsonable_encoder
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
 from alarm_receiver import metrics
@@ -16,6 +14,8 @@ from alarm_receiver.api import alarms, auth, events, gateway_proxy, intake, over
 from alarm_receiver.console import mount_console
 from alarm_receiver.queue import QueueError
 from alarm_receiver.service import Receiver
+from trygg.errors import body as error_body
+from trygg.errors import install_error_handlers
 from trygg.http import bearer, matches_metrics_token, metrics_response, unauthorized
 from trygg.settings import Settings
 
@@ -43,17 +43,13 @@ def create_app(settings: Settings, receiver: Receiver | None = None, *, run_migr
     app.include_router(gateway_proxy.router)
     mount_console(app)
 
+    install_error_handlers(app, lambda code: metrics.REJECTED_REQUESTS.labels(code).inc())
+
     @app.exception_handler(QueueError)
     async def queue_error(request: Request, exc: QueueError) -> JSONResponse:
-        metrics.REJECTED_REQUESTS.labels(type(exc).__name__.lower()).inc()
-        log.info("request refused", path=request.url.path, reason=str(exc))
-        return JSONResponse({"detail": str(exc)}, status_code=exc.status)
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
-        metrics.REJECTED_REQUESTS.labels("invalid").inc()
-        log.info("invalid request", path=request.url.path, errors=str(exc.errors())[:500])
-        return JSONResponse({"detail": jsonable_encoder(exc.errors())}, status_code=422)
+        metrics.REJECTED_REQUESTS.labels(exc.code).inc()
+        log.info("request refused", path=request.url.path, code=exc.code)  # no text: it may carry a name
+        return JSONResponse(error_body(exc.code, str(exc), exc.params), status_code=exc.status)
 
     @app.get("/health", tags=["health"])
     async def health() -> dict[str, object]:

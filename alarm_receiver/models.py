@@ -30,6 +30,10 @@ class QueueAlarm(Base):
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     assigned_to: Mapped[str | None] = mapped_column(String(64))
     outcome: Mapped[str | None] = mapped_column(Text)
+    # The outcome as a code with parameters when the gateway closed it (the console translates; outcome stays
+    # the English for API users). None for an operator's outcome (one of the console's words).
+    outcome_code: Mapped[str | None] = mapped_column(String(64))
+    outcome_params: Mapped[dict[str, object] | None] = mapped_column(JSON)
     details: Mapped[dict[str, object]] = mapped_column(JSON, default=dict)
 
     events: Mapped[list["AlarmEvent"]] = relationship(back_populates="alarm", order_by="AlarmEvent.id", lazy="raise")
@@ -47,7 +51,11 @@ class AlarmEvent(Base):
     action: Mapped[str] = mapped_column(String(32))
     from_state: Mapped[str | None] = mapped_column(String(16))
     to_state: Mapped[str | None] = mapped_column(String(16))
-    note: Mapped[str | None] = mapped_column(Text)
+    note: Mapped[str | None] = mapped_column(Text)  # English for API users (with a person's note, if any)
+    # What the console shows: a code and its parameters (a person's own note under params["note"]). Rows from
+    # before codes have none: the console shows the action's word and the note.
+    code: Mapped[str | None] = mapped_column(String(64))
+    params: Mapped[dict[str, object] | None] = mapped_column(JSON)
 
     alarm: Mapped[QueueAlarm] = relationship(back_populates="events")
 

@@ -10,6 +10,7 @@ daylight-saving night is an hour shorter or longer, as the patrol lived it.
 from __future__ import annotations
 
 import math
+import statistics
 from collections import Counter, defaultdict
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -22,6 +23,7 @@ from sqlalchemy.orm import selectinload
 from alarm_receiver.models import QueueAlarm
 
 MAX_ITEMS = 20000
+SMALL_N = 10  # up to this many values, the figures come with the values themselves
 
 
 def night_period(night: date, tz: str, start: time, end: time) -> tuple[datetime, datetime]:
@@ -54,6 +56,20 @@ def percentile(values: list[float], pct: float) -> float | None:
     ordered = sorted(values)
     rank = max(1, math.ceil(pct / 100 * len(ordered)))
     return round(ordered[rank - 1], 1)
+
+
+def median(values: list[float]) -> float | None:
+    """The median: the middle value, or the mean of the two middle ones (n = 2: their mean); None for none."""
+    return round(statistics.median(values), 1) if values else None
+
+
+def figures(values: list[float]) -> dict[str, Any]:
+    """n, the median (p50), p90 (nearest rank), and the values themselves when there are few
+    (``SMALL_N``): a median of two numbers says little without them."""
+    out: dict[str, Any] = {"n": len(values), "p50": median(values), "p90": percentile(values, 90)}
+    if len(values) <= SMALL_N:
+        out["values"] = [round(v, 1) for v in sorted(values)]
+    return out
 
 
 def _first(alarm: QueueAlarm, action: str) -> datetime | None:
@@ -98,6 +114,8 @@ def night_overview(alarms: list[QueueAlarm], since: datetime, until: datetime) -
                 "priority": a.priority,
                 "state": a.state,
                 "outcome": a.outcome,
+                "outcome_code": a.outcome_code,
+                "outcome_params": a.outcome_params,
                 "checkin": result,
                 "at": a.stored_at,
                 "acknowledged_at": acked,
@@ -111,8 +129,8 @@ def night_overview(alarms: list[QueueAlarm], since: datetime, until: datetime) -
         "until": until,
         "total": len(alarms),
         "by_type": dict(by_type.most_common()),
-        "ack_s": {"n": len(ack_s), "p50": percentile(ack_s, 50), "p90": percentile(ack_s, 90)},
-        "on_site_s": {"n": len(on_site_s), "p50": percentile(on_site_s, 50), "p90": percentile(on_site_s, 90)},
+        "ack_s": figures(ack_s),
+        "on_site_s": figures(on_site_s),
         "checkins": dict(checkins),
         "clients": [{"client": k, "items": v} for k, v in sorted(clients.items())],
     }

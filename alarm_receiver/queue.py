@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from sqlalchemy import select, update
+from sqlalchemy import case, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -38,6 +38,15 @@ class Action(StrEnum):
     CANCEL = "cancel"
 
 
+# The history line's code for each lifecycle action (the console translates it).
+EVENT_CODES: dict[Action, str] = {
+    Action.ACKNOWLEDGE: "alarm.acknowledged",
+    Action.ASSIGN: "alarm.assigned",
+    Action.ON_SITE: "alarm.on_site",
+    Action.RESOLVE: "alarm.resolved",
+    Action.CANCEL: "alarm.cancelled",
+}
+
 # action -> (states it may start from, state it leads to)
 TRANSITIONS: dict[Action, tuple[frozenset[State], State]] = {
     Action.ACKNOWLEDGE: (frozenset({State.NEW}), State.ACKNOWLEDGED),
@@ -49,9 +58,15 @@ TRANSITIONS: dict[Action, tuple[frozenset[State], State]] = {
 
 
 class QueueError(Exception):
-    """A request the queue refuses; ``status`` is the HTTP status the API answers with."""
+    """A request the queue refuses; ``status`` is the HTTP status the API answers with, ``code`` and ``params``
+    what the console translates (trygg/errors.py), the message the English for API users."""
 
     status = 409
+
+    def __init__(self, code: str, detail: str, **params: object) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.params = params
 
 
 class NotFound(QueueError):
@@ -66,8 +81,28 @@ class Invalid(QueueError):
     status = 422
 
 
-def _event(alarm: QueueAlarm, actor: str, action: str, frm: str | None, to: str | None, note: str | None) -> None:
-    alarm.events.append(AlarmEvent(actor=actor, action=action, from_state=frm, to_state=to, note=note))
+def _params(note: str | None = None, **params: object) -> dict[str, object]:
+    """An event's parameters: the person's own note (if any) under ``note``, never None values."""
+    out = {k: v for k, v in params.items() if v is not None}
+    if note:
+        out["note"] = note
+    return out
+
+
+def _event(
+    alarm: QueueAlarm,
+    actor: str,
+    action: str,
+    frm: str | None,
+    to: str | None,
+    note: str | None,
+    code: str,
+    params: dict[str, object] | None = None,
+) -> None:
+    """One history line: ``note`` is the English text API users read, ``code``/``params`` what the console shows."""
+    alarm.events.append(
+        AlarmEvent(actor=actor, action=action, from_state=frm, to_state=to, note=note, code=code, params=params or {})
+    )
 
 
 async def _log(
@@ -123,7 +158,16 @@ async def ingest(
             if pk is None:
                 results.append(IntakeResult(**key, result="duplicate"))
                 continue
-            session.add(AlarmEvent(alarm_pk=pk, actor="gateway", action="received", to_state=State.NEW.value))
+            session.add(
+                AlarmEvent(
+                    alarm_pk=pk,
+                    actor="gateway",
+                    action="received",
+                    to_state=State.NEW.value,
+                    code="alarm.received",
+                    params={},
+                )
+            )
             await _log(
                 session,
                 item.device_id,
@@ -141,7 +185,12 @@ async def ingest(
                 await session.execute(
                     update(QueueAlarm)
                     .where(QueueAlarm.id == pk)
-                    .values(state=State.RESOLVED.value, outcome="installation test: chain confirmed")
+                    .values(
+                        state=State.RESOLVED.value,
+                        outcome="installation test: chain confirmed",
+                        outcome_code="alarm.test_confirmed",
+                        outcome_params={},
+                    )
                 )
                 session.add(
                     AlarmEvent(
@@ -151,6 +200,8 @@ async def ingest(
                         from_state=State.NEW.value,
                         to_state=State.RESOLVED.value,
                         note="installation test, not shown to the patrol",
+                        code="alarm.test_confirmed",
+                        params={},
                     )
                 )
                 session.add(DeviceNotice(device_id=item.device_id, alarm_id=item.alarm_id, status="acknowledged"))
@@ -163,12 +214,26 @@ async def ingest(
             elif alarm.state not in OPEN_STATES:
                 results.append(IntakeResult(**key, result="not_open"))
             else:
-                _event(alarm, item.actor, "resolve", alarm.state, State.RESOLVED.value, f"outcome: {item.outcome}")
+                # The gateway's outcome: English for API users, a code with parameters for the console (an older
+                # gateway sends no code: the console then shows the English it has).
+                params = _params(outcome_code=item.code, **(item.params or {}))
+                _event(
+                    alarm,
+                    item.actor,
+                    "resolve",
+                    alarm.state,
+                    State.RESOLVED.value,
+                    f"outcome: {item.outcome}",
+                    "alarm.resolved",
+                    params if item.code else {"outcome": item.outcome},
+                )
                 await _log(
                     session, alarm.device_id, alarm.alarm_id, alarm.details, item.actor, "resolve", outcome=item.outcome
                 )
                 alarm.state = State.RESOLVED.value
                 alarm.outcome = item.outcome
+                alarm.outcome_code = item.code
+                alarm.outcome_params = dict(item.params or {}) if item.code else None
                 alarm.updated_at = now
                 results.append(IntakeResult(**key, result="resolved"))
                 changed.append(alarm.id)
@@ -187,6 +252,7 @@ async def ingest(
                     alarm.state,
                     alarm.state,
                     "device cancelled after the patrol was on site or the alarm was resolved",
+                    "alarm.cancel_refused",
                 )
                 results.append(IntakeResult(**key, result="not_cancellable"))
                 changed.append(alarm.id)
@@ -198,6 +264,7 @@ async def ingest(
                     alarm.state,
                     State.CANCELLED.value,
                     "cancelled on the device",
+                    "alarm.cancelled_by_device",
                 )
                 alarm.state = State.CANCELLED.value
                 alarm.updated_at = now
@@ -224,8 +291,10 @@ async def list_alarms(
     assigned_to: str | None = None,
     limit: int = 500,
 ) -> Sequence[QueueAlarm]:
-    """Operators' order: priority first (highest on top), then age (oldest first)."""
-    stmt = select(QueueAlarm).order_by(QueueAlarm.priority.desc(), QueueAlarm.stored_at, QueueAlarm.id)
+    """Operators' triage: new (unacknowledged) alarms first, then those in progress; inside each, priority
+    (highest on top), then age (oldest first)."""
+    waiting = case((QueueAlarm.state == State.NEW.value, 0), else_=1)
+    stmt = select(QueueAlarm).order_by(waiting, QueueAlarm.priority.desc(), QueueAlarm.stored_at, QueueAlarm.id)
     if states:
         stmt = stmt.where(QueueAlarm.state.in_(states))
     if min_priority is not None:
@@ -243,7 +312,7 @@ async def get_alarm(session: AsyncSession, pk: int, *, for_update: bool = False)
         stmt = stmt.with_for_update()
     alarm = await session.scalar(stmt)
     if alarm is None:
-        raise NotFound(f"no alarm {pk}")
+        raise NotFound("alarm.not_found", f"no alarm {pk}", id=pk)
     return alarm
 
 
@@ -260,17 +329,27 @@ async def transition(
     alarm = await get_alarm(session, pk, for_update=True)
     allowed, target = TRANSITIONS[action]
     if State(alarm.state) not in allowed:
-        raise Conflict(f"cannot {action.value} an alarm that is {alarm.state}")
+        raise Conflict(
+            "alarm.transition_refused",
+            f"cannot {action.value} an alarm that is {alarm.state}",
+            action=action.value,
+            state=alarm.state,
+        )
+    params = _params(note)
     if action is Action.ASSIGN:
         role = await session.scalar(select(User.role).where(User.username == patrol, User.disabled.is_(False)))
         if role != "patrol":
-            raise Invalid(f"{patrol!r} is not a patrol")
+            raise Invalid("alarm.not_a_patrol", f"{patrol!r} is not a patrol", patrol=patrol)
         alarm.assigned_to = patrol
+        params = _params(note, patrol=patrol)
         note = f"assigned to {patrol}" + (f": {note}" if note else "")
     if action is Action.RESOLVE:
         alarm.outcome = outcome
+        alarm.outcome_code = None  # an operator's outcome: one of the console's words, or the API user's own text
+        alarm.outcome_params = None
+        params = _params(note, outcome=outcome)
         note = f"outcome: {outcome}" + (f"; {note}" if note else "")
-    _event(alarm, actor, action.value, alarm.state, target.value, note)
+    _event(alarm, actor, action.value, alarm.state, target.value, note, EVENT_CODES[action], params)
     await _log(
         session,
         alarm.device_id,
@@ -293,7 +372,7 @@ async def transition(
 
 async def add_note(session: AsyncSession, pk: int, actor: str, note: str) -> QueueAlarm:
     alarm = await get_alarm(session, pk, for_update=True)
-    _event(alarm, actor, "note", alarm.state, alarm.state, note)
+    _event(alarm, actor, "note", alarm.state, alarm.state, note, "alarm.note", _params(note))
     alarm.updated_at = utcnow()
     await session.flush()
     return alarm
@@ -330,6 +409,8 @@ async def escalate_due(
                 alarm.state,
                 alarm.state,
                 f"level {level}: not acknowledged within {after:g} s",
+                "alarm.escalated",
+                {"level": level, "after_s": after},
             )
             changed.append(alarm)
     await session.flush()

@@ -37,6 +37,10 @@ class IntakeResolve(BaseModel):
     outcome: Annotated[str, StringConstraints(min_length=1, max_length=500)]
     actor: Annotated[str, StringConstraints(min_length=1, max_length=64)] = "gateway"
     resolved_at: datetime
+    # The outcome as a code with parameters for the console (outcome stays the English); optional for older
+    # gateways.
+    code: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
+    params: dict[str, Any] | None = None
 
 
 IntakeItem = Annotated[IntakeAlarm | IntakeCancel | IntakeResolve, Field(discriminator="kind")]
@@ -65,6 +69,8 @@ class AlarmEventOut(BaseModel):
     from_state: str | None
     to_state: str | None
     note: str | None
+    code: str | None = None
+    params: dict[str, Any] | None = None
 
 
 class AlarmOut(BaseModel):
@@ -84,6 +90,8 @@ class AlarmOut(BaseModel):
     updated_at: datetime
     assigned_to: str | None
     outcome: str | None
+    outcome_code: str | None = None
+    outcome_params: dict[str, Any] | None = None
     details: dict[str, Any]
 
 

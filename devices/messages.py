@@ -2,9 +2,9 @@
 
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Self
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from devices.types import AlarmType
 
@@ -94,15 +94,26 @@ class AlarmAck(BaseModel):
 
 
 class Heartbeat(_Payload):
-    """``{root}/devices/{id}/heartbeat``: supervision signal (issue "device fleet" builds on it)."""
+    """``{root}/devices/{id}/heartbeat``: supervision signal (issue "device fleet" builds on it).
+
+    ``has_mains: false`` says the device has no mains connection at all (a battery-only pendant): it can never
+    lose mains, and ``mains`` is then left out. ``mains: false`` from a device with mains means mains is lost.
+    """
 
     ts: UtcDatetime
     battery_pct: Annotated[int, Field(ge=0, le=100, strict=True)] | None = None
+    has_mains: bool | None = None
     mains: bool | None = None
     signal_dbm: Annotated[int, Field(ge=-150, le=0, strict=True)] | None = None
     network: Annotated[str, StringConstraints(max_length=16)] | None = None
     firmware: Annotated[str, StringConstraints(max_length=64)] | None = None
     config_version: Annotated[int, Field(ge=0, strict=True)] | None = None
+
+    @model_validator(mode="after")
+    def _mains_needs_mains(self) -> Self:
+        if self.has_mains is False and self.mains is True:
+            raise ValueError("mains cannot be true on a device without mains (has_mains false)")
+        return self
 
 
 class DeviceConfig(_Payload):

@@ -15,9 +15,10 @@ What it does (docs/simulator.md has the prose):
   ``version`` as ``config_version`` in every heartbeat;
 - the battery drains at ``battery_drain_pct_per_h`` (not while a mains-powered device has mains);
   ``lose_mains()`` / ``restore_mains()`` switch mains (and report it in a heartbeat at once);
-- faults: ``go_silent(drop_connection)`` stops heartbeats and alarms, either keeping the connection or dropping
-  the TCP connection without a DISCONNECT (the broker then publishes the retained ``offline`` will);
-  ``come_back()`` undoes it.
+- faults: ``go_silent(drop_connection)`` stops heartbeats and alarms, keeping the connection or dropping it
+  without a DISCONNECT (the broker then publishes the retained ``offline`` will); ``come_back()`` undoes it;
+- ``announce=False`` (``trygg sim press`` standalone): a one-shot connection, no will, no status, no heartbeats,
+  a clean DISCONNECT, so the device's supervision is not touched (no ``device_offline`` follows the press).
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ import contextlib
 import random
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -50,7 +50,7 @@ from devices import (
 )
 from devices.messages import utcnow
 from firmware_sim.catalog import BATTERY_ONLY, DEFAULT_ALARM_TYPE, FIRMWARE, new_alarm_id
-from firmware_sim.outbox import EntryKind, Outbox, OutboxEntry
+from firmware_sim.outbox import Backoff, EntryKind, Outbox, OutboxEntry
 from trygg.mqtt import MqttEndpoint, Will, connect, is_connected, make_client
 from trygg.settings import Settings
 
@@ -60,12 +60,6 @@ CONNECT_TIMEOUT_S = 5.0
 RECONNECT_MAX_S = 10.0
 START_WAIT_S = 10.0
 IDLE_TICK_S = 1.0
-
-
-@dataclass(slots=True)
-class _Backoff:
-    next_at: float  # loop time of the next (re)send
-    delay: float  # the next base delay
 
 
 class SimDevice:
@@ -82,8 +76,10 @@ class SimDevice:
         heartbeat_interval_s: float = 60.0,
         battery_pct: int | None = None,
         battery_drain_pct_per_h: float = 0.5,
+        announce: bool = True,
     ) -> None:
         self.device_id = device_id
+        self.announce = announce  # False: a one-shot connection (no will, status or heartbeats)
         self.device_type = DeviceType(device_type)
         self.settings = settings
         self.primary_url = mqtt_url or settings.mqtt_url
@@ -121,7 +117,7 @@ class SimDevice:
         self._connected = asyncio.Event()
         self._client: Any = None
         self._subscribed: set[int] = set()  # ids of clients that subscribed once (re-subscribe on reconnect)
-        self._schedule: dict[tuple[EntryKind, str], _Backoff] = {}
+        self._schedule: dict[tuple[EntryKind, str], Backoff] = {}
         self._path_since = time.time()
         self._conn_task: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -140,10 +136,9 @@ class SimDevice:
         self._path_since = time.time()
         self.url = self.primary_url
         self._conn_task = asyncio.create_task(self._connect_forever(self.url))
-        self._tasks = [
-            asyncio.create_task(self._resend_loop()),
-            asyncio.create_task(self._heartbeat_loop()),
-        ]
+        self._tasks = [asyncio.create_task(self._resend_loop())]
+        if self.announce:
+            self._tasks.append(asyncio.create_task(self._heartbeat_loop()))
         try:
             async with asyncio.timeout(START_WAIT_S):
                 await self._connected.wait()
@@ -341,7 +336,7 @@ class SimDevice:
             self.outbox.mark_sent(entry.kind, entry.alarm_id)
         else:
             self._log.warning("alarm.queued_offline", alarm_id=entry.alarm_id, kind=entry.kind.value)
-        self._schedule[entry.key] = _Backoff(
+        self._schedule[entry.key] = Backoff(
             next_at=now + self._jitter(self.settings.sim_resend_min_s),
             delay=min(self.settings.sim_resend_min_s * 2, self.settings.sim_resend_max_s),
         )
@@ -363,7 +358,7 @@ class SimDevice:
                 del self._schedule[key]
             for entry in entries:
                 backoff = self._schedule.setdefault(
-                    entry.key, _Backoff(next_at=now, delay=self.settings.sim_resend_min_s)
+                    entry.key, Backoff(next_at=now, delay=self.settings.sim_resend_min_s)
                 )
                 if backoff.next_at > now:
                     continue
@@ -466,7 +461,8 @@ class SimDevice:
         return Heartbeat(
             ts=utcnow(),
             battery_pct=self.battery_pct,
-            mains=self.mains,
+            has_mains=self.has_mains,
+            mains=self.mains if self.has_mains else None,  # a battery-only device says it has no mains
             firmware=FIRMWARE,
             network="ethernet" if self.has_mains else "lte-m",
             config_version=self.config_version,
@@ -495,7 +491,7 @@ class SimDevice:
             persistent=True,
             session_expiry_s=3600,
             on_message=self._on_message,
-            will=Will(self.status_topic, DeviceStatus.OFFLINE.value.encode(), retain=True),
+            will=Will(self.status_topic, DeviceStatus.OFFLINE.value.encode(), retain=True) if self.announce else None,
         )
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
@@ -503,7 +499,8 @@ class SimDevice:
 
     def _on_connect(self, client: Any, flags: Any, rc: Any, properties: Any) -> None:
         try:
-            client.publish(self.status_topic, DeviceStatus.ONLINE.value.encode(), qos=1, retain=True)
+            if self.announce:
+                client.publish(self.status_topic, DeviceStatus.ONLINE.value.encode(), qos=1, retain=True)
             if id(client) in self._subscribed:  # a reconnect by gmqtt: subscribe again
                 client.subscribe(self.ack_topic, qos=1)
                 client.subscribe(self.config_topic, qos=1)
@@ -556,7 +553,7 @@ class SimDevice:
     async def _close_client(self, client: Any, *, say_offline: bool = True) -> None:
         self._subscribed.discard(id(client))
         with contextlib.suppress(Exception):
-            if say_offline and is_connected(client):
+            if say_offline and self.announce and is_connected(client):
                 client.publish(self.status_topic, DeviceStatus.OFFLINE.value.encode(), qos=1, retain=True)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(client.disconnect(), 2.0)

@@ -71,8 +71,12 @@ class Fleet:
         heartbeat_interval_s: float = 60.0,
         press_rate_per_min: float | None = None,
         press_every_s: float | None = None,
+        cancel_after_s: float | None = None,
     ) -> None:
         self.settings = settings
+        # The automatic presses' own clean-up (the demo): a press no operator acknowledged within this time is
+        # cancelled on the device, as a person does after a false press. None: they stay until handled.
+        self.cancel_after_s = cancel_after_s
         self.mqtt_url = mqtt_url or settings.mqtt_url
         self.root = settings.topic_root
         self.press_rate_per_min = press_rate_per_min
@@ -92,6 +96,7 @@ class Fleet:
         self.fault_log: list[dict[str, Any]] = []  # the scenario steps run, with the devices they hit
         self._control: Any = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._cancels: set[asyncio.Task[None]] = set()
 
     def run_scenario(self, steps: Sequence[ScenarioStep], seed: int = 0) -> asyncio.Task[None]:
         """Run fault-injection steps in the background (stopped with the fleet); times from now."""
@@ -109,9 +114,9 @@ class Fleet:
         log.info("fleet.started", devices=len(self.devices), url=self.mqtt_url)
 
     async def stop(self) -> None:
-        for task in self._tasks:
+        for task in [*self._tasks, *self._cancels]:
             task.cancel()
-        for task in self._tasks:
+        for task in [*self._tasks, *self._cancels]:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks = []
@@ -151,9 +156,26 @@ class Fleet:
 
     async def _safe_press(self, device_id: str) -> None:
         try:
-            await self.press(device_id)
+            alarm_id = await self.press(device_id)
         except Exception as exc:
             log.error("fleet.press_failed", device_id=device_id, error=repr(exc))
+            return
+        if self.cancel_after_s:
+            task = asyncio.create_task(self._cancel_unacknowledged(device_id, alarm_id, self.cancel_after_s))
+            self._cancels.add(task)
+            task.add_done_callback(self._cancels.discard)
+
+    async def _cancel_unacknowledged(self, device_id: str, alarm_id: str, after_s: float) -> None:
+        """Cancel an automatic press after ``after_s`` unless an operator acknowledged it ("help is coming")."""
+        await asyncio.sleep(after_s)  # the simulated person's patience, not a synchronisation
+        device = self.devices[device_id]
+        if alarm_id in device.help_coming:
+            return
+        try:
+            await device.cancel(alarm_id)
+            log.info("fleet.press_cancelled", device_id=device_id, alarm_id=alarm_id, after_s=after_s)
+        except Exception as exc:
+            log.error("fleet.cancel_failed", device_id=device_id, alarm_id=alarm_id, error=repr(exc))
 
     # --- control channel
 

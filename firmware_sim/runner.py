@@ -173,8 +173,11 @@ async def press_standalone(
     wait: bool = True,
     timeout_s: float = 30.0,
 ) -> PressResult:
-    """Run the device on its own (its own outbox), press, and wait for ``stored`` or ``rejected``."""
-    device = SimDevice(device_id, device_type, settings, mqtt_url=mqtt_url)
+    """Run the device on its own (its own outbox), press, and wait for ``stored`` or ``rejected``.
+
+    A one-shot connection (``announce=False``): it says nothing of the device's status, so the gateway's
+    supervision raises no ``device_offline`` when it disconnects (cleanly) afterwards."""
+    device = SimDevice(device_id, device_type, settings, mqtt_url=mqtt_url, announce=False)
     await device.start()
     try:
         alarm_id = await device.press(alarm_type)

@@ -243,9 +243,10 @@ class SwarmDevice(asyncio.Protocol):
         cv = "" if self.config_version is None else f',"config_version":{self.config_version}'
         ts = utcnow().isoformat().replace("+00:00", "Z")
         net = "ethernet" if self.has_mains else "lte-m"
+        # a battery-only device says it has no mains (never "mains lost"); the others say whether mains is on
+        power = f'"mains":{"true" if self.mains else "false"}' if self.has_mains else '"has_mains":false'
         return (
-            f'{{"ts":"{ts}","battery_pct":{self.battery_pct},"mains":{"true" if self.mains else "false"},'
-            f'"firmware":"{FIRMWARE}","network":"{net}"{cv}}}'
+            f'{{"ts":"{ts}","battery_pct":{self.battery_pct},{power},"firmware":"{FIRMWARE}","network":"{net}"{cv}}}'
         ).encode()
 
     def beat(self) -> None:

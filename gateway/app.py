@@ -6,13 +6,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.encoders import jsonable_encoder
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 
 from gateway import metrics
 from gateway.api.deps import TokenChecker
 from gateway.service import Gateway
+from trygg.errors import install_error_handlers
 from trygg.http import bearer, matches_metrics_token, metrics_response, unauthorized
 from trygg.settings import Settings
 
@@ -41,10 +40,7 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> FastAPI:
             api.include_router(router)
     app.include_router(api)
 
-    @app.exception_handler(RequestValidationError)
-    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
-        metrics.API_REFUSED.labels("invalid").inc()
-        return JSONResponse({"detail": jsonable_encoder(exc.errors())}, status_code=422)
+    install_error_handlers(app, lambda code: metrics.API_REFUSED.labels(code).inc())
 
     @app.get("/health")
     async def health() -> dict[str, object]:

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 import structlog
 from sqlalchemy import select, update
@@ -47,8 +48,10 @@ class Resolution:
     """The gateway closes an alarm it raised itself (a device back online, a check-in done)."""
 
     alarm_id: str
-    outcome: str
+    outcome: str  # English, for API users
     actor: str = "gateway"
+    code: str | None = None  # the outcome as a code with parameters, for the console
+    params: dict[str, Any] | None = None
 
 
 @dataclass(slots=True)
@@ -63,10 +66,16 @@ async def store_batch(session: AsyncSession, items: Sequence[IntakeItem]) -> lis
     """Store a batch inside the caller's transaction; returns one outcome per item, in order."""
     insert = dialect_insert(session)
     ids = {item.device_id for item in items}
-    rows = await session.execute(select(Device.id, Device.retired_at, Device.client_ref).where(Device.id.in_(ids)))
+    rows = await session.execute(
+        select(Device.id, Device.retired_at, Device.client_ref, Device.area).where(Device.id.in_(ids))
+    )
     found = rows.all()
-    known = {device_id: retired_at for device_id, retired_at, _ in found}
-    clients = {device_id: client_ref for device_id, _, client_ref in found if client_ref}
+    known = {device_id: retired_at for device_id, retired_at, _, _ in found}
+    # what the operators' queue needs of the registry: whose device, and which area (its filter)
+    registry = {
+        device_id: {k: v for k, v in (("client_ref", client_ref), ("area", area)) if v}
+        for device_id, _, client_ref, area in found
+    }
     outcomes: list[Outcome] = []
     for item in items:
         if item.device_id not in known:
@@ -89,7 +98,7 @@ async def store_batch(session: AsyncSession, items: Sequence[IntakeItem]) -> lis
                     stored_at=item.received_at,
                     payload=msg.model_dump(mode="json", exclude_none=True)
                     | ({"is_test": True} if item.is_test else {})
-                    | ({"client_ref": clients[item.device_id]} if item.device_id in clients else {}),
+                    | registry.get(item.device_id, {}),
                 )
                 .on_conflict_do_nothing(index_elements=["device_id", "alarm_id"])
             )
@@ -145,7 +154,8 @@ async def _resolve(session: AsyncSession, device_id: str, msg: Resolution, at: d
             kind="resolve",
             device_id=device_id,
             alarm_id=msg.alarm_id,
-            payload={"outcome": msg.outcome, "actor": msg.actor, "resolved_at": at.isoformat()},
+            payload={"outcome": msg.outcome, "actor": msg.actor, "resolved_at": at.isoformat()}
+            | ({"code": msg.code, "params": msg.params or {}} if msg.code else {}),
         )
     )
     return Outcome.RESOLVED

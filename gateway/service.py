@@ -84,6 +84,7 @@ class Gateway:
         self.client: Any = None
         self.fast_client: Any = None  # QoS 0 floods (heartbeats), when a feature asks for it
         self.connected = asyncio.Event()
+        self._stopping = False
         # Hooks for features: is a device's next alarm an installation test; who wants to hear about
         # alarms stored here and confirmed by the receiver.
         self.is_test_alarm: Callable[[str], bool] = lambda device_id: False
@@ -121,6 +122,7 @@ class Gateway:
         log.info("gateway started", broker=f"{endpoint.host}:{endpoint.port}", receiver=s.receiver_url)
 
     async def stop(self) -> None:
+        self._stopping = True
         # Features first, while the broker connection is up: a camera is told its look ended, state is flushed.
         for feature in reversed(self.features):
             try:
@@ -182,7 +184,10 @@ class Gateway:
     def _on_disconnect(self, client: Any, packet: Any, exc: Any = None) -> None:
         metrics.MQTT_CONNECTED.set(0)
         self.connected.clear()
-        log.warning("disconnected from broker; reconnecting")
+        if self._stopping:
+            log.info("disconnected from broker (stopping)")
+        else:
+            log.warning("disconnected from broker; reconnecting")
 
     async def _on_message(self, client: Any, topic: str, payload: bytes, qos: int, properties: Any) -> int:
         """Runs as its own task per message; returning sends the PUBACK. Never raises."""
@@ -308,9 +313,19 @@ class Gateway:
         )
         return outcome
 
-    async def resolve_alarm(self, device_id: str, alarm_id: str, outcome: str, actor: str = "gateway") -> Outcome:
-        """Close, on the durable path, an alarm the gateway raised itself."""
-        return await self.writer.submit(IntakeItem(device_id, Resolution(alarm_id, outcome, actor)))
+    async def resolve_alarm(
+        self,
+        device_id: str,
+        alarm_id: str,
+        outcome: str,
+        actor: str = "gateway",
+        *,
+        code: str | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> Outcome:
+        """Close, on the durable path, an alarm the gateway raised itself. ``outcome`` is English for API users;
+        ``code`` with ``params`` is what the console shows (docs/api.md)."""
+        return await self.writer.submit(IntakeItem(device_id, Resolution(alarm_id, outcome, actor, code, params)))
 
     def publish_ack(self, device_id: str, ack: AlarmAck) -> None:
         topic = self.topics.device(device_id, DeviceTopic.ALARM_ACK)

@@ -14,6 +14,7 @@ import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -138,8 +139,11 @@ async def console_system(tmp_path_factory: pytest.TempPathFactory) -> AsyncItera
 
 
 @asynccontextmanager
-async def chromium(profile: Path, timezone_id: str = "Europe/Stockholm") -> AsyncIterator[BrowserContext]:
-    """Headless Chromium with a fresh profile, its clock in ``timezone_id``."""
+async def chromium(
+    profile: Path, timezone_id: str = "Europe/Stockholm", *, locale: str = "sv-SE"
+) -> AsyncIterator[BrowserContext]:
+    """Debian's Chromium with the flags of docs/console.md, a fresh profile, its clock in ``timezone_id`` and the
+    browser locale given (the console's own language does not depend on it)."""
     async with async_playwright() as pw:
         ctx = await pw.chromium.launch_persistent_context(
             user_data_dir=str(profile),
@@ -147,7 +151,7 @@ async def chromium(profile: Path, timezone_id: str = "Europe/Stockholm") -> Asyn
             headless=True,
             args=CHROMIUM_FLAGS,
             viewport={"width": 1280, "height": 800},
-            locale="sv-SE",
+            locale=locale,
             timezone_id=timezone_id,
         )
         try:
@@ -193,6 +197,29 @@ async def log_in(page: Page, base: str, user: str, password: str = PASSWORD, *, 
     await page.wait_for_function("() => location.hash !== '#/login' && document.body.dataset.page !== 'login'")
 
 
+async def inject(system: ConsoleSystem, alarm_id: str, **fields: object) -> int:
+    """An alarm as the gateway forwards it (``POST /api/v1/intake``); returns its id in the queue."""
+    now = datetime.now(UTC)
+    item: dict[str, object] = {
+        "kind": "alarm",
+        "device_id": PENDANT,
+        "alarm_id": alarm_id,
+        "type": "assistance",
+        "priority": 7,
+        "device_ts": now.isoformat(),
+        "stored_at": now.isoformat(),
+        "details": {"client_ref": "astrid"},
+    }
+    item.update(fields)
+    token = system.settings.intake_token.get_secret_value()
+    async with httpx.AsyncClient(base_url=system.base, timeout=10) as http:
+        r = await http.post("/api/v1/intake", json={"items": [item]}, headers={"Authorization": f"Bearer {token}"})
+        r.raise_for_status()
+    async with await system.http("op") as http:
+        rows = (await http.get("/api/v1/alarms", params={"all_states": "true", "limit": 5000})).json()
+    return int(next(a["id"] for a in rows if a["alarm_id"] == alarm_id and a["device_id"] == item["device_id"]))
+
+
 async def screenshot(page: Page, name: str) -> Path:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / f"{name}.png"
@@ -207,7 +234,9 @@ __all__ = [
     "ConsoleSystem",
     "PageErrors",
     "browser",
+    "chromium",
     "console_system",
+    "inject",
     "log_in",
     "open_page",
     "screenshot",

@@ -109,8 +109,10 @@ async def test_camera_checkin_from_the_console(console_system: ConsoleSystem, br
     assert 8.0 <= length <= 12.0, length
     assert await page.evaluate("() => window.__look.max_s") == 10
 
+    assert await page.inner_text("#checkin-state") == "pågår"  # the card follows the check-in
     await page.click("#out-seen_ok")
     await page.wait_for_function("() => window.__look.outcome === 'seen_ok'")
+    assert await page.inner_text("#checkin-state") == "utförd"  # no longer "att göra"
     async with await sys.http("op") as http:
         ck = (await http.get(f"/gw/api/v1/checkins/{checkin_id}")).json()
     assert ck["state"] == "done" and ck["outcome"] == "seen_ok" and ck["outcome_by"] == "op"
@@ -141,6 +143,82 @@ async def test_camera_checkin_from_the_console(console_system: ConsoleSystem, br
     await page.goto(f"{sys.base}/console/#/checkin/{checkin_id}")
     await page.click("#start-look")
     await page.wait_for_selector("#checkin-msg.error")
-    assert "not due" in await page.inner_text("#checkin-msg")
+    assert "Tillsynen är inte aktuell (den är utförd)" in await page.inner_text("#checkin-msg")  # Swedish, coded
     await page.close()
     await tech.close()
+
+
+async def test_a_reload_ends_the_look_and_the_same_operator_takes_over(
+    console_system: ConsoleSystem, browser: BrowserContext
+) -> None:
+    """A reload during a look ends it at the gateway at once (not at its cap), and the log says why; the same
+    operator's look still live in another tab can be taken over, or ended, at once."""
+    sys = console_system
+    async with await sys.http("case") as http:  # the first test's consent is done with
+        for c in (await http.get("/gw/api/v1/consents", params={"client_ref": "bertil"})).json():
+            await http.post(f"/gw/api/v1/consents/{c['id']}/withdraw", json={"reason": "ny prövning"})
+    sys.checkin.now = lambda: datetime.now(UTC)  # the scheduler's clock back to now: due_checkin moves it again
+    _consent, task = await due_checkin(sys, max_look_s=60)
+    checkin_id = task["details"]["checkin_id"]
+    url = f"{sys.base}/console/#/checkin/{checkin_id}?alarm={task['id']}"
+
+    async def live_looks() -> list[Any]:
+        return [look for look in sys.checkin.live_looks() if look.checkin_id == checkin_id]
+
+    async def none_live() -> bool:
+        return not await live_looks()
+
+    async def ended_entries() -> list[dict[str, Any]]:
+        async with await sys.http("case") as http:
+            log = (await http.get("/gw/api/v1/clients/bertil/log")).json()
+        return [e for e in log if e["action"] == "checkin.look_ended" and e["subject"] == f"checkin-{checkin_id}"]
+
+    first = await open_page(browser, sys.base)
+    await log_in(first, sys.base, "op")
+    await first.goto(url)
+    await first.click("#start-look")
+    await first.wait_for_function("() => window.__look.state === 'live'")
+    started = time.monotonic()
+    await first.reload()
+    await eventually(none_live, timeout=5)
+    assert time.monotonic() - started < 10  # not the 60 s cap
+    [ended] = await eventually(ended_entries, timeout=5)
+    assert ended["details"]["reason"] in ("page_left", "viewer_left"), ended
+    assert ended["details"]["duration_s"] < 10
+    # starting again works at once
+    await first.wait_for_selector("#start-look")
+    await first.click("#start-look")
+    await first.wait_for_function("() => window.__look.state === 'live'")
+
+    # the same operator in another tab: refused with a way out, then takes the look over
+    second = await open_page(browser, sys.base)
+    await log_in(second, sys.base, "op")
+    await second.goto(url)
+    await second.click("#start-look")
+    await second.wait_for_selector("#take-over")
+    assert "Din egen tittning" in await second.inner_text("#checkin-msg")
+    await second.eval_on_selector("#look-fix", "el => el.scrollIntoView({block: 'end'})")
+    await screenshot(second, "camera-take-over")
+    await second.click("#take-over")
+    await second.wait_for_function("() => window.__look.state === 'live'")
+    entries = await eventually(ended_entries, timeout=5)
+
+    async def taken_over() -> bool:
+        return any(e["details"]["reason"] == "taken_over" for e in await ended_entries())
+
+    await eventually(taken_over, timeout=5)
+    assert len(entries) >= 1
+    [look] = await live_looks()
+    assert look.operator == "op" and look.look_id == await second.evaluate("() => window.__look.look_id")
+    # the first tab sees its look end; from there the operator can also end their own live look at once
+    await first.wait_for_function("() => window.__look.state === 'ended'")
+    await first.reload()
+    await first.wait_for_selector("#start-look")
+    await first.click("#start-look")
+    await first.wait_for_selector("#end-own")
+    await first.click("#end-own")
+    await eventually(none_live, timeout=5)
+    reasons = [e["details"]["reason"] for e in await ended_entries()]
+    assert reasons.count("taken_over") == 1 and "operator" in reasons, reasons
+    await first.close()
+    await second.close()

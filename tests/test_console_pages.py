@@ -84,6 +84,22 @@ async def test_shell_csp_roles_logout_expiry_language(console_system: ConsoleSys
     )
     await page.goto(f"{sys.base}/console/#/overview")
     await page.wait_for_selector("#login-form")
+    await page.wait_for_selector("#login-error:text('Sessionen har gått ut')")  # said, not silent
+    await screenshot(page, "login-session-expired")
+    assert page.url.endswith("#/login?reason=expired")
+    # a session that expires while the page is open: to login, with the reason
+    await log_in(page, sys.base, "op")
+    await page.evaluate(
+        """() => { const s = JSON.parse(sessionStorage.getItem('trygg.session'));
+                   s.expires_at = new Date(Date.now() + 1500).toISOString();
+                   sessionStorage.setItem('trygg.session', JSON.stringify(s)); }"""
+    )
+    await page.reload()  # the queue, then (the page's own timer) the login with the reason
+    await page.wait_for_selector("#login-error:text('Sessionen har gått ut')", timeout=10_000)
+    # logging out says so too, in its own words
+    await log_in(page, sys.base, "op")
+    await page.click("#logout")
+    await page.wait_for_selector("#login-error:text('Du är utloggad')")
     await log_in(page, sys.base, "op")
     await page.evaluate(
         """() => { const s = JSON.parse(sessionStorage.getItem('trygg.session'));
@@ -103,13 +119,15 @@ async def test_shell_csp_roles_logout_expiry_language(console_system: ConsoleSys
     await page.wait_for_selector("h1:text('Alarm queue')")
     await page.click("#lang")
     await page.wait_for_selector("h1:text('Larmkö')")
-    # every text exists in both languages
-    missing = await page.evaluate(
-        """async () => { const { dictionaries: d } = await import('/console/i18n.js');
-           const sv = Object.keys(d.sv), en = Object.keys(d.en);
-           return { sv: en.filter((k) => !sv.includes(k)), en: sv.filter((k) => !en.includes(k)) }; }"""
-    )
-    assert missing == {"sv": [], "en": []}
+    # every text exists in both languages (the console's own and the server's codes)
+    for module, name in (("i18n.js", "dictionaries"), ("messages.js", "messageDictionaries")):
+        missing = await page.evaluate(
+            """async ([m, n]) => { const d = (await import(`/console/${m}`))[n];
+               const sv = Object.keys(d.sv), en = Object.keys(d.en);
+               return { sv: en.filter((k) => !sv.includes(k)), en: sv.filter((k) => !en.includes(k)) }; }""",
+            [module, name],
+        )
+        assert missing == {"sv": [], "en": []}, module
     assert not errors.csp(), errors.messages
     await page.close()
 
@@ -152,6 +170,13 @@ async def test_technician_consents_log_overview(console_system: ConsoleSystem, b
     await page.check("#flag-offline")
     await page.wait_for_selector(f'#devices tr[data-id="{PENDANT}"]', state="detached")
     await page.uncheck("#flag-offline")
+    await page.wait_for_selector(f'#devices tr[data-id="{PENDANT}"]')
+    # a pendant runs on its battery alone: no mains to lose, and not in the mains-lost filter
+    await page.wait_for_selector(f'#devices tr[data-id="{PENDANT}"] .c-mains:text("ingen (batteridriven)")')
+    await page.check("#flag-mains_lost")
+    await page.wait_for_selector(f'#devices tr[data-id="{PENDANT}"]', state="detached")
+    await page.wait_for_selector("#devices-msg:text('Inga enheter matchar')")
+    await page.uncheck("#flag-mains_lost")
     await page.wait_for_selector(f'#devices tr[data-id="{PENDANT}"]')
 
     # device detail: configuration, then an installation test passed by a real press
@@ -224,6 +249,7 @@ async def test_technician_consents_log_overview(console_system: ConsoleSystem, b
     assert await page.input_value("#night-date") == before
     await page.wait_for_selector("#timeline")
     await page.fill("#night-date", "2026-03-28")
+    await page.press("#night-date", "Enter")
     await page.wait_for_selector("h1:text('Natten från 2026-03-28')")
     assert (await page.inner_text("#period")).startswith("2026-03-28 20:00:00\u201308:00")  # Stockholm time
     await page.click("#night-latest")

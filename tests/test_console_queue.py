@@ -59,7 +59,8 @@ async def test_press_to_resolved_through_queue_and_patrol_view(
     # a note from the keyboard
     await op.keyboard.press("n")
     await op.fill("#f-note", "ringt brukaren, svarar inte")
-    await op.keyboard.press("Enter")
+    await op.keyboard.press("Control+Enter")  # a note may have several lines: Ctrl+Enter saves
+    await op.wait_for_selector("#dialog", state="hidden")
     # assign to the patrol from the keyboard
     await op.keyboard.press("s")
     await op.select_option("#f-patrol", "pat")

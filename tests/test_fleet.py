@@ -15,6 +15,7 @@ import httpx
 
 from devices import AckStatus, DeviceType
 from firmware_sim.device import SimDevice
+from firmware_sim.runner import press_standalone
 from gateway.fleet.feature import FleetFeature
 from gateway.service import Gateway
 from testing.broker import Broker
@@ -250,12 +251,77 @@ async def test_installation_test_passes_and_fails(broker: Broker, tmp_path: Path
                 r = await http.post(f"{base}/p2/install-test", json={"window_s": 1})
                 failed = await eventually(lambda: finished("p2"), 10)
                 assert failed["state"] == "failed" and "no alarm from the device" in failed["detail"]
+                assert failed["detail_code"] == "test.no_alarm" and passed["detail_code"] == "test.passed"
                 # the next real alarm of p1 is not a test any more
                 real = await device.press()
                 await device.wait_for_status(real, AckStatus.STORED, 10)
                 assert (await feed.next_alarm(alarm_id=real, timeout=10))["is_test"] is False
         finally:
             await device.stop()
+        await tech.close()
+
+
+async def test_one_shot_press_leaves_no_offline_alarm(broker: Broker, tmp_path: Path) -> None:
+    """``trygg sim press`` of a device that no running fleet has: the press is stored and no device_offline
+    follows its disconnect (it says nothing of the device's status and disconnects cleanly)."""
+    devices = {"oneshot": DeviceType.PENDANT, "witness": DeviceType.PENDANT}
+    async with system(tmp_path, broker, devices) as (s, api, feed, fleet), running_gateway(s) as gw:
+        fleet.alive.add("witness")
+        await eventually(online(gw, "witness"), 10)
+        for _ in range(2):  # twice: the bug raised one offline alarm per press
+            result = await press_standalone(s, "oneshot", DeviceType.PENDANT, None, timeout_s=10)
+            assert result.stored, result
+            await feed.next_alarm(alarm_id=result.alarm_id, timeout=10)
+        # The witness's connection drops after the presses. Its offline alarm takes the same path (status topic,
+        # supervision tick, durable intake) as one of the one-shot device would have, which came first.
+        fleet.alive.discard("witness")
+        fleet.status("witness", "offline")
+        await feed.next_alarm(type="device_offline", device_id="witness", timeout=10)
+        rows = await api.alarms(device_id="oneshot", all_states="true")
+        assert sorted(r["type"] for r in rows) == ["assistance", "assistance"], rows
+        assert online(gw, "oneshot")() is False  # never supervised through a one-shot connection
+
+
+async def test_battery_only_devices_are_not_mains_lost(broker: Broker, tmp_path: Path) -> None:
+    """A pendant (battery-only) says has_mains: false; a base unit on mains that loses it is flagged."""
+    devices = {"pendant": DeviceType.PENDANT, "base": DeviceType.BASE_UNIT}
+    async with (
+        system(tmp_path, broker, devices) as (s, _api, _feed, _fleet),
+        running_gateway(s, http=True) as gw,
+    ):
+        tech = Api(s)
+        await tech.login("tech")
+        pendant = SimDevice("pendant", DeviceType.PENDANT, s, heartbeat_interval_s=0.2)
+        base = SimDevice("base", DeviceType.BASE_UNIT, s, heartbeat_interval_s=0.2)
+        await pendant.start()
+        await base.start()
+        try:
+            both_online = online(gw, "pendant", "base")
+
+            async def heard() -> bool:
+                return both_online()
+
+            await eventually(heard, timeout=10)
+            base.lose_mains()
+            url = f"http://127.0.0.1:{s.gateway_http_port}/api/v1/devices"
+            async with httpx.AsyncClient(headers={"Authorization": f"Bearer {tech.token}"}) as http:
+
+                async def flagged() -> list[str]:
+                    while True:
+                        rows = (await http.get(url, params={"flag": "mains_lost"})).json()
+                        if rows:
+                            return [d["id"] for d in rows]
+                        await asyncio.sleep(0.05)
+
+                assert await asyncio.wait_for(flagged(), 10) == ["base"]
+                health = (await http.get(f"{url}/pendant")).json()["health"]
+                assert health["has_mains"] is False and health["mains"] is None
+                assert "mains_lost" not in health["flags"]
+                base_health = (await http.get(f"{url}/base")).json()["health"]
+                assert base_health["has_mains"] is True and base_health["mains"] is False
+        finally:
+            await pendant.stop()
+            await base.stop()
         await tech.close()
 
 

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from alarm_receiver import queue
 from alarm_receiver.db import migrate
-from alarm_receiver.overview import load_overview, night_period
+from alarm_receiver.overview import figures, load_overview, night_period
 from alarm_receiver.schemas import IntakeAlarm
 from testing.broker import Broker
 from testing.harness import Api, create_user, make_settings, prepare_stores, running_receiver
@@ -112,3 +112,13 @@ async def test_api_by_night_and_bad_requests(broker: Broker, tmp_path: Path) -> 
             assert (await api.http.get("/api/v1/overview/night")).status_code == 403
         finally:
             await api.close()
+
+
+def test_figures_median_n_and_the_values_when_few() -> None:
+    # n = 2 (0.26 s and 101 s): the median is their mean, not the lower one ("median 0 s" before)
+    two = figures([101.0, 0.26])
+    assert two == {"n": 2, "p50": 50.6, "p90": 101.0, "values": [0.3, 101.0]}
+    assert figures([5.0, 1.0, 3.0])["p50"] == 3.0  # odd n: the middle value
+    assert figures([]) == {"n": 0, "p50": None, "p90": None, "values": []}
+    many = figures([float(i) for i in range(1, 21)])
+    assert many["n"] == 20 and many["p50"] == 10.5 and many["p90"] == 18.0 and "values" not in many

@@ -195,3 +195,27 @@ def test_devices_alarmed_before_the_area_threshold_are_grouped_under_it() -> Non
         (own.alarm_id, True)
     ]
     assert not [a for a in actions if isinstance(a, RaiseOffline)]
+
+
+def test_a_device_without_mains_says_so_and_is_never_mains_lost() -> None:
+    battery_only = Heartbeat.model_validate_json(b'{"ts": "2026-11-23T22:00:00Z", "has_mains": false}')
+    assert battery_only.has_mains is False and battery_only.mains is None
+    # "no mains at all" and "mains on" contradict each other: refused like any malformed heartbeat
+    try:
+        Heartbeat.model_validate_json(b'{"ts": "2026-11-23T22:00:00Z", "has_mains": false, "mains": true}')
+    except ValueError as exc:
+        assert "has_mains" in str(exc)
+    else:
+        raise AssertionError("a device without mains cannot be on mains")
+    clock = Clock()
+    sup = make(clock)
+    track(sup, "pendant")
+    # older firmware said mains: false for a battery-only device; its has_mains: false now wins over it
+    sup.heartbeat("pendant", Heartbeat.model_validate_json(b'{"ts": "2026-11-23T22:00:00Z", "mains": false}'))
+    assert sup.states["pendant"].mains is False
+    sup.heartbeat("pendant", battery_only)
+    state = sup.states["pendant"]
+    assert state.has_mains is False and state.mains is None
+    # a heartbeat that leaves has_mains out does not make the device one with mains again
+    sup.heartbeat("pendant", Heartbeat.model_validate_json(b'{"ts": "2026-11-23T22:00:00Z", "mains": false}'))
+    assert state.has_mains is False and state.mains is None

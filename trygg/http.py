@@ -8,6 +8,7 @@ from fastapi import HTTPException, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from trygg.errors import ApiError
 from trygg.settings import Settings
 
 
@@ -26,4 +27,4 @@ def metrics_response() -> Response:
 
 
 def unauthorized() -> HTTPException:
-    return HTTPException(401, "metrics need a bearer token", headers={"WWW-Authenticate": "Bearer"})
+    return ApiError(401, "auth.metrics_token", "metrics need a bearer token", headers={"WWW-Authenticate": "Bearer"})

@@ -31,7 +31,12 @@ app.command()(services.receiver)
 @app.command()
 def demo(
     devices: Annotated[int, typer.Option(help="simulated devices")] = 6,
-    press_every: Annotated[float, typer.Option(help="seconds between simulated presses (0: none)")] = 20.0,
+    press_every: Annotated[
+        float, typer.Option(help="seconds between automatic presses, one at a time across the fleet (0: none)")
+    ] = 20.0,
+    clear_after: Annotated[
+        float, typer.Option(help="cancel an automatic press nobody acknowledged after this many seconds (0: never)")
+    ] = 120.0,
     embedded_broker: Annotated[
         bool, typer.Option(help="use the embedded amqtt broker even when Mosquitto is installed")
     ] = False,
@@ -39,7 +44,15 @@ def demo(
     """Run the whole system on this machine: broker, gateway, receiver and a simulated fleet."""
     from trygg_cli.demo import run_demo
 
-    run(run_demo(settings(), devices=devices, press_every_s=press_every, prefer_mosquitto=not embedded_broker))
+    run(
+        run_demo(
+            settings(),
+            devices=devices,
+            press_every_s=press_every,
+            clear_after_s=clear_after,
+            prefer_mosquitto=not embedded_broker,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -9,8 +9,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
+import shlex
 import signal
+import sys
 from datetime import datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import structlog
@@ -88,8 +91,39 @@ async def _prepare(settings: Settings, fleet_ids: list[tuple[str, object]]) -> d
     return creds
 
 
-def _banner(settings: Settings, broker: LocalBroker, creds: dict[str, str]) -> str:
+def trygg_command() -> str:
+    """The ``trygg`` of this installation, as a path that works pasted into any shell (``.venv/bin`` is usually
+    not on PATH): the script next to this Python, else this Python running the module."""
+    script = Path(sys.executable).parent / "trygg"
+    if script.is_file():
+        return shlex.quote(str(script.absolute()))
+    return f"{shlex.quote(sys.executable)} -m trygg_cli"
+
+
+def press_command(settings: Settings, device_id: str = "sim-pendant-001", alarm_type: str = "fall") -> str:
+    """A one-press command for this demo that works as pasted: the broker, its protocol and the topic root."""
+    env = [f"TRYGG_MQTT_URL={shlex.quote(settings.mqtt_url)}", f"TRYGG_MQTT_PROTOCOL={settings.mqtt_protocol}"]
+    if settings.topic_root != Settings.model_fields["topic_root"].default:
+        env.append(f"TRYGG_TOPIC_ROOT={shlex.quote(settings.topic_root)}")
+    return f"{' '.join(env)} {trygg_command()} sim press {device_id} --type {alarm_type}"
+
+
+def _banner(
+    settings: Settings,
+    broker: LocalBroker,
+    creds: dict[str, str],
+    *,
+    devices: int,
+    press_every_s: float,
+    clear_after_s: float,
+) -> str:
     r = settings.receiver_url
+    if press_every_s:
+        presses = f"one press every {press_every_s:g} s across the fleet, each device in turn"
+        if clear_after_s:
+            presses += f"; a press nobody acknowledged is cancelled on its device after {clear_after_s:g} s"
+    else:
+        presses = "no automatic presses"
     return f"""
   Trygg demo is running (Ctrl-C stops it).
     broker    {broker.url} ({broker.kind})
@@ -98,6 +132,7 @@ def _banner(settings: Settings, broker: LocalBroker, creds: dict[str, str]) -> s
     console   {r}/console/
     users     operator / {creds["operator"]}    patrol / {creds["patrol"]}
               technician / {creds["technician"]}    case_officer / {creds["case_officer"]}
+    devices   {devices} simulated alarm devices: {presses}
     camera    {DEMO_CAMERA} (client {DEMO_CLIENT}): check-ins due every 10 minutes from 2 minutes on
 
   Try:
@@ -108,7 +143,7 @@ def _banner(settings: Settings, broker: LocalBroker, creds: dict[str, str]) -> s
     curl -N -H "Authorization: Bearer $TOKEN" {r}/api/v1/events
     curl -s -X POST -H "Authorization: Bearer $TOKEN" -H 'content-type: application/json' \\
       -d '{{}}' {r}/api/v1/alarms/1/acknowledge
-    TRYGG_MQTT_URL={broker.url} trygg sim press sim-pendant-001 --type fall
+    {press_command(settings)}
 """
 
 
@@ -117,9 +152,13 @@ async def run_demo(
     *,
     devices: int = 6,
     press_every_s: float = 20.0,
+    clear_after_s: float = 120.0,
     prefer_mosquitto: bool = True,
     stop: asyncio.Event | None = None,
 ) -> None:
+    """``press_every_s``: one automatic press that often across the fleet (0: none); ``clear_after_s``: such a
+    press no operator acknowledged is cancelled on its device after that long (0: never), so the queue does not
+    fill up with escalated presses while nobody is at the console."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -143,10 +182,13 @@ async def run_demo(
         create_receiver_app(settings, run_migrations=False),
         settings.receiver_http_host,
         settings.receiver_http_port,
+        handle_signals=False,  # Ctrl-C is ours: everything stops in order below
     )
-    gateway = server(create_gateway_app(settings), settings.gateway_http_host, settings.gateway_http_port)
+    gateway = server(
+        create_gateway_app(settings), settings.gateway_http_host, settings.gateway_http_port, handle_signals=False
+    )
     tasks = [asyncio.create_task(receiver.serve()), asyncio.create_task(gateway.serve())]
-    fleet = Fleet(settings, devices, press_every_s=press_every_s or None)
+    fleet = Fleet(settings, devices, press_every_s=press_every_s or None, cancel_after_s=clear_after_s or None)
     camera = SimCamera(DEMO_CAMERA, settings, scenario="in_bed")
     try:
         while not (receiver.started and gateway.started):
@@ -157,7 +199,10 @@ async def run_demo(
             await asyncio.sleep(0.05)
         await fleet.start()
         await camera.start()
-        print(_banner(settings, broker, creds), flush=True)
+        banner = _banner(
+            settings, broker, creds, devices=devices, press_every_s=press_every_s, clear_after_s=clear_after_s
+        )
+        print(banner, flush=True)
         await stop.wait()
     finally:
         log.info("demo stopping")

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, Query
 
 from alarm_receiver import metrics, queue
 from alarm_receiver.api.deps import Operator, QueueReader, ReceiverDep, SessionDep
 from alarm_receiver.models import QueueAlarm, User
 from alarm_receiver.queue import Action, State
 from alarm_receiver.schemas import AlarmDetailOut, AlarmOut, AssignIn, NoteIn, RequiredNoteIn, ResolveIn
+from trygg.errors import ApiError
 
 router = APIRouter(prefix="/alarms", tags=["alarms"])
 
@@ -24,7 +25,7 @@ async def _check_patrol_owns(session: SessionDep, user: User, alarm_pk: int) -> 
     if _is_patrol(user):
         current = await queue.get_alarm(session, alarm_pk)
         if current.assigned_to != user.username:
-            raise HTTPException(404, f"no alarm {alarm_pk} assigned to you")
+            raise ApiError(404, "alarm.not_assigned", f"no alarm {alarm_pk} assigned to you", id=alarm_pk)
 
 
 @router.get("", response_model=list[AlarmOut])
@@ -53,7 +54,7 @@ async def list_alarms(
 async def get_alarm(alarm_pk: int, session: SessionDep, user: QueueReader) -> QueueAlarm:
     alarm = await queue.get_alarm(session, alarm_pk)
     if _is_patrol(user) and alarm.assigned_to != user.username:
-        raise HTTPException(404, f"no alarm {alarm_pk} assigned to you")
+        raise ApiError(404, "alarm.not_assigned", f"no alarm {alarm_pk} assigned to you", id=alarm_pk)
     return alarm
 
 

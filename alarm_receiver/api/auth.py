@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Request
 
-from alarm_receiver import auth, metrics
+from alarm_receiver import auth
 from alarm_receiver.api.deps import BearerDep, CurrentUser, ReceiverDep, SessionDep, request_token
 from alarm_receiver.models import User
 from alarm_receiver.schemas import LoginIn, TokenOut, UserOut
+from trygg.errors import ApiError
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 
@@ -16,8 +17,7 @@ router = APIRouter(prefix="/auth", tags=["auth"])
 async def login(body: LoginIn, session: SessionDep, receiver: ReceiverDep) -> TokenOut:
     user = await auth.authenticate(session, body.username, body.password)
     if user is None:
-        metrics.REJECTED_REQUESTS.labels("bad_login").inc()
-        raise HTTPException(401, "wrong username or password")
+        raise ApiError(401, "auth.bad_login", "wrong username or password")
     token, expires = await auth.issue_token(session, user, receiver.settings.token_ttl_s)
     await session.commit()
     return TokenOut(access_token=token, expires_at=expires, role=user.role, username=user.username)

@@ -10,9 +10,10 @@ from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from alarm_receiver import auth, metrics
+from alarm_receiver import auth
 from alarm_receiver.models import User
 from alarm_receiver.service import Receiver
+from trygg.errors import ApiError
 
 _bearer = HTTPBearer(auto_error=False)
 
@@ -34,9 +35,8 @@ SessionDep = Annotated[AsyncSession, Depends(get_session)]
 BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 
-def _unauthorized(reason: str) -> HTTPException:
-    metrics.REJECTED_REQUESTS.labels("unauthorized").inc()
-    return HTTPException(status.HTTP_401_UNAUTHORIZED, reason, headers={"WWW-Authenticate": "Bearer"})
+def _unauthorized(code: str, reason: str) -> HTTPException:
+    return ApiError(status.HTTP_401_UNAUTHORIZED, code, reason, headers={"WWW-Authenticate": "Bearer"})
 
 
 def request_token(request: Request, creds: HTTPAuthorizationCredentials | None) -> str | None:
@@ -51,12 +51,12 @@ def request_token(request: Request, creds: HTTPAuthorizationCredentials | None) 
 async def get_current_user(request: Request, receiver: ReceiverDep, creds: BearerDep) -> User:
     token = request_token(request, creds)
     if not token:
-        raise _unauthorized("not logged in")
+        raise _unauthorized("auth.required", "not logged in")
     # A session of its own, closed at once: a long response (the live feed) must not hold a connection.
     async with receiver.sessions() as session:
         user = await auth.user_for_token(session, token)
     if user is None:
-        raise _unauthorized("session expired or token unknown; log in again")
+        raise _unauthorized("auth.expired", "session expired or token unknown; log in again")
     return user
 
 
@@ -68,8 +68,7 @@ def require_roles(*roles: auth.Role) -> Callable[[User], User]:
 
     def check(user: CurrentUser) -> User:
         if user.role not in allowed:
-            metrics.REJECTED_REQUESTS.labels("forbidden").inc()
-            raise HTTPException(status.HTTP_403_FORBIDDEN, f"role {user.role!r} may not do this")
+            raise ApiError(403, "auth.forbidden", f"role {user.role!r} may not do this", role=user.role)
         return user
 
     return check
@@ -82,7 +81,7 @@ QueueReader = Annotated[User, Depends(require_roles(auth.Role.OPERATOR, auth.Rol
 def require_gateway(receiver: ReceiverDep, creds: BearerDep) -> None:
     expected = receiver.settings.intake_token.get_secret_value()
     if creds is None or not hmac.compare_digest(creds.credentials.encode(), expected.encode()):
-        raise _unauthorized("intake needs the gateway's token")
+        raise _unauthorized("auth.intake_token", "intake needs the gateway's token")
 
 
 GatewayAuth = Depends(require_gateway)

@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse, Response
 
 from alarm_receiver import metrics
 from alarm_receiver.api.deps import ReceiverDep
+from trygg.errors import body as error_body
 
 log = structlog.get_logger(__name__)
 router = APIRouter(tags=["gateway"], include_in_schema=False)
@@ -31,7 +32,9 @@ async def to_gateway(path: str, request: Request, receiver: ReceiverDep) -> Resp
     except httpx.HTTPError as exc:
         metrics.REJECTED_REQUESTS.labels("gateway_unreachable").inc()
         log.error("gateway unreachable", path=path, error=str(exc) or type(exc).__name__)
-        return JSONResponse({"detail": "the gateway cannot be reached right now"}, status_code=503)
+        return JSONResponse(
+            error_body("gateway.unreachable", "the gateway cannot be reached right now"), status_code=503
+        )
     return Response(
         upstream.content,
         status_code=upstream.status_code,

@@ -14,12 +14,12 @@ from typing import Annotated
 
 import httpx
 import structlog
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway import metrics
 from gateway.service import Gateway
+from trygg.errors import ApiError
 
 log = structlog.get_logger(__name__)
 _bearer = HTTPBearer(auto_error=False)
@@ -51,14 +51,14 @@ class TokenChecker:
             resp = await self._http.get(self._url, headers={"Authorization": f"Bearer {token}"})
         except httpx.HTTPError as exc:
             log.error("cannot check a token at the receiver", error=str(exc) or type(exc).__name__)
-            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "cannot check logins right now") from exc
+            raise ApiError(503, "auth.unavailable", "cannot check logins right now") from exc
         user: ApiUser | None = None
         if resp.status_code == 200:
             body = resp.json()
             user = ApiUser(username=str(body["username"]), role=str(body["role"]))
         elif resp.status_code != 401:
             log.error("unexpected answer checking a token", status=resp.status_code)
-            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "cannot check logins right now")
+            raise ApiError(503, "auth.unavailable", "cannot check logins right now")
         if len(self._cache) > 10_000:
             self._cache.clear()
         self._cache[key] = (now + self._cache_s, user)
@@ -86,13 +86,14 @@ async def get_current_user(
 ) -> ApiUser:
     checker: TokenChecker = request.app.state.token_checker
     if creds is None or creds.scheme.lower() != "bearer":
-        metrics.API_REFUSED.labels("unauthorized").inc()
-        raise HTTPException(401, "not logged in", headers={"WWW-Authenticate": "Bearer"})
+        raise ApiError(401, "auth.required", "not logged in", headers={"WWW-Authenticate": "Bearer"})
     user = await checker.user(creds.credentials)
     if user is None:
-        metrics.API_REFUSED.labels("unauthorized").inc()
-        raise HTTPException(
-            401, "session expired or token unknown; log in again", headers={"WWW-Authenticate": "Bearer"}
+        raise ApiError(
+            401,
+            "auth.expired",
+            "session expired or token unknown; log in again",
+            headers={"WWW-Authenticate": "Bearer"},
         )
     return user
 
@@ -106,8 +107,7 @@ def require_roles(*roles: str) -> Callable[[ApiUser], ApiUser]:
 
     def check(user: CurrentUser) -> ApiUser:
         if user.role not in allowed:
-            metrics.API_REFUSED.labels("forbidden").inc()
-            raise HTTPException(403, f"role {user.role!r} may not do this")
+            raise ApiError(403, "auth.forbidden", f"role {user.role!r} may not do this", role=user.role)
         return user
 
     return check

@@ -29,12 +29,15 @@ OPEN_STATES = ("pending", "due", "started")
 
 
 class ConsentError(Exception):
-    """A consent request that cannot be carried out; the message says why (shown to people)."""
+    """A consent request that cannot be carried out: ``code`` and ``params`` for the console, ``reason`` the
+    English for API users (trygg/errors.py)."""
 
-    def __init__(self, reason: str, status: int = 400) -> None:
+    def __init__(self, reason: str, status: int = 400, code: str = "consent.refused", **params: Any) -> None:
         super().__init__(reason)
         self.reason = reason
         self.status = status
+        self.code = code
+        self.params = params
 
 
 class Person(BaseModel):
@@ -157,7 +160,7 @@ def _terms(consent: Consent) -> dict[str, Any]:
 async def get_consent(session: AsyncSession, consent_id: int) -> Consent:
     consent = await session.get(Consent, consent_id)
     if consent is None:
-        raise ConsentError(f"no consent {consent_id}", 404)
+        raise ConsentError(f"no consent {consent_id}", 404, "consent.not_found", id=consent_id)
     return consent
 
 
@@ -190,21 +193,43 @@ async def create_consent(
 ) -> Consent:
     device = await session.get(Device, data.camera_id)
     if device is None or device.retired_at is not None:
-        raise ConsentError(f"camera {data.camera_id!r} is not a registered, active device", 404)
+        raise ConsentError(
+            f"camera {data.camera_id!r} is not a registered, active device",
+            404,
+            "consent.camera_unknown",
+            camera_id=data.camera_id,
+        )
     if device.type != DeviceType.CAMERA.value:
-        raise ConsentError(f"device {data.camera_id!r} is a {device.type}, not a camera")
+        raise ConsentError(
+            f"device {data.camera_id!r} is a {device.type}, not a camera",
+            400,
+            "consent.not_a_camera",
+            camera_id=data.camera_id,
+            device_type=device.type,
+        )
     if device.client_ref is not None and device.client_ref != data.client_ref:
-        raise ConsentError(f"camera {data.camera_id!r} belongs to another client")
+        raise ConsentError(
+            f"camera {data.camera_id!r} belongs to another client",
+            400,
+            "consent.camera_other_client",
+            camera_id=data.camera_id,
+        )
     active = await session.scalar(
         select(Consent.id).where(Consent.camera_id == data.camera_id, Consent.withdrawn_at.is_(None))
     )
     if active is not None:
-        raise ConsentError(f"camera {data.camera_id!r} already has an active consent ({active})", 409)
+        raise ConsentError(
+            f"camera {data.camera_id!r} already has an active consent ({active})",
+            409,
+            "consent.camera_taken",
+            camera_id=data.camera_id,
+            consent_id=active,
+        )
     tz = data.timezone or default_tz
     try:
         NightPlan.parse(data.window_start, data.window_end, data.times, tz)
     except (ValueError, KeyError) as exc:
-        raise ConsentError(str(exc)) from exc
+        raise ConsentError(str(exc), 400, "consent.bad_schedule") from exc
     now = now or utcnow()
     consent = Consent(
         client_ref=data.client_ref,
@@ -252,7 +277,7 @@ async def change_consent(
 ) -> Consent:
     consent = await get_consent(session, consent_id)
     if consent.withdrawn_at is not None:
-        raise ConsentError("the consent was withdrawn; record a new one", 409)
+        raise ConsentError("the consent was withdrawn; record a new one", 409, "consent.withdrawn", id=consent_id)
     changes = data.model_dump(exclude_unset=True, exclude_none=True)
     if "consented_by" in changes:
         changes["consented_by"] = [p.model_dump() for p in data.consented_by or []]
@@ -261,7 +286,7 @@ async def change_consent(
     try:
         NightPlan.parse(merged["window_start"], merged["window_end"], merged["times"], consent.timezone)
     except ValueError as exc:
-        raise ConsentError(str(exc)) from exc
+        raise ConsentError(str(exc), 400, "consent.bad_schedule") from exc
     now = now or utcnow()
     for key, value in changes.items():
         setattr(consent, key, value)
@@ -285,7 +310,7 @@ async def skip_night(
     """Record a skipped night; returns that night's open check-ins, now cancelled (their tasks to close)."""
     consent = await get_consent(session, consent_id)
     if consent.withdrawn_at is not None:
-        raise ConsentError("the consent was withdrawn", 409)
+        raise ConsentError("the consent was withdrawn", 409, "consent.withdrawn", id=consent_id)
     exists = await session.scalar(
         select(SkippedNight.id).where(SkippedNight.consent_id == consent_id, SkippedNight.night == night)
     )

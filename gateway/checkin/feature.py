@@ -15,7 +15,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol
 
 import structlog
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, StringConstraints
 from sqlalchemy import select, update
 
@@ -31,6 +31,7 @@ from gateway.intake import Outcome
 from gateway.models import Device, StoredAlarm
 from trygg import audit
 from trygg.db import dialect_insert, utcnow
+from trygg.errors import ApiError
 
 if TYPE_CHECKING:
     from gateway.service import Gateway
@@ -82,6 +83,14 @@ class LiveLook:
 class OfferIn(BaseModel):
     sdp: Annotated[str, StringConstraints(min_length=1, max_length=100_000)]
     type: Literal["offer"]
+    # The same operator's own live look through this camera (a reloaded page) ends and this one takes over.
+    take_over: bool = False
+
+
+class EndLookIn(BaseModel):
+    """Why the operator's page ends a look: the operator's button, or the page being left (reload, close)."""
+
+    reason: Literal["operator", "page_left"] = "operator"
 
 
 class AlarmLookIn(OfferIn):
@@ -146,8 +155,12 @@ ClientRequest = Annotated[ApiUser, Depends(require_roles("case_officer", "operat
 LogReader = Annotated[ApiUser, Depends(require_roles("case_officer"))]
 
 
-def _consent_http(exc: ConsentError) -> HTTPException:
-    return HTTPException(exc.status, exc.reason)
+def _consent_http(exc: ConsentError) -> ApiError:
+    return ApiError(exc.status, exc.code, exc.reason, **exc.params)
+
+
+# A cancelled check-in's note (gateway/checkin/consent.py) -> the code that closes its queue task.
+_CANCEL_CODES = {"night skipped": "outcome.checkin_night_skipped", "consent withdrawn": "outcome.checkin_withdrawn"}
 
 
 class CheckinFeature:
@@ -289,14 +302,18 @@ class CheckinFeature:
             due_label = local_label(ck.due_at, tz)
             if ck.kind != "phone" and not self.camera_online(ck.camera_id):
                 why = f"camera {ck.camera_id} offline at the camera check-in due {due_label}: physical visit"
-                await self._raise_patrol(ck, PATROL_PRIORITY, why, "camera_offline")
+                await self._raise_patrol(
+                    ck, PATROL_PRIORITY, why, "camera_offline", "task.visit_camera_offline", camera_id=ck.camera_id
+                )
                 await self._set_state(ck, "pending", "camera_offline", now, "escalation.patrol_visit", why)
                 continue
             if ck.kind == "phone":
                 text = f"Phone the client {ck.client_ref}: not seen at the camera check-in (due {due_label})"
+                text_code = "task.phone_client"
                 priority: int | None = PHONE_PRIORITY
             else:
                 text = f"Camera check-in ({ck.kind}) for client {ck.client_ref}, due {due_label}"
+                text_code = "task.checkin_due"
                 priority = None
             outcome = await gw.raise_alarm(
                 ck.camera_id,
@@ -304,6 +321,8 @@ class CheckinFeature:
                 AlarmType.CHECKIN_DUE,
                 priority=priority,
                 text=text,
+                text_code=text_code,
+                text_params={"kind": ck.kind, "client_ref": ck.client_ref, "due_at": ck.due_at.isoformat()},
                 client_ref=ck.client_ref,
                 due_at=ck.due_at.isoformat(),
                 checkin_id=ck.id,
@@ -312,7 +331,9 @@ class CheckinFeature:
             if outcome not in _RAISED_OK:
                 log.error("check-in task refused by the intake", checkin_id=ck.id, outcome=outcome.value)
             if not await self._set_state(ck, "pending", "due", now, "checkin.due", text):
-                await gw.resolve_alarm(ck.camera_id, f"checkin-{ck.id}", "cancelled", "gateway")
+                await gw.resolve_alarm(
+                    ck.camera_id, f"checkin-{ck.id}", "cancelled", "gateway", code="outcome.checkin_cancelled"
+                )
 
     async def _time_out(self, now: datetime) -> None:
         gw = self._gw()
@@ -323,9 +344,15 @@ class CheckinFeature:
             minutes = round(gw.settings.checkin_start_timeout_s / 60)
             what = "phone call" if ck.kind == "phone" else "camera check-in"
             why = f"{what} for client {ck.client_ref} not started within {minutes} min of its due time: physical visit"
-            await self._raise_patrol(ck, PATROL_PRIORITY, why, "missed")
+            await self._raise_patrol(ck, PATROL_PRIORITY, why, "missed", "task.visit_not_started", minutes=minutes)
             if await self._set_state(ck, "due", "missed", now, "escalation.patrol_visit", why):
-                await gw.resolve_alarm(ck.camera_id, f"checkin-{ck.id}", "missed: patrol visit sent", "gateway")
+                await gw.resolve_alarm(
+                    ck.camera_id,
+                    f"checkin-{ck.id}",
+                    "missed: patrol visit sent",
+                    "gateway",
+                    code="outcome.checkin_missed",
+                )
 
     async def _close_cancelled(self) -> None:
         """Queue tasks of cancelled check-ins (withdrawn, night skipped) are resolved with the reason."""
@@ -339,7 +366,8 @@ class CheckinFeature:
                 )
             ).all()
         for ck in rows:
-            await gw.resolve_alarm(ck.camera_id, f"checkin-{ck.id}", ck.note or "cancelled", "gateway")
+            code = _CANCEL_CODES.get(ck.note or "", "outcome.checkin_cancelled")
+            await gw.resolve_alarm(ck.camera_id, f"checkin-{ck.id}", ck.note or "cancelled", "gateway", code=code)
             async with gw.sessions.begin() as session:
                 await session.execute(update(Checkin).where(Checkin.id == ck.id).values(outcome="cancelled"))
 
@@ -383,13 +411,19 @@ class CheckinFeature:
                 )
             return moved
 
-    async def _raise_patrol(self, ck: Checkin, priority: int, why: str, cause: str) -> None:
+    async def _raise_patrol(
+        self, ck: Checkin, priority: int, why: str, cause: str, text_code: str, **text_params: Any
+    ) -> None:
+        """A patrol visit task: ``why`` in English for API users, ``text_code`` with the check-in's kind, client
+        and due time (plus ``text_params``) for the console."""
         outcome = await self._gw().raise_alarm(
             ck.camera_id,
             f"patrol-{ck.id}",
             AlarmType.PATROL_VISIT,
             priority=priority,
             text=why,
+            text_code=text_code,
+            text_params={"kind": ck.kind, "client_ref": ck.client_ref, "due_at": ck.due_at.isoformat(), **text_params},
             client_ref=ck.client_ref,
             due_at=ck.due_at.isoformat(),
             checkin_id=ck.id,
@@ -435,8 +469,16 @@ class CheckinFeature:
         return list(self._live.values())
 
     async def _refuse(
-        self, user: ApiUser, action: str, reason: str, client_ref: str | None, subject: str, status: int = 403
-    ) -> HTTPException:
+        self,
+        user: ApiUser,
+        action: str,
+        reason: str,
+        client_ref: str | None,
+        subject: str,
+        status: int = 403,
+        code: str = "checkin.refused",
+        **params: Any,
+    ) -> ApiError:
         async with self._gw().sessions.begin() as session:
             await audit.append(
                 session,
@@ -444,10 +486,10 @@ class CheckinFeature:
                 action=action,
                 client_ref=client_ref,
                 subject=subject,
-                details={"role": user.role, "reason": reason},
+                details={"role": user.role, "reason": reason, "code": code},
             )
-        log.warning("check-in request refused", user=user.username, action=action, subject=subject, reason=reason)
-        return HTTPException(status, reason)
+        log.warning("check-in request refused", user=user.username, action=action, subject=subject, code=code)
+        return ApiError(status, code, reason, **params)
 
     async def start_look(self, checkin_id: int, offer: OfferIn, user: ApiUser) -> dict[str, Any]:
         gw = self._gw()
@@ -458,32 +500,58 @@ class CheckinFeature:
             consent = await session.get(Consent, ck.consent_id) if ck is not None else None
             skipped = await consents.skipped_nights(session, consent.id) if consent is not None else []
         if ck is None or consent is None:
-            raise await self._refuse(user, "checkin.look_refused", f"no check-in {checkin_id}", None, subject, 404)
+            raise await self._refuse(
+                user,
+                "checkin.look_refused",
+                f"no check-in {checkin_id}",
+                None,
+                subject,
+                404,
+                "checkin.not_found",
+                id=checkin_id,
+            )
         plan = plan_of(consent)
         night = plan.night_at(now)
         reason: str | None = None
         status = 403
+        code, params = "checkin.refused", dict[str, Any]()
+        live = next((look for look in self._live.values() if look.camera_id == ck.camera_id), None)
         if user.role != "operator":
             reason = f"role {user.role!r} may not look through a client's camera (operators only)"
+            code, params = "checkin.operators_only", {"role": user.role}
         elif consent.withdrawn_at is not None or consent.id in self._withdrawn:
-            reason = "the client has withdrawn consent to camera check-ins"
+            reason, code = "the client has withdrawn consent to camera check-ins", "checkin.consent_withdrawn"
         elif ck.kind == "phone":
-            reason = "this check-in is a phone call to the client, not a camera look"
+            reason, code = "this check-in is a phone call to the client, not a camera look", "checkin.is_phone_call"
         elif night is None:
             reason = (
                 f"outside the agreed night window {consent.window_start}-{consent.window_end} ({consent.timezone}); "
                 f"now {local_label(now, plan.tz)}"
             )
+            code = "checkin.outside_window"
+            params = {"window_start": consent.window_start, "window_end": consent.window_end}
         elif night in skipped:
             reason = f"the client skipped the night of {night.isoformat()}"
+            code, params = "checkin.night_skipped", {"night": night.isoformat()}
         elif ck.state not in _LOOK_STATES:
             reason = f"this check-in is not due (it is {ck.state})"
+            code, params = "checkin.not_due", {"state": ck.state}
         elif ck.night != night:
             reason = f"this check-in belongs to the night of {ck.night.isoformat()}, not tonight"
-        elif any(look.camera_id == ck.camera_id for look in self._live.values()):
+            code, params = "checkin.other_night", {"night": ck.night.isoformat()}
+        elif live is not None and live.operator != user.username:
             reason, status = "a look through this camera is already live", 409
+            code, params = "checkin.look_live", {"operator": live.operator}
+        elif live is not None and not offer.take_over:
+            # The same operator (a reloaded page, a second tab): they may take it over or end it at once.
+            reason, status = "your own look through this camera is still live; take it over or end it", 409
+            code, params = "checkin.look_live_own", {"look_id": live.look_id, "checkin_id": live.checkin_id}
         if reason is not None:
-            raise await self._refuse(user, "checkin.look_refused", reason, ck.client_ref, subject, status)
+            raise await self._refuse(
+                user, "checkin.look_refused", reason, ck.client_ref, subject, status, code, **params
+            )
+        if live is not None:  # the same operator takes their own live look over: it ends first, logged as such
+            await self.relay.end_look(live.look_id, "taken_over")
 
         look_id = uuid.uuid4().hex
         look = LiveLook(look_id, ck.id, consent.id, ck.camera_id, ck.client_ref, user.username, now)
@@ -504,14 +572,28 @@ class CheckinFeature:
             why = (
                 f"camera look failed ({failure}) at the check-in due {local_label(ck.due_at, plan.tz)}: physical visit"
             )
-            await self._raise_patrol(ck, PATROL_PRIORITY, why, "look_failed")
+            await self._raise_patrol(ck, PATROL_PRIORITY, why, "look_failed", "task.visit_look_failed")
             if await self._set_state(ck, ck.state, "camera_offline", now, "escalation.patrol_visit", why):
-                await gw.resolve_alarm(ck.camera_id, f"checkin-{ck.id}", "camera failed: patrol visit sent", "gateway")
-            raise await self._refuse(user, "checkin.look_failed", why, ck.client_ref, subject, 502) from exc
+                await gw.resolve_alarm(
+                    ck.camera_id,
+                    f"checkin-{ck.id}",
+                    "camera failed: patrol visit sent",
+                    "gateway",
+                    code="outcome.camera_failed",
+                )
+            raise await self._refuse(
+                user, "checkin.look_failed", why, ck.client_ref, subject, 502, "checkin.look_failed"
+            ) from exc
         if consent.id in self._withdrawn:  # withdrawn while the camera was connecting
             await self.relay.end_look(look_id, "withdrawn")
             raise await self._refuse(
-                user, "checkin.look_refused", "the client has withdrawn consent", ck.client_ref, subject
+                user,
+                "checkin.look_refused",
+                "the client has withdrawn consent",
+                ck.client_ref,
+                subject,
+                403,
+                "checkin.consent_withdrawn",
             )
         async with gw.sessions.begin() as session:
             await session.execute(
@@ -549,19 +631,24 @@ class CheckinFeature:
         client_ref = consent.client_ref if consent is not None else None
         reason: str | None = None
         if consent is None:
-            raise await self._refuse(user, "checkin.look_refused", f"no consent {consent_id}", None, subject, 404)
+            raise await self._refuse(
+                user, "checkin.look_refused", f"no consent {consent_id}", None, subject, 404, "consent.not_found"
+            )
+        code, params = "checkin.refused", dict[str, Any]()
         if user.role != "operator":
             reason = f"role {user.role!r} may not look through a client's camera (operators only)"
+            code, params = "checkin.operators_only", {"role": user.role}
         elif not consent.look_on_alarm:
-            reason = "the consent does not allow a look on an alarm"
+            reason, code = "the consent does not allow a look on an alarm", "checkin.no_look_on_alarm"
         elif alarm is None or device is None or device.client_ref != consent.client_ref:
-            reason = "no alarm with that id from this client's devices"
+            reason, code = "no alarm with that id from this client's devices", "checkin.alarm_not_found"
         elif alarm.cancelled_at is not None or alarm.resolved_at is not None:
-            reason = "that alarm is cancelled or resolved"
+            reason, code = "that alarm is cancelled or resolved", "checkin.alarm_closed"
         elif (now - alarm.stored_at).total_seconds() > ALARM_LOOK_MAX_AGE_S:
             reason = f"that alarm is older than {ALARM_LOOK_MAX_AGE_S // 60} minutes"
+            code, params = "checkin.alarm_too_old", {"minutes": ALARM_LOOK_MAX_AGE_S // 60}
         if reason is not None:
-            raise await self._refuse(user, "checkin.look_refused", reason, client_ref, subject)
+            raise await self._refuse(user, "checkin.look_refused", reason, client_ref, subject, 403, code, **params)
         night = plan_of(consent).night_at(now)
         async with gw.sessions.begin() as session:
             ck = Checkin(
@@ -587,15 +674,23 @@ class CheckinFeature:
             )
         return await self.start_look(ck.id, OfferIn(sdp=body.sdp, type=body.type), user)
 
-    async def end_look(self, look_id: str, user: ApiUser) -> None:
+    async def end_look(self, look_id: str, user: ApiUser, reason: str = "operator") -> None:
+        """End a live look; ``reason`` "page_left" when the operator's page was left (reload, closed tab)."""
         look = self._live.get(look_id)
         if look is None:
-            raise HTTPException(404, "no live look with that id")
+            raise ApiError(404, "look.not_found", "no live look with that id")
         if user.role not in ("operator", "admin"):
             raise await self._refuse(
-                user, "checkin.end_refused", "only operators end looks", look.client_ref, f"checkin-{look.checkin_id}"
+                user,
+                "checkin.end_refused",
+                "only operators end looks",
+                look.client_ref,
+                f"checkin-{look.checkin_id}",
+                403,
+                "checkin.operators_only",
+                role=user.role,
             )
-        await self.relay.end_look(look_id, "operator")
+        await self.relay.end_look(look_id, reason)
 
     # --- outcomes and escalation ------------------------------------------------------------------------
     async def record_outcome(self, checkin_id: int, body: OutcomeIn, user: ApiUser) -> Checkin:
@@ -606,16 +701,20 @@ class CheckinFeature:
             ck = await session.get(Checkin, checkin_id)
             consent = await session.get(Consent, ck.consent_id) if ck is not None else None
         if ck is None or consent is None:
-            raise HTTPException(404, f"no check-in {checkin_id}")
+            raise ApiError(404, "checkin.not_found", f"no check-in {checkin_id}", id=checkin_id)
         reason: str | None = None
+        code, params = "checkin.refused", dict[str, Any](state=ck.state)
         if user.role != "operator":
             reason = f"role {user.role!r} may not record check-in outcomes (operators only)"
+            code, params = "checkin.operators_only", {"role": user.role}
         elif ck.kind == "phone" and ck.state != "due":
-            reason = f"this phone call is not open (it is {ck.state})"
+            reason, code = f"this phone call is not open (it is {ck.state})", "checkin.phone_not_open"
         elif ck.kind != "phone" and ck.state != "started":
-            reason = f"an outcome needs a look first (this check-in is {ck.state})"
+            reason, code = f"an outcome needs a look first (this check-in is {ck.state})", "checkin.look_first"
         if reason is not None:
-            raise await self._refuse(user, "checkin.outcome_refused", reason, ck.client_ref, subject, 409)
+            raise await self._refuse(
+                user, "checkin.outcome_refused", reason, ck.client_ref, subject, 409, code, **params
+            )
         for look in list(self._live.values()):
             if look.checkin_id == ck.id:
                 await self.relay.end_look(look.look_id, "operator")
@@ -626,7 +725,7 @@ class CheckinFeature:
                 .values(state="done", outcome=body.outcome, outcome_by=user.username, outcome_at=now, note=body.note)
             )
             if not getattr(result, "rowcount", 0):
-                raise HTTPException(409, "the check-in changed meanwhile; reload it")
+                raise ApiError(409, "checkin.changed", "the check-in changed meanwhile; reload it")
             await audit.append(
                 session,
                 actor=user.username,
@@ -635,23 +734,26 @@ class CheckinFeature:
                 subject=subject,
                 details={"outcome": body.outcome, "note": body.note, "kind": ck.kind},
             )
-        task_outcome = await self._follow_up(ck, consent, body.outcome, now)
-        await gw.resolve_alarm(ck.camera_id, f"checkin-{ck.id}", task_outcome, user.username)
+        task_outcome, code, params = await self._follow_up(ck, consent, body.outcome, now)
+        await gw.resolve_alarm(ck.camera_id, f"checkin-{ck.id}", task_outcome, user.username, code=code, params=params)
         await self.run_once()  # a phone step is due at once
         async with gw.sessions() as session:
             fresh = await session.get(Checkin, ck.id)
         assert fresh is not None
         return fresh
 
-    async def _follow_up(self, ck: Checkin, consent: Consent, outcome: str, now: datetime) -> str:
-        """What follows an outcome; returns the text that closes the check-in's queue task."""
+    async def _follow_up(
+        self, ck: Checkin, consent: Consent, outcome: str, now: datetime
+    ) -> tuple[str, str, dict[str, Any]]:
+        """What follows an outcome; returns what closes the check-in's queue task: the English text, its code and
+        parameters."""
         if outcome == "seen_ok":
-            return "seen_ok"
+            return "seen_ok", "outcome.seen_ok", {}
         if outcome == "needs_help":
             why = f"client {ck.client_ref} needs help (seen at the camera check-in): urgent visit"
-            await self._raise_patrol(ck, URGENT_PATROL_PRIORITY, why, "needs_help")
+            await self._raise_patrol(ck, URGENT_PATROL_PRIORITY, why, "needs_help", "task.visit_needs_help")
             await self._log_escalation(ck, "patrol_visit", why)
-            return "needs_help: urgent patrol visit sent"
+            return "needs_help: urgent patrol visit sent", "outcome.needs_help_visit", {}
         plan = plan_of(consent)
         step = ck.step
         while True:
@@ -666,15 +768,15 @@ class CheckinFeature:
                 await self._add_followup(ck, "recheck", due, step, now)
                 label = local_label(due, plan.tz)
                 await self._log_escalation(ck, "recheck", f"not seen: recheck at {label}")
-                return f"not_seen: recheck at {label}"
+                return f"not_seen: recheck at {label}", "outcome.not_seen_recheck", {"at": due.isoformat()}
             if nxt == "phone":
                 await self._add_followup(ck, "phone", now, step, now)
                 await self._log_escalation(ck, "phone", "not seen: phone the client")
-                return "not_seen: phone the client"
+                return "not_seen: phone the client", "outcome.not_seen_phone", {}
             why = f"client {ck.client_ref} not seen ({ck.kind} check-in due {local_label(ck.due_at, plan.tz)}): visit"
-            await self._raise_patrol(ck, PATROL_PRIORITY, why, "not_seen")
+            await self._raise_patrol(ck, PATROL_PRIORITY, why, "not_seen", "task.visit_not_seen")
             await self._log_escalation(ck, "patrol_visit", why)
-            return "not_seen: patrol visit sent"
+            return "not_seen: patrol visit sent", "outcome.not_seen_visit", {}
 
     async def _add_followup(self, ck: Checkin, kind: str, due: datetime, step: int, now: datetime) -> None:
         async with self._gw().sessions.begin() as session:
@@ -713,7 +815,7 @@ class CheckinFeature:
         gw = self._gw()
         async with gw.sessions() as session:
             if await session.get(Consent, consent_id) is None:
-                raise HTTPException(404, f"no consent {consent_id}")
+                raise ApiError(404, "consent.not_found", f"no consent {consent_id}", id=consent_id)
         self._withdrawn.add(consent_id)
         for look in list(self._live.values()):
             if look.consent_id == consent_id:
@@ -810,7 +912,7 @@ class CheckinFeature:
             async with feature._gw().sessions() as session:
                 ck = await session.get(Checkin, checkin_id)
             if ck is None:
-                raise HTTPException(404, f"no check-in {checkin_id}")
+                raise ApiError(404, "checkin.not_found", f"no check-in {checkin_id}", id=checkin_id)
             return ck
 
         @r.post("/checkins/{checkin_id}/look")
@@ -822,8 +924,8 @@ class CheckinFeature:
             return await feature.start_alarm_look(consent_id, body, user)
 
         @r.post("/looks/{look_id}/end", status_code=204)
-        async def end_look(look_id: str, user: CurrentUser) -> None:
-            await feature.end_look(look_id, user)
+        async def end_look(look_id: str, user: CurrentUser, body: EndLookIn | None = None) -> None:
+            await feature.end_look(look_id, user, body.reason if body is not None else "operator")
 
         @r.post("/checkins/{checkin_id}/outcome", response_model=CheckinOut)
         async def outcome(checkin_id: int, body: OutcomeIn, user: CurrentUser) -> Checkin:

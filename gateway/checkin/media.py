@@ -64,6 +64,9 @@ class EndReason(StrEnum):
     FAILED = "failed"  # it never started, or a connection failed
     WITHDRAWN = "withdrawn"  # consent withdrawn (given to end_look by the consent side)
     SHUTDOWN = "shutdown"  # the gateway stopped
+    PAGE_LEFT = "page_left"  # the operator's page was left (reload, closed tab) and said so
+    VIEWER_LEFT = "viewer_left"  # the operator's connection closed without a word (the browser closed it)
+    TAKEN_OVER = "taken_over"  # the same operator started a new look through this camera (a reloaded page)
 
 
 @dataclass(frozen=True, slots=True)
@@ -317,6 +320,10 @@ class CameraRelayFeature:
                 await self._finish(look, EndReason.FAILED, detail=f"the {side} connection failed")
                 await pc.close()
                 self._pcs.discard(pc)
+            elif state == "closed" and side == "operator" and not look.ended:
+                # The browser closed its side (a reload or a closed tab ends its peer connection): nobody is
+                # watching any more, so the look ends now, not at its cap.
+                await self._finish(look, EndReason.VIEWER_LEFT, detail="the operator's connection closed")
 
         return pc
 

@@ -6,7 +6,7 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field, StringConstraints
 from sqlalchemy import select
 
@@ -17,6 +17,7 @@ from gateway.fleet.models import InstallTest
 from gateway.fleet.supervision import DeviceState
 from gateway.models import Device, StoredAlarm
 from gateway.registry import RegistryError, add_device, retire_device
+from trygg.errors import ApiError
 
 if TYPE_CHECKING:
     from gateway.fleet.feature import FleetFeature
@@ -74,6 +75,7 @@ class HealthOut(BaseModel):
     last_seen: datetime | None
     status_since: datetime | None
     battery_pct: int | None
+    has_mains: bool | None  # false: battery-only (no mains to lose); null: the device has not said
     mains: bool | None
     signal_dbm: int | None
     network: str | None
@@ -121,6 +123,7 @@ class InstallTestOut(BaseModel):
     finished_at: datetime | None
     end_to_end_ms: float | None
     detail: str | None
+    detail_code: str | None = None
 
 
 class TechnicalAlarmOut(BaseModel):
@@ -143,7 +146,7 @@ def flags_of(feature: FleetFeature, device: Device, st: DeviceState | None) -> l
             flags.append("offline")
         if st.battery_pct is not None and st.battery_pct < s.low_battery_pct:
             flags.append("low_battery")
-        if st.mains is False:
+        if st.mains is False and st.has_mains is not False:  # a battery-only device has no mains to lose
             flags.append("mains_lost")
     network = (st.network if st else None) or device.network
     if network in s.at_risk_networks:
@@ -165,6 +168,7 @@ def device_out(feature: FleetFeature, device: Device) -> dict[str, Any]:
             last_seen=st.last_seen,
             status_since=st.status_since,
             battery_pct=st.battery_pct,
+            has_mains=st.has_mains,
             mains=st.mains,
             signal_dbm=st.signal_dbm,
             network=st.network,
@@ -197,7 +201,7 @@ def build_router(feature: FleetFeature) -> APIRouter:
     async def _device(session: SessionDep, device_id: str) -> Device:
         device = await session.get(Device, device_id)
         if device is None:
-            raise HTTPException(404, f"no device {device_id!r}")
+            raise ApiError(404, "device.not_found", f"no device {device_id!r}", device_id=device_id)
         return device
 
     @router.get("", response_model=list[DeviceOut])
@@ -227,7 +231,7 @@ def build_router(feature: FleetFeature) -> APIRouter:
         try:
             device = await add_device(session, body.id, body.type, client_ref=body.client_ref, location=body.location)
         except RegistryError as exc:
-            raise HTTPException(409, str(exc)) from None
+            raise ApiError(409, "device.already_registered", str(exc), device_id=body.id) from None
         device.installed_on = body.installed_on
         device.firmware_version = body.firmware_version
         device.network = body.network.value if body.network else None
@@ -280,7 +284,7 @@ def build_router(feature: FleetFeature) -> APIRouter:
     async def configure(device_id: str, body: ConfigIn, session: SessionDep, user: Technician) -> ConfigOut:
         device = await _device(session, device_id)
         if device.retired_at is not None:
-            raise HTTPException(409, f"device {device_id!r} is retired")
+            raise ApiError(409, "device.retired", f"device {device_id!r} is retired", device_id=device_id)
         await session.close()
         row = await feature.set_config(device_id, body.heartbeat_interval_s, body.extra, user.username)
         return ConfigOut.model_validate(row, from_attributes=True)
@@ -289,7 +293,7 @@ def build_router(feature: FleetFeature) -> APIRouter:
     async def install_test(device_id: str, body: InstallTestIn, session: SessionDep, user: Technician) -> InstallTest:
         device = await _device(session, device_id)
         if device.retired_at is not None:
-            raise HTTPException(409, f"device {device_id!r} is retired")
+            raise ApiError(409, "device.retired", f"device {device_id!r} is retired", device_id=device_id)
         await session.close()
         window = body.window_s or feature._gw().settings.install_test_window_s
         return await feature.start_install_test(device_id, user.username, window)

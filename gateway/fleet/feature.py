@@ -138,6 +138,7 @@ class FleetFeature:
             state.last_seen = h.last_seen
             state.status_since = h.status_since
             state.battery_pct, state.mains, state.signal_dbm = h.battery_pct, h.mains, h.signal_dbm
+            state.has_mains = h.has_mains
             state.network = h.network or state.network
             state.firmware = h.firmware or state.firmware
             state.config_version = h.config_version
@@ -160,6 +161,7 @@ class FleetFeature:
                 "last_seen": st.last_seen,
                 "status_since": st.status_since,
                 "battery_pct": st.battery_pct,
+                "has_mains": st.has_mains,
                 "mains": st.mains,
                 "signal_dbm": st.signal_dbm,
                 "network": st.network,
@@ -305,10 +307,20 @@ class FleetFeature:
                 action.alarm_id,
                 AlarmType.DEVICE_OFFLINE,
                 text=f"no word from the device for {action.silent_s:.0f} s ({action.reason})",
+                text_code="device.silent",
+                text_params={"silent_s": round(action.silent_s), "cause": action.cause},
                 silent_s=round(action.silent_s, 1),
             )
         elif isinstance(action, ResolveOffline):
-            await gw.resolve_alarm(action.device_id, action.alarm_id, action.outcome, actor="supervision")
+            grouped = action.grouped_under
+            await gw.resolve_alarm(
+                action.device_id,
+                action.alarm_id,
+                action.outcome,
+                actor="supervision",
+                code="outcome.grouped_in_area_outage" if grouped else "outcome.device_back_online",
+                params={"area_alarm": grouped} if grouped else {},
+            )
         elif isinstance(action, DeviceBackOnline):
             # Recorded in the queue's history but not left open: the open device_offline alarm is what an
             # operator acts on, and it is resolved by the hysteresis rule.
@@ -318,8 +330,12 @@ class FleetFeature:
                 alarm_id,
                 AlarmType.DEVICE_ONLINE,
                 text=f"device back online after {action.offline_s:.0f} s",
+                text_code="device.back_online",
+                text_params={"offline_s": round(action.offline_s)},
             )
-            await gw.resolve_alarm(action.device_id, alarm_id, "informational", actor="supervision")
+            await gw.resolve_alarm(
+                action.device_id, alarm_id, "informational", actor="supervision", code="outcome.informational"
+            )
         elif isinstance(action, RaiseAreaOutage):
             device_id = await self._ensure_area_device(action.area)
             listed = ", ".join(action.device_ids[:50]) + (" ..." if len(action.device_ids) > 50 else "")
@@ -328,12 +344,21 @@ class FleetFeature:
                 action.alarm_id,
                 AlarmType.AREA_OUTAGE,
                 text=f"{len(action.device_ids)} of {action.supervised} devices silent in area {action.area}: {listed}",
+                text_code="area.outage",
+                text_params={"count": len(action.device_ids), "supervised": action.supervised, "area": action.area},
                 area=action.area,
                 devices=list(action.device_ids),
             )
         elif isinstance(action, ResolveAreaOutage):
             device_id = await self._ensure_area_device(action.area)
-            await gw.resolve_alarm(device_id, action.alarm_id, action.outcome, actor="supervision")
+            await gw.resolve_alarm(
+                device_id,
+                action.alarm_id,
+                action.outcome,
+                actor="supervision",
+                code="outcome.area_back",
+                params={"back": action.back, "members": action.members},
+            )
 
     async def _ensure_area_device(self, area: str) -> str:
         device_id = area_device_id(area)
@@ -377,7 +402,9 @@ class FleetFeature:
             await session.execute(
                 update(InstallTest)
                 .where(InstallTest.device_id == device_id, InstallTest.state.in_(("waiting", "stored")))
-                .values(state="failed", finished_at=utcnow(), detail="replaced by a new test")
+                .values(
+                    state="failed", finished_at=utcnow(), detail="replaced by a new test", detail_code="test.replaced"
+                )
             )
             test = InstallTest(device_id=device_id, started_by=actor, deadline=utcnow() + timedelta(seconds=window_s))
             session.add(test)
@@ -413,6 +440,7 @@ class FleetFeature:
             test.state, test.finished_at = "passed", now
             test.end_to_end_ms = (now - test.stored_at).total_seconds() * 1000 if test.stored_at else None
             test.detail = "alarm stored by the gateway and confirmed by the alarm receiver"
+            test.detail_code = "test.passed"
         log.info("installation test passed", test=test_id)
 
     async def _update_test(self, test_id: int, **values: Any) -> None:
@@ -436,8 +464,10 @@ class FleetFeature:
                 test.finished_at = now
                 if test.state == "waiting":
                     test.detail = "no alarm from the device within the test window (check pairing, radio, broker)"
+                    test.detail_code = "test.no_alarm"
                 else:
                     test.detail = "stored at the gateway but not confirmed by the alarm receiver in time"
+                    test.detail_code = "test.not_confirmed"
                 test.state = "failed"
                 self._tests.pop(test.device_id, None)
                 if test.alarm_id is not None:

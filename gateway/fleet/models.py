@@ -19,6 +19,7 @@ class DeviceHealth(Base):
     last_seen: Mapped[datetime | None] = mapped_column(UtcDateTime)
     status_since: Mapped[datetime | None] = mapped_column(UtcDateTime)
     battery_pct: Mapped[int | None] = mapped_column(Integer)
+    has_mains: Mapped[bool | None] = mapped_column(Boolean)  # False: a battery-only device
     mains: Mapped[bool | None] = mapped_column(Boolean)
     signal_dbm: Mapped[int | None] = mapped_column(Integer)
     network: Mapped[str | None] = mapped_column(String(16))
@@ -57,4 +58,5 @@ class InstallTest(Base):
     stored_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     end_to_end_ms: Mapped[float | None] = mapped_column()
-    detail: Mapped[str | None] = mapped_column(Text)
+    detail: Mapped[str | None] = mapped_column(Text)  # English, for API users
+    detail_code: Mapped[str | None] = mapped_column(String(64))  # what the console shows (test.no_alarm, ...)

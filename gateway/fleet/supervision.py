@@ -44,6 +44,7 @@ class DeviceState:
     online_since_mono: float | None = None
     offline_since_mono: float | None = None
     battery_pct: int | None = None
+    has_mains: bool | None = None  # False: battery-only, never "mains lost"; None: not said
     mains: bool | None = None
     signal_dbm: int | None = None
     network: str | None = None
@@ -60,14 +61,16 @@ class RaiseOffline:
     device_id: str
     alarm_id: str
     silent_s: float
-    reason: str
+    reason: str  # English
+    cause: str = "deadline"  # deadline | last_will | still_offline (the console's text code's parameter)
 
 
 @dataclass(frozen=True, slots=True)
 class ResolveOffline:
     device_id: str
     alarm_id: str
-    outcome: str
+    outcome: str  # English
+    grouped_under: str | None = None  # resolved as part of this area outage alarm (else: back online)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +91,9 @@ class RaiseAreaOutage:
 class ResolveAreaOutage:
     area: str
     alarm_id: str
-    outcome: str
+    outcome: str  # English
+    back: int = 0  # devices back online, of
+    members: int = 0
 
 
 Action = RaiseOffline | ResolveOffline | DeviceBackOnline | RaiseAreaOutage | ResolveAreaOutage
@@ -153,7 +158,9 @@ class Supervisor:
         if state is None:
             return []
         state.battery_pct = hb.battery_pct if hb.battery_pct is not None else state.battery_pct
-        state.mains = hb.mains if hb.mains is not None else state.mains
+        if hb.has_mains is not None:
+            state.has_mains = hb.has_mains
+        state.mains = None if state.has_mains is False else hb.mains if hb.mains is not None else state.mains
         state.signal_dbm = hb.signal_dbm if hb.signal_dbm is not None else state.signal_dbm
         state.network = hb.network if hb.network is not None else state.network
         state.firmware = hb.firmware if hb.firmware is not None else state.firmware
@@ -168,7 +175,7 @@ class Supervisor:
             return self._seen(state)
         if state.status == "online":
             # emitted by the next tick, so that many wills at once can still be grouped as an area outage
-            self._pending += self._went_offline(state, "last will: connection dropped")
+            self._pending += self._went_offline(state, "last will: connection dropped", "last_will")
         return []
 
     def tick(self) -> list[Action]:
@@ -177,7 +184,7 @@ class Supervisor:
         for state in self.states.values():
             if state.status == "online":
                 if now_mono - state.last_seen_mono > self.limit_s(state):
-                    actions += self._went_offline(state, "heartbeat deadline passed")
+                    actions += self._went_offline(state, "heartbeat deadline passed", "deadline")
                 elif (
                     state.open_alarm_id is not None
                     and state.online_since_mono is not None
@@ -222,7 +229,7 @@ class Supervisor:
                 state.flaps = 0
         return actions
 
-    def _went_offline(self, state: DeviceState, reason: str) -> list[Action]:
+    def _went_offline(self, state: DeviceState, reason: str, cause: str) -> list[Action]:
         now_mono = self._mono()
         silent_s = now_mono - state.last_seen_mono
         state.status = "offline"
@@ -240,7 +247,7 @@ class Supervisor:
             state.flaps += 1
             return []
         state.open_alarm_id = self._new_id("offline", state.device_id)
-        return [RaiseOffline(state.device_id, state.open_alarm_id, silent_s, reason)]
+        return [RaiseOffline(state.device_id, state.open_alarm_id, silent_s, reason, cause)]
 
     def _check_areas(self, now_mono: float) -> list[Action]:
         actions: list[Action] = []
@@ -265,7 +272,10 @@ class Supervisor:
                         if st.open_alarm_id is not None:
                             actions.append(
                                 ResolveOffline(
-                                    device_id, st.open_alarm_id, f"grouped under area outage {area.alarm_id}"
+                                    device_id,
+                                    st.open_alarm_id,
+                                    f"grouped under area outage {area.alarm_id}",
+                                    grouped_under=area.alarm_id,
                                 )
                             )
                             st.open_alarm_id = None
@@ -275,7 +285,13 @@ class Supervisor:
                 if len(still) <= self.s.area_outage_share * max(1, len(supervised)) or not still:
                     back = len(area.members) - len(still)
                     actions.append(
-                        ResolveAreaOutage(name, area.alarm_id, f"{back} of {len(area.members)} devices back online")
+                        ResolveAreaOutage(
+                            name,
+                            area.alarm_id,
+                            f"{back} of {len(area.members)} devices back online",
+                            back=back,
+                            members=len(area.members),
+                        )
                     )
                     for device_id in still:  # those still silent get alarms of their own
                         st = self.states[device_id]
@@ -283,7 +299,13 @@ class Supervisor:
                         st.open_alarm_id = self._new_id("offline", device_id)
                         st.dirty = True
                         actions.append(
-                            RaiseOffline(device_id, st.open_alarm_id, now_mono - st.last_seen_mono, "still offline")
+                            RaiseOffline(
+                                device_id,
+                                st.open_alarm_id,
+                                now_mono - st.last_seen_mono,
+                                "still offline",
+                                "still_offline",
+                            )
                         )
                     for device_id in area.members:
                         if device_id in self.states:

@@ -1,4 +1,6 @@
-// Session (token in localStorage), JSON calls with the bearer token, 401 -> login, the live feed.
+// Session (token in sessionStorage), JSON calls with the bearer token, 401 -> login, the live feed.
+import { httpError, networkError, tr } from "./messages.js";
+
 const KEY = "trygg.session";
 let expiryTimer = null;
 const listeners = new Set();
@@ -8,7 +10,8 @@ export function session() {
     const s = JSON.parse(sessionStorage.getItem(KEY) || "null");
     if (!s || !s.token || !s.expires_at) return null;
     if (Date.parse(s.expires_at) <= Date.now()) {
-      sessionStorage.removeItem(KEY);
+      // found expired (the tab slept past expires_at): the session ends with its reason, not silently
+      ended("expired");
       return null;
     }
     return s;
@@ -17,13 +20,15 @@ export function session() {
   }
 }
 
-// Called with "expired" or "logout" when the session ends; the app sends the user to login.
+// Called with "expired" or "logout" when the session ends; the app sends the user to login with the reason.
 export function onSessionEnd(fn) {
   listeners.add(fn);
 }
 
 function ended(why) {
+  const had = sessionStorage.getItem(KEY) !== null;
   sessionStorage.removeItem(KEY);
+  if (!had && why === "expired") return; // already ended (several calls failing at once): said once
   if (expiryTimer) clearTimeout(expiryTimer);
   expiryTimer = null;
   for (const fn of listeners) fn(why);
@@ -37,12 +42,22 @@ export function watchExpiry() {
   expiryTimer = setTimeout(() => ended("expired"), Math.min(ms, 2 ** 31 - 1));
 }
 
+// A refusal: the status, the code and parameters the console translates, and the English detail (API users'
+// text, never shown).
 export class ApiError extends Error {
-  constructor(status, detail) {
+  constructor(status, detail, code = null, params = null) {
     super(typeof detail === "string" ? detail : JSON.stringify(detail));
     this.status = status;
     this.detail = detail;
+    this.code = code;
+    this.params = params || {};
   }
+}
+
+function refusal(status, data, statusText) {
+  if (data && typeof data === "object" && "code" in data) return new ApiError(status, data.detail, data.code, data.params);
+  const detail = data && typeof data === "object" && "detail" in data ? data.detail : data || statusText;
+  return new ApiError(status, detail);
 }
 
 export async function login(username, password) {
@@ -51,7 +66,7 @@ export async function login(username, password) {
     headers: { "Content-Type": "application/json" },
     body: JSON.stringify({ username, password }),
   });
-  if (!r.ok) throw new ApiError(r.status, (await r.json().catch(() => ({}))).detail || r.statusText);
+  if (!r.ok) throw refusal(r.status, await r.json().catch(() => null), r.statusText);
   const body = await r.json();
   const s = { token: body.access_token, expires_at: body.expires_at, role: body.role, username: body.username };
   sessionStorage.setItem(KEY, JSON.stringify(s));
@@ -77,7 +92,7 @@ export async function call(method, path, body) {
   const s = session();
   if (!s) {
     ended("expired");
-    throw new ApiError(401, "not logged in");
+    throw new ApiError(401, "not logged in", "auth.expired");
   }
   const init = { method, headers: { Authorization: `Bearer ${s.token}`, Accept: "application/json" } };
   if (body !== undefined) {
@@ -87,7 +102,7 @@ export async function call(method, path, body) {
   const r = await fetch(path, init);
   if (r.status === 401) {
     ended("expired");
-    throw new ApiError(401, "session expired");
+    throw new ApiError(401, "session expired", "auth.expired");
   }
   const text = await r.text();
   let data = null;
@@ -98,10 +113,7 @@ export async function call(method, path, body) {
       data = text;
     }
   }
-  if (!r.ok) {
-    const detail = data && typeof data === "object" && "detail" in data ? data.detail : data || r.statusText;
-    throw new ApiError(r.status, detail);
-  }
+  if (!r.ok) throw refusal(r.status, data, r.statusText);
   return data;
 }
 
@@ -110,14 +122,11 @@ export const post = (p, b) => call("POST", p, b ?? {});
 export const put = (p, b) => call("PUT", p, b);
 export const patch = (p, b) => call("PATCH", p, b);
 
-// A readable message for an error (a 422 list of problems, a refusal's detail).
+// A readable message for an error, in the console's language: a refusal's code with its parameters; a status
+// alone when the answer had no code; a network failure. Never the server's English.
 export function describe(err) {
-  if (err instanceof ApiError) {
-    const d = err.detail;
-    if (Array.isArray(d)) return d.map((x) => `${(x.loc || []).slice(1).join(".")}: ${x.msg}`).join("; ");
-    return typeof d === "string" ? d : JSON.stringify(d);
-  }
-  return String(err && err.message ? err.message : err);
+  if (err instanceof ApiError) return err.code ? tr(err.code, err.params) : httpError(err.status);
+  return networkError();
 }
 
 // The receiver's live feed. onAlarm(alarm) per change; onState(true|false) on connect/disconnect;

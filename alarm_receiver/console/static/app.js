@@ -1,8 +1,8 @@
 // The console's shell: login, role-based landing, hash routes, header (language, sound, logout).
-import { logout, onSessionEnd, session, watchExpiry } from "./api.js";
+import { describe, logout, onSessionEnd, session, watchExpiry } from "./api.js";
 import { config, loadConfig } from "./config.js";
-import { lang, setLang, t } from "./i18n.js";
-import { h, isMuted, setMuted, unlockAudio } from "./ui.js";
+import { label, lang, setLang, t } from "./i18n.js";
+import { audioRunning, clearFlash, h, isMuted, onSoundChange, setMuted, unlockAudio } from "./ui.js";
 
 const LANDING = { operator: "queue", patrol: "patrol", technician: "devices", case_officer: "consents", admin: "queue" };
 
@@ -20,9 +20,9 @@ const ROUTES = {
   overview: ["./pages/overview.js", ["operator", "admin"]],
 };
 const NAV = ["queue", "overview", "patrol", "devices", "consents", "log"];
+const SOUND_ROLES = ["operator", "admin", "patrol"]; // the roles whose pages sound an alarm
 
 let cleanup = null;
-let expiredNotice = false;
 
 export function landing(role) {
   return `#/${LANDING[role] || "login"}`;
@@ -35,14 +35,31 @@ function parse() {
   return { name: name || "", params: rest.map(decodeURIComponent), query: new URLSearchParams(query || "") };
 }
 
+// The sound button says the state and the action: "Ljud: på · Stäng av" (aria-pressed = muted).
+function renderSound(s) {
+  const btn = document.getElementById("mute");
+  const muted = isMuted();
+  btn.replaceChildren(
+    h("span", { class: `sound-state ${muted ? "off" : "on"}`, text: muted ? t("sound_off_state") : t("sound_on_state") }),
+    ` · ${muted ? t("sound_turn_on") : t("sound_turn_off")}`,
+  );
+  btn.setAttribute("aria-pressed", muted ? "true" : "false");
+  btn.dataset.muted = muted ? "1" : "0";
+  // Until the browser lets the page play sound (a click or a key in it), say so where it cannot be missed.
+  const banner = document.getElementById("sound-banner");
+  const locked = Boolean(s && SOUND_ROLES.includes(s.role) && !muted && !audioRunning());
+  banner.hidden = !locked;
+  banner.textContent = locked ? t("sound_locked") : "";
+}
+
 function renderHeader(s) {
   const top = document.getElementById("top");
   top.hidden = !s;
   document.getElementById("lang").textContent = t("lang_switch");
-  document.getElementById("mute").textContent = isMuted() ? t("unmute") : t("mute");
   document.getElementById("logout").textContent = t("logout");
+  renderSound(s);
   if (!s) return;
-  document.getElementById("who").textContent = `${s.username} (${s.role})`;
+  document.getElementById("who").textContent = `${s.username} (${label("role", s.role)})`;
   const current = parse().name;
   document.getElementById("nav").replaceChildren(
     ...NAV.filter((r) => ROUTES[r][1].includes(s.role)).map((r) =>
@@ -60,11 +77,13 @@ async function route() {
     }
     cleanup = null;
   }
+  clearFlash(); // a message belongs to the page it was shown on
   const main = document.getElementById("main");
   const s = session();
   let { name, params, query } = parse();
   if (!s && name !== "login") {
-    location.replace("#/login");
+    // session() may just have ended an expired session and sent us to login with the reason: keep it
+    if (parse().name !== "login") location.replace("#/login");
     return;
   }
   if (s && (name === "" || name === "login")) {
@@ -83,9 +102,13 @@ async function route() {
   }
   main.replaceChildren(h("p", { class: "notice", text: t("loading") }));
   const mod = await import(entry[0]);
-  const ctx = { session: s, config, query, landing, notice: expiredNotice };
-  expiredNotice = false;
-  cleanup = (await mod.render(main, params, ctx)) || null;
+  const ctx = { session: s, config, query, landing };
+  try {
+    cleanup = (await mod.render(main, params, ctx)) || null;
+  } catch (err) {
+    // a page that cannot load (a 404, the gateway down) says why, in the console's language
+    main.replaceChildren(h("p", { class: "notice error", id: "page-error", text: t("error", { msg: describe(err) }) }));
+  }
   document.body.dataset.page = name;
 }
 
@@ -93,10 +116,11 @@ async function start() {
   setLang(lang());
   await loadConfig();
   if (new URLSearchParams(location.search).get("loopback") === "1") config.loopback_only = true;
-  onSessionEnd((why) => {
-    expiredNotice = why === "expired";
-    if (parse().name !== "login") location.hash = "#/login";
-    else route();
+  // The session ended: to the login page, which says why (?reason=expired | logout | ended, and the server's
+  // code when it gave one: ?code=auth.session_expired). In the URL, so no second routing can lose it.
+  onSessionEnd((why, code) => {
+    const target = `#/login?reason=${encodeURIComponent(why)}${code ? `&code=${encodeURIComponent(code)}` : ""}`;
+    if (location.hash !== target) location.replace(target);
   });
   document.getElementById("lang").addEventListener("click", () => {
     setLang(lang() === "sv" ? "en" : "sv");
@@ -104,13 +128,16 @@ async function start() {
   });
   document.getElementById("mute").addEventListener("click", () => {
     setMuted(!isMuted());
-    renderHeader(session());
+    unlockAudio();
   });
+  document.getElementById("sound-banner").addEventListener("click", unlockAudio);
+  onSoundChange(() => renderSound(session()));
   document.getElementById("logout").addEventListener("click", () => logout());
   document.addEventListener("pointerdown", unlockAudio);
   document.addEventListener("keydown", unlockAudio);
   window.addEventListener("hashchange", route);
   watchExpiry();
+  unlockAudio(); // runs at once where the browser allows it; otherwise the banner asks for a click
   await route();
   window.__consoleReady = true;
 }

@@ -11,6 +11,7 @@ export const config = {
   task_types: [],
 };
 export const OPEN_STATES = new Set();
+export const IN_PROGRESS_STATES = new Set(); // the open states after "new": someone is on it
 export const TECHNICAL_TYPES = new Set();
 export const TASK_TYPES = new Set();
 
@@ -29,5 +30,7 @@ export async function loadConfig() {
     set.clear();
     for (const v of values) set.add(v);
   }
+  IN_PROGRESS_STATES.clear();
+  for (const v of config.open_states) if (v !== "new") IN_PROGRESS_STATES.add(v);
   return config;
 }

@@ -117,19 +117,76 @@ export function flash(msg, kind = "info") {
   el.textContent = msg;
   el.className = `status ${kind}`;
   clearTimeout(flash.timer);
-  flash.timer = setTimeout(() => {
-    el.textContent = "";
-    el.className = "status";
-  }, 6000);
+  flash.timer = setTimeout(clearFlash, 6000);
 }
 
-// A modal form. fields: [{name, label, type: "text"|"select"|"date"|"number", options: [[value, label]], value}].
-// Resolves with {name: value} or null (Esc / cancel). Enter submits.
-export function ask(title, fields) {
+// A message belongs to the page it was shown on: navigation clears it.
+export function clearFlash() {
+  clearTimeout(flash.timer);
+  const el = document.getElementById("status");
+  if (el) {
+    el.textContent = "";
+    el.className = "status";
+  }
+}
+
+// A date as the console writes it everywhere: ISO, YYYY-MM-DD, whatever the browser's locale (a type="date"
+// field shows the browser's own format, 11/29/2026 in an American Chromium). onDate(value) on a valid change;
+// attrs.max (YYYY-MM-DD, e.g. today in the `timezone` setting) refuses later dates.
+export function dateInput(attrs, onDate) {
+  const input = h("input", {
+    type: "text",
+    inputmode: "numeric",
+    pattern: "\\d{4}-\\d{2}-\\d{2}",
+    placeholder: t("date_placeholder"),
+    maxlength: "10",
+    size: "10",
+    autocomplete: "off",
+    title: t("date_placeholder"),
+    ...attrs,
+  });
+  let last = input.value;
+  const commit = () => {
+    const v = input.value.trim();
+    const max = input.getAttribute("max");
+    const ok = isIsoDate(v) && !(max && v > max);
+    input.setCustomValidity(ok ? "" : isIsoDate(v) ? t("date_too_late", { max }) : t("bad_date"));
+    if (!ok) input.reportValidity();
+    else if (onDate && v !== last) {
+      last = v;
+      onDate(v);
+    }
+  };
+  input.addEventListener("change", commit);
+  if (onDate) {
+    input.addEventListener("keydown", (ev) => {
+      if (ev.key === "Enter") {
+        ev.preventDefault();
+        commit();
+      }
+    });
+  }
+  return input;
+}
+
+export function isIsoDate(v) {
+  if (!/^\d{4}-\d{2}-\d{2}$/.test(v)) return false;
+  const d = new Date(`${v}T12:00:00Z`);
+  return !Number.isNaN(d.getTime()) && d.toISOString().slice(0, 10) === v;
+}
+
+// A modal form. fields: [{name, label, type: "text"|"textarea"|"select"|"date"|"number", options: [[value, label]],
+// value, maxLength, required}]. With ``submit(values)`` the dialog stays open until it succeeds: an error is shown
+// inside it and nothing typed is lost; it resolves with submit's result, or null (Esc / cancel). Without
+// ``submit`` it resolves with the values. Enter confirms (Ctrl+Enter in a multi-line field).
+export function ask(title, fields, { submit, describeError } = {}) {
   const dlg = document.getElementById("dialog");
   return new Promise((resolve) => {
     const inputs = {};
+    const counters = [];
     let settled = false;
+    let busy = false;
+    const error = h("p", { class: "dialog-error", id: "dialog-error", role: "alert", hidden: true });
     const finish = (value) => {
       if (settled) return;
       settled = true;
@@ -142,21 +199,60 @@ export function ask(title, fields) {
       ev.preventDefault();
       finish(null);
     };
+    const showError = (msg) => {
+      error.textContent = msg;
+      error.hidden = !msg;
+    };
+    const tooLong = () => {
+      for (const c of counters) {
+        const n = c.input.value.length;
+        if (n > c.max) return t("note_too_long", { n, max: c.max });
+      }
+      return null;
+    };
     const form = h(
       "form",
-      { class: "form" },
+      { class: "form", novalidate: true },
       h("h2", { text: title }),
       fields.map((f) => {
         let input;
+        const common = { name: f.name, id: `f-${f.name}`, autocomplete: "off" };
         if (f.type === "select") {
-          input = h("select", { name: f.name, id: `f-${f.name}` }, f.options.map(([v, l]) => h("option", { value: v, text: l })));
+          input = h("select", common, f.options.map(([v, l]) => h("option", { value: v, text: l })));
           if (f.value !== undefined) input.value = f.value;
+        } else if (f.type === "textarea") {
+          input = h("textarea", { ...common, rows: "4", required: f.required });
+          input.value = f.value ?? "";
+          input.addEventListener("keydown", (ev) => {
+            if (ev.key === "Enter" && (ev.ctrlKey || ev.metaKey)) {
+              ev.preventDefault();
+              form.requestSubmit();
+            }
+          });
+        } else if (f.type === "date") {
+          input = dateInput({ ...common, value: f.value ?? "", required: f.required });
         } else {
-          input = h("input", { name: f.name, id: `f-${f.name}`, type: f.type || "text", value: f.value ?? "", required: f.required, autocomplete: "off" });
+          input = h("input", { ...common, type: f.type || "text", value: f.value ?? "", required: f.required });
         }
         inputs[f.name] = input;
-        return h("label", { class: "field" }, h("span", { text: f.label }), input);
+        const parts = [h("span", { text: f.label }), input];
+        if (f.maxLength) {
+          // the limit is shown, not enforced by the field: text pasted over it is kept, and the form says so
+          const counter = h("small", { class: "counter", id: `f-${f.name}-count`, "aria-live": "polite" });
+          const update = () => {
+            const n = input.value.length;
+            counter.textContent = t("note_counter", { n, max: f.maxLength });
+            counter.classList.toggle("over", n > f.maxLength);
+          };
+          input.addEventListener("input", update);
+          update();
+          counters.push({ input, max: f.maxLength });
+          parts.push(counter);
+          if (f.type === "textarea") parts.push(h("small", { class: "hint", text: t("note_hint") }));
+        }
+        return h("label", { class: "field" }, parts);
       }),
+      error,
       h(
         "div",
         { class: "actions" },
@@ -164,11 +260,34 @@ export function ask(title, fields) {
         h("button", { class: "btn", type: "button", id: "dialog-cancel", text: t("cancel"), onclick: () => finish(null) }),
       ),
     );
-    form.addEventListener("submit", (ev) => {
+    form.addEventListener("submit", async (ev) => {
       ev.preventDefault();
+      if (busy) return;
+      const long = tooLong();
+      if (long) return showError(long);
+      for (const f of fields) {
+        const el = inputs[f.name];
+        if (f.required && !el.value.trim()) {
+          el.focus();
+          return showError(`${f.label}: ${t("required")}`);
+        }
+        if (f.type === "date" && el.value && !isIsoDate(el.value.trim())) {
+          el.focus();
+          return showError(t("bad_date"));
+        }
+      }
       const out = {};
       for (const [k, el] of Object.entries(inputs)) out[k] = el.value;
-      finish(out);
+      if (!submit) return finish(out);
+      busy = true;
+      showError("");
+      try {
+        finish(await submit(out));
+      } catch (err) {
+        showError(describeError ? describeError(err) : String(err));
+      } finally {
+        busy = false;
+      }
     });
     dlg.replaceChildren(form);
     dlg.addEventListener("cancel", onCancel);
@@ -178,19 +297,36 @@ export function ask(title, fields) {
   });
 }
 
-// A short beep from WebAudio (no sound file). Muted by the toggle stored in localStorage.
+// The alarm sound: WebAudio tones (no sound file). Browsers start audio only after the user has clicked or
+// pressed a key in the page, so until then a banner says so (showSoundBanner). The mute switch is stored in
+// localStorage; the queue keeps sounding (alarmSound) until every new priority alarm is acknowledged.
 let audio = null;
+const soundListeners = new Set();
 export const isMuted = () => localStorage.getItem("trygg.mute") === "1";
 export function setMuted(v) {
   localStorage.setItem("trygg.mute", v ? "1" : "0");
+  notifySound();
 }
+export const audioRunning = () => Boolean(audio && audio.state === "running");
+export function onSoundChange(fn) {
+  soundListeners.add(fn);
+  return () => soundListeners.delete(fn);
+}
+function notifySound() {
+  for (const fn of soundListeners) fn();
+}
+// Try to start audio; works without a click only where the browser allows it. Call on every gesture too.
 export function unlockAudio() {
-  if (!audio && window.AudioContext) audio = new AudioContext();
-  if (audio && audio.state === "suspended") audio.resume().catch(() => null);
+  if (!audio && window.AudioContext) {
+    audio = new AudioContext();
+    audio.addEventListener("statechange", notifySound);
+  }
+  if (audio && audio.state === "suspended") audio.resume().then(notifySound, () => null);
+  notifySound();
 }
 export function beep(urgent) {
   window.__beeps = (window.__beeps || 0) + 1;
-  if (isMuted() || !audio) return;
+  if (isMuted() || !audioRunning()) return;
   const now = audio.currentTime;
   const tones = urgent ? [880, 660, 880] : [660];
   tones.forEach((f, i) => {
@@ -204,6 +340,40 @@ export function beep(urgent) {
     osc.start(now + i * 0.22);
     osc.stop(now + i * 0.22 + 0.21);
   });
+}
+
+// Sounds now and every ``everyMs`` while ``pending()`` says a priority alarm waits: null (silence), "normal" or
+// "urgent". Returns a function that re-checks at once (call it on every change) and .stop() to end it.
+export function alarmSound(pending, everyMs = 4000) {
+  let timer = null;
+  let level = null;
+  const tick = () => {
+    timer = null;
+    level = pending();
+    if (!level) return;
+    beep(level === "urgent");
+    timer = setTimeout(tick, everyMs);
+  };
+  // ``arrived``: a new priority alarm came in: sound at once, whatever the timer says
+  const check = (arrived = false) => {
+    const now = pending();
+    if (now && (!level || arrived)) {
+      if (timer) clearTimeout(timer);
+      tick();
+    } else if (!now) {
+      if (timer) clearTimeout(timer);
+      timer = null;
+      level = null;
+    } else level = now;
+    window.__sounding = Boolean(level);
+  };
+  check.stop = () => {
+    if (timer) clearTimeout(timer);
+    timer = null;
+    level = null;
+    window.__sounding = false;
+  };
+  return check;
 }
 
 export function dl(pairs) {

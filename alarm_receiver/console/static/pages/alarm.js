@@ -1,24 +1,30 @@
-// One alarm: details, history, the device's recent health, the actions.
+// One alarm: details, history, the device's recent health, the actions. The age counts up.
 import { describe, get, liveFeed } from "../api.js";
 import { label, t } from "../i18n.js";
 import { dl, flash, fmtAge, fmtDateTime, fmtTime, h, priorityBadge } from "../ui.js";
-import { OPEN_STATES, acknowledge, addNote, assign, clientOf, describeAlarm, resolve } from "./common.js";
+import { OPEN_STATES, acknowledge, addNote, assign, clientOf, describeAlarm, eventText, outcomeText, resolve } from "./common.js";
+
+// Mains: on, lost, or none at all (a battery-only device says so: never "lost").
+export function mainsText(hl) {
+  if (!hl) return t("unknown");
+  if (hl.has_mains === false) return t("mains_none");
+  return hl.mains === null || hl.mains === undefined ? t("unknown") : hl.mains ? t("yes") : t("no");
+}
 
 export function healthView(dev) {
   if (!dev) return h("p", { class: "notice", id: "health", text: t("no_health") });
   const hl = dev.health;
-  const yesno = (v) => (v === null || v === undefined ? t("unknown") : v ? t("yes") : t("no"));
   return h(
     "div",
     { id: "health", class: "card" },
     dl([
-      [t("device"), `${dev.id} (${dev.type})`],
+      [t("device"), `${dev.id} (${label("dt", dev.type)})`],
       [t("client"), dev.client_ref],
       [t("location"), dev.location],
-      [t("status"), hl ? h("span", { class: `dev-status ds-${hl.status}`, text: hl.status }) : t("unknown")],
+      [t("status"), hl ? h("span", { class: `dev-status ds-${hl.status}`, text: label("ds", hl.status) }) : t("unknown")],
       [t("last_seen"), hl ? fmtDateTime(hl.last_seen) : null],
       [t("battery"), hl && hl.battery_pct !== null ? `${hl.battery_pct} %` : t("unknown")],
-      [t("mains"), hl ? yesno(hl.mains) : t("unknown")],
+      [t("mains"), mainsText(hl)],
       [t("network"), (hl && hl.network) || dev.network || t("unknown")],
       [t("signal"), hl && hl.signal_dbm !== null ? `${hl.signal_dbm} dBm` : null],
       [t("firmware"), (hl && hl.firmware) || dev.firmware_version],
@@ -41,6 +47,7 @@ export async function render(main, params) {
   }
   const body = h("div", { class: "detail" });
   main.replaceChildren(body);
+  let age = null;
 
   const run = async (fn) => {
     try {
@@ -58,16 +65,18 @@ export async function render(main, params) {
     const d = a.details || {};
     const open = OPEN_STATES.has(a.state);
     const checkin = a.type === "checkin_due" && d.checkin_id && open;
+    const esc = a.state === "new" && a.escalation_level > 0; // the frame asks to acknowledge: gone once done
+    age = h("span", { class: "age", id: "detail-age", text: fmtAge(Date.now() - Date.parse(a.stored_at)) });
     body.replaceChildren(
       h("div", { class: "page-head" }, h("a", { href: "#/queue", class: "btn small", text: `← ${t("back")}` }), h("h1", { text: t("detail_title", { id: a.id }) })),
       h(
         "div",
-        { class: `card alarm-head st-${a.state}${a.escalation_level ? " esc esc-" + a.escalation_level : ""}` },
+        { class: `card alarm-head st-${a.state}${esc ? " esc esc-" + a.escalation_level : ""}` },
         priorityBadge(a.priority),
         h("strong", { class: "big-type", text: ` ${label("ty", a.type)} ` }),
         h("span", { class: "state", id: "detail-state", dataset: { state: a.state }, text: label("st", a.state) }),
-        a.escalation_level ? h("span", { class: "tag esc-tag", text: `⚠ ${t("escalated", { n: a.escalation_level })}` }) : null,
-        h("span", { class: "age", text: fmtAge(Date.now() - Date.parse(a.stored_at)) }),
+        esc ? h("span", { class: "tag esc-tag", text: `⚠ ${t("escalated", { n: a.escalation_level })}` }) : null,
+        open ? age : null,
       ),
       h(
         "div",
@@ -94,7 +103,7 @@ export async function render(main, params) {
             [t("stored"), fmtDateTime(a.stored_at)],
             [t("received"), fmtDateTime(a.received_at)],
             [t("patrol"), a.assigned_to],
-            [t("outcome"), a.outcome],
+            [t("outcome"), outcomeText(a)],
           ]),
         ),
         h("div", {}, h("h2", { text: t("device_health") }), healthView(dev)),
@@ -103,21 +112,25 @@ export async function render(main, params) {
       h(
         "ol",
         { class: "history", id: "history" },
-        (a.events || []).map((e) =>
-          h(
+        (a.events || []).map((e) => {
+          const { what, note } = eventText(e);
+          return h(
             "li",
-            { dataset: { action: e.action } },
+            { dataset: { action: e.action, code: e.code || "" } },
             h("span", { class: "ev-time", text: fmtTime(e.at) }),
-            h("strong", { text: ` ${label("ev", e.action)} ` }),
-            h("span", { text: e.to_state ? `→ ${label("st", e.to_state)} ` : "" }),
+            h("strong", { text: ` ${what} ` }),
+            h("span", { text: e.to_state && e.to_state !== e.from_state ? `→ ${label("st", e.to_state)} ` : "" }),
             h("span", { class: "ev-actor", text: `(${e.actor})` }),
-            e.note ? h("div", { class: "ev-note", text: e.note }) : null,
-          ),
-        ),
+            note ? h("div", { class: "ev-note", text: note }) : null,
+          );
+        }),
       ),
     );
   }
   draw();
+  const tick = setInterval(() => {
+    if (age) age.textContent = fmtAge(Date.now() - Date.parse(a.stored_at));
+  }, 1000);
   const stop = liveFeed({
     onAlarm: async (x) => {
       if (x.id !== id) return;
@@ -125,5 +138,8 @@ export async function render(main, params) {
       draw();
     },
   });
-  return stop;
+  return () => {
+    stop();
+    clearInterval(tick);
+  };
 }

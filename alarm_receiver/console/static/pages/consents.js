@@ -93,14 +93,22 @@ export async function render(main, _params, ctx) {
                   id: `change-${c.id}`,
                   text: t("change"),
                   onclick: () =>
-                    run(async () => {
-                      const v = await ask(t("change"), [
-                        { name: "times", label: t("times"), value: c.times.join(", ") },
-                        { name: "max_look_s", label: t("max_look"), type: "number", value: String(c.max_look_s) },
-                        { name: "privacy", label: t("privacy"), type: "select", value: c.privacy, options: ["full", "blurred", "silhouette"].map((p) => [p, label("priv", p)]) },
-                      ]);
-                      return v ? patch(`/gw/api/v1/consents/${c.id}`, { times: v.times.split(/[ ,]+/).filter(Boolean), max_look_s: Number(v.max_look_s), privacy: v.privacy }) : null;
-                    }, "consent_changed"),
+                    run(
+                      () =>
+                        ask(
+                          t("change"),
+                          [
+                            { name: "times", label: t("times"), value: c.times.join(", ") },
+                            { name: "max_look_s", label: t("max_look"), type: "number", value: String(c.max_look_s) },
+                            { name: "privacy", label: t("privacy"), type: "select", value: c.privacy, options: ["full", "blurred", "silhouette"].map((p) => [p, label("priv", p)]) },
+                          ],
+                          {
+                            describeError: describe,
+                            submit: (v) => patch(`/gw/api/v1/consents/${c.id}`, { times: v.times.split(/[ ,]+/).filter(Boolean), max_look_s: Number(v.max_look_s), privacy: v.privacy }),
+                          },
+                        ),
+                      "consent_changed",
+                    ),
                 }),
               );
             if (active)
@@ -110,20 +118,28 @@ export async function render(main, _params, ctx) {
                   id: `skip-${c.id}`,
                   text: t("skip_night"),
                   onclick: () =>
-                    run(async () => {
-                      const v = await ask(t("skip_night"), [{ name: "night", label: t("night"), type: "date", value: localDate(new Date()) }]);
-                      return v ? post(`/gw/api/v1/consents/${c.id}/skip`, { night: v.night }).then(() => true) : null;
-                    }, "night_skipped"),
+                    run(
+                      () =>
+                        ask(t("skip_night"), [{ name: "night", label: t("night"), type: "date", value: localDate(new Date()), required: true }], {
+                          describeError: describe,
+                          submit: (v) => post(`/gw/api/v1/consents/${c.id}/skip`, { night: v.night.trim() }).then(() => true),
+                        }),
+                      "night_skipped",
+                    ),
                 }),
                 h("button", {
                   class: "btn small",
                   id: `withdraw-${c.id}`,
                   text: t("withdraw"),
                   onclick: () =>
-                    run(async () => {
-                      const v = await ask(t("withdraw"), [{ name: "reason", label: t("reason") }]);
-                      return v ? post(`/gw/api/v1/consents/${c.id}/withdraw`, { reason: v.reason || null }) : null;
-                    }, "consent_withdrawn"),
+                    run(
+                      () =>
+                        ask(t("withdraw"), [{ name: "reason", label: t("reason"), type: "textarea", maxLength: 2000 }], {
+                          describeError: describe,
+                          submit: (v) => post(`/gw/api/v1/consents/${c.id}/withdraw`, { reason: v.reason.trim() || null }),
+                        }),
+                      "consent_withdrawn",
+                    ),
                 }),
               );
             if (["case_officer", "admin"].includes(ctx.session.role))

@@ -1,6 +1,7 @@
 // Technicians: one device, its health, configuration (heartbeat) and installation tests (polled).
 import { describe, get, post, put } from "../api.js";
-import { t } from "../i18n.js";
+import { label, t } from "../i18n.js";
+import { tr } from "../messages.js";
 import { dl, flash, fmtDateTime, h } from "../ui.js";
 import { healthView } from "./alarm.js";
 
@@ -14,7 +15,11 @@ export async function render(main, params, ctx) {
   function testLine(tst) {
     const cls = tst.state === "passed" ? "passed" : tst.state === "failed" || tst.state === "expired" ? "failed" : "waiting";
     const text =
-      cls === "passed" ? t("test_passed", { ms: Math.round(tst.end_to_end_ms || 0) }) : cls === "failed" ? t("test_failed", { d: tst.detail || tst.state }) : t("test_waiting");
+      cls === "passed"
+        ? t("test_passed", { ms: Math.round(tst.end_to_end_ms || 0) })
+        : cls === "failed"
+          ? t("test_failed", { d: tst.detail_code ? tr(tst.detail_code) : label("ckstate", tst.state) })
+          : t("test_waiting");
     return h("li", { dataset: { state: tst.state, id: String(tst.id) } }, h("span", { class: "ev-time", text: `${fmtDateTime(tst.started_at)} ` }), h("span", { class: `test-result ${cls}`, text }), ` (${tst.started_by})`);
   }
 
@@ -62,7 +67,7 @@ export async function render(main, params, ctx) {
           "div",
           {},
           h("h2", { text: t("config") }),
-          dev.config ? dl([["version", String(dev.config.version)], [t("heartbeat"), String(dev.config.heartbeat_interval_s)], [t("applied"), fmtDateTime(dev.config.applied_at)]]) : null,
+          dev.config ? dl([[t("version"), String(dev.config.version)], [t("heartbeat"), String(dev.config.heartbeat_interval_s)], [t("applied"), fmtDateTime(dev.config.applied_at)]]) : null,
           tech ? cfgForm : null,
           h("h2", { text: t("install_test") }),
           tech ? startTest : null,

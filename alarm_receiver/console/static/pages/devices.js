@@ -2,6 +2,7 @@
 import { describe, get } from "../api.js";
 import { label, t } from "../i18n.js";
 import { fmtDateTime, h } from "../ui.js";
+import { mainsText } from "./alarm.js";
 
 const FLAGS = ["offline", "low_battery", "mains_lost", "at_risk_network", "stale_firmware"];
 
@@ -45,12 +46,12 @@ export async function render(main, _params, ctx) {
             "tr",
             { dataset: { id: d.id } },
             h("td", {}, h("a", { href: `#/device/${encodeURIComponent(d.id)}`, text: d.id })),
-            h("td", { text: d.type }),
+            h("td", { text: label("dt", d.type) }),
             h("td", { text: d.client_ref || "" }),
-            h("td", {}, hl ? h("span", { class: `dev-status ds-${hl.status}`, text: hl.status }) : t("unknown")),
+            h("td", {}, hl ? h("span", { class: `dev-status ds-${hl.status}`, text: label("ds", hl.status) }) : t("unknown")),
             h("td", { text: hl ? fmtDateTime(hl.last_seen) : "" }),
             h("td", { text: hl && hl.battery_pct !== null ? `${hl.battery_pct} %` : "" }),
-            h("td", { text: hl && hl.mains !== null ? (hl.mains ? t("yes") : t("no")) : "" }),
+            h("td", { class: "c-mains", text: hl ? mainsText(hl) : "" }),
             h("td", { text: (hl && hl.network) || d.network || "" }),
             h("td", {}, ((hl && hl.flags) || []).map((f) => h("span", { class: `tag flag-${f}`, text: `⚑ ${label("fl", f)}` }))),
           );

@@ -1,11 +1,17 @@
 import { describe, login } from "../api.js";
 import { t } from "../i18n.js";
+import { known, tr } from "../messages.js";
 import { h } from "../ui.js";
 
 export function render(main, _params, ctx) {
   const user = h("input", { id: "username", name: "username", autocomplete: "username", required: true });
   const pass = h("input", { id: "password", name: "password", type: "password", autocomplete: "current-password", required: true });
-  const msg = h("p", { id: "login-error", class: "error", role: "alert", text: ctx.notice ? t("session_expired") : "" });
+  // Sent here because the session ended: say why (?reason=expired | logout | ended, ?code= the server's code).
+  const reason = ctx.query.get("reason");
+  const code = ctx.query.get("code");
+  const why =
+    reason === "logout" ? t("logged_out") : code && known(code) ? tr(code) : reason === "expired" || reason === "ended" ? t("session_expired") : "";
+  const msg = h("p", { id: "login-error", class: reason === "logout" ? "notice" : "error", role: "alert", text: why });
   const form = h(
     "form",
     { class: "form login", id: "login-form" },
@@ -22,6 +28,7 @@ export function render(main, _params, ctx) {
       const s = await login(user.value.trim(), pass.value);
       location.hash = ctx.landing(s.role);
     } catch (err) {
+      msg.className = "error";
       msg.textContent = err.status === 401 ? t("login_failed") : t("error", { msg: describe(err) });
     }
   });

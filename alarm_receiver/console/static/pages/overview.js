@@ -1,11 +1,29 @@
 // The night overview: a timeline per client and the shift's figures, drawn as SVG in the page (no library).
 import { describe, get } from "../api.js";
-import { label, t } from "../i18n.js";
-import { fmtDateTime, fmtHM, h, localDate, s } from "../ui.js";
-import { TASKS, TECHNICAL } from "./common.js";
+import { label, lang, t } from "../i18n.js";
+import { dateInput, fmtDateTime, fmtHM, h, localDate, s } from "../ui.js";
+import { TASKS, TECHNICAL, outcomeText } from "./common.js";
 
 const kind = (type) => (TASKS.has(type) ? "task" : TECHNICAL.has(type) ? "technical" : "alarm");
-const secs = (v) => (v === null || v === undefined ? t("none") : t("seconds", { s: Math.round(v) }));
+// Seconds: one decimal under ten (0,3 s), whole seconds above; the locale's decimal sign.
+const secs = (v) => {
+  if (v === null || v === undefined) return t("none");
+  const digits = Math.abs(v) < 10 ? 1 : 0;
+  const n = new Intl.NumberFormat(lang() === "en" ? "en-GB" : "sv-SE", { maximumFractionDigits: digits }).format(v);
+  return t("seconds", { s: n });
+};
+
+// A time figure: the median, then p90 and n; with few values, the values themselves.
+function figureCard(id, title, f) {
+  const few = Array.isArray(f.values) ? ` · ${t("values", { v: f.values.map(secs).join(", ") || t("none") })}` : "";
+  return h(
+    "div",
+    { class: "card" },
+    h("h3", { text: title }),
+    h("div", { class: "figure", id, text: `${t("p50")} ${secs(f.p50)}` }),
+    h("div", { class: "figure-detail", id: `${id}-detail`, text: `${t("n_values", { n: f.n })} · ${t("p90")} ${secs(f.p90)}${few}` }),
+  );
+}
 
 function barChart(id, entries) {
   const w = 560;
@@ -47,7 +65,7 @@ function timeline(data) {
         const y = i * row + 17;
         const k = it.checkin === "done" ? "done" : kind(it.type);
         // shape AND colour: circle = alarm, square = task, triangle = technical
-        const title = s("title", { text: `${fmtHM(it.at)} ${label("ty", it.type)} ${label("st", it.state)} ${it.outcome || ""}` });
+        const title = s("title", { text: `${fmtHM(it.at)} ${label("ty", it.type)} ${label("st", it.state)} ${outcomeText(it) || ""}` });
         if (kind(it.type) === "task") return s("rect", { class: `m-${k}`, x: cx - 6, y: y - 6, width: 12, height: 12, "data-type": it.type }, title);
         if (kind(it.type) === "technical") return s("polygon", { class: `m-${k}`, points: `${cx},${y - 7} ${cx + 7},${y + 6} ${cx - 7},${y + 6}`, "data-type": it.type }, title);
         return s("circle", { class: `m-${k}`, cx, cy: y, r: 7, "data-type": it.type }, title);
@@ -69,8 +87,7 @@ function nightPicker(night, hours) {
     location.hash = n ? `#/overview?night=${n}` : "#/overview";
   };
   const current = night || localDate(new Date(Date.now() - 12 * 3600 * 1000));
-  const input = h("input", { type: "date", id: "night-date", value: current, max: localDate(new Date()) });
-  input.addEventListener("change", () => input.value && go(input.value));
+  const input = dateInput({ id: "night-date", value: current, max: localDate(new Date()) }, (v) => go(v));
   const btn = (id, text, onClick, attrs = {}) => {
     const b = h("button", { class: "btn small", type: "button", id, text, ...attrs });
     b.addEventListener("click", onClick);
@@ -110,8 +127,8 @@ export async function render(main, _params, ctx) {
     h(
       "div",
       { class: "figures", id: "figures" },
-      h("div", { class: "card" }, h("h3", { text: t("ack_time") }), h("div", { class: "figure", id: "fig-ack", text: `${t("p50")} ${secs(data.ack_s.p50)}` }), h("div", { text: `${t("p90")} ${secs(data.ack_s.p90)} (n=${data.ack_s.n})` })),
-      h("div", { class: "card" }, h("h3", { text: t("onsite_time") }), h("div", { class: "figure", id: "fig-onsite", text: `${t("p50")} ${secs(data.on_site_s.p50)}` }), h("div", { text: `${t("p90")} ${secs(data.on_site_s.p90)} (n=${data.on_site_s.n})` })),
+      figureCard("fig-ack", t("ack_time"), data.ack_s),
+      figureCard("fig-onsite", t("onsite_time"), data.on_site_s),
       h("div", { class: "card" }, h("h3", { text: t("checkins") }), h("div", { class: "figure", id: "fig-checkins", text: `${ck.done} ${t("ck_done")} · ${ck.missed} ${t("ck_missed")}` }), h("div", { text: `${ck.open} ${t("ck_open")} · ${ck.cancelled} ${t("ck_cancelled")}` })),
     ),
     h("h2", { text: t("by_type") }),

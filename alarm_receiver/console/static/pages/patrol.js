@@ -1,8 +1,8 @@
 // The patrol's phone view: tasks assigned to me, address and notes, on the way / on site / done.
 import { describe, get, liveFeed, post } from "../api.js";
 import { label, t } from "../i18n.js";
-import { ask, beep, flash, fmtAge, fmtTime, h, priorityBadge, priorityLevel } from "../ui.js";
-import { OPEN_STATES, OUTCOMES, clientOf, compare, describeAlarm } from "./common.js";
+import { beep, flash, fmtAge, fmtTime, h, priorityBadge, priorityLevel } from "../ui.js";
+import { OPEN_STATES, clientOf, compare, describeAlarm, eventText, resolve } from "./common.js";
 
 export async function render(main) {
   const list = h("div", { class: "patrol-list", id: "patrol-list" });
@@ -21,7 +21,8 @@ export async function render(main) {
     const d = a.details || {};
     const lv = priorityLevel(a.priority);
     const loc = typeof d.location === "object" && d.location ? d.location.text || d.location.code : d.location;
-    const notes = (a.events || []).filter((e) => e.note);
+    // the people's own notes (an operator's, the patrol's), not what the system wrote
+    const notes = (a.events || []).map((e) => ({ e, note: eventText(e).note })).filter((x) => x.note);
     const doAct = async (fn) => {
       try {
         const changed = await fn();
@@ -41,7 +42,7 @@ export async function render(main) {
       h("p", { text: `${t("client")}: ${clientOf(a)} · ${describeAlarm(a)}` }),
       h("p", { class: "age-line", text: `${fmtTime(a.stored_at)} · ${fmtAge(Date.now() - Date.parse(a.stored_at))}` }),
       notes.length
-        ? h("ul", { class: "notes" }, notes.map((e) => h("li", { text: `${fmtTime(e.at)} ${e.actor}: ${e.note}` })))
+        ? h("ul", { class: "notes" }, notes.map(({ e, note }) => h("li", { text: `${fmtTime(e.at)} ${e.actor}: ${note}` })))
         : null,
       h(
         "div",
@@ -56,14 +57,7 @@ export async function render(main) {
           class: "btn big",
           id: `done-${a.id}`,
           text: t("done"),
-          onclick: () =>
-            doAct(async () => {
-              const v = await ask(t("done"), [
-                { name: "outcome", label: t("outcome"), type: "select", options: OUTCOMES.map((o) => [o, label("out", o)]) },
-                { name: "note", label: t("note_text") },
-              ]);
-              return v ? post(`/api/v1/alarms/${a.id}/resolve`, { outcome: v.outcome, note: v.note || null }) : null;
-            }),
+          onclick: () => doAct(() => resolve(a, t("done"))),
         }),
       ),
     );
