@@ -16,7 +16,8 @@ import typer
 from pydantic import ValidationError
 
 from gateway.checkin import consent as consents
-from gateway.checkin.consent import ConsentError, ConsentIn
+from gateway.checkin.consent import ConsentIn
+from gateway.errors import GatewayError
 from trygg.db import transaction
 from trygg.settings import get_settings
 
@@ -78,8 +79,8 @@ def add(
 
     try:
         typer.echo(f"consent {asyncio.run(run())} recorded")
-    except ConsentError as exc:
-        raise _fail(exc.reason) from exc
+    except GatewayError as exc:
+        raise _fail(exc.detail) from exc
 
 
 @consent_app.command("list")
@@ -108,8 +109,8 @@ def show(consent_id: int) -> None:
 
     try:
         typer.echo(asyncio.run(run()))
-    except ConsentError as exc:
-        raise _fail(exc.reason) from exc
+    except GatewayError as exc:
+        raise _fail(exc.detail) from exc
 
 
 @consent_app.command()
@@ -122,8 +123,8 @@ def skip(consent_id: int, night: str, note: str | None = None, by: str | None = 
 
     try:
         asyncio.run(run())
-    except ConsentError as exc:
-        raise _fail(exc.reason) from exc
+    except GatewayError as exc:
+        raise _fail(exc.detail) from exc
     typer.echo(f"night of {night} skipped")
 
 
@@ -137,6 +138,6 @@ def withdraw(consent_id: int, reason: str | None = None, by: str | None = None) 
 
     try:
         asyncio.run(run())
-    except ConsentError as exc:
-        raise _fail(exc.reason) from exc
+    except GatewayError as exc:
+        raise _fail(exc.detail) from exc
     typer.echo(f"consent {consent_id} withdrawn")

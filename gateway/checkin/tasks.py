@@ -1,0 +1,109 @@
+"""The check-in feature's side toward the operators' queue and the supervision log: tasks raised and closed on the
+gateway's durable path, state moves logged, refusals logged before they are raised."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, TypeVar
+
+import structlog
+from sqlalchemy import update
+
+from devices import AlarmType
+from gateway.api.deps import ApiUser
+from gateway.checkin.models import Checkin
+from gateway.checkin.state import CheckinContext
+from gateway.errors import GatewayError
+from gateway.intake import Outcome
+from trygg import audit
+
+log = structlog.get_logger(__name__)
+
+PATROL_PRIORITY = 7
+URGENT_PATROL_PRIORITY = 9
+PHONE_PRIORITY = 6
+RAISED_OK = (Outcome.STORED, Outcome.DUPLICATE, Outcome.ALARM_ID_REUSED)  # reused: raised before a restart
+
+E = TypeVar("E", bound=GatewayError)
+
+
+def task_id(ck: Checkin) -> str:
+    """The check-in's task in the operators' queue (on its camera's device id)."""
+    return f"checkin-{ck.id}"
+
+
+async def raise_patrol(ctx: CheckinContext, ck: Checkin, priority: int, why: str, cause: str) -> None:
+    outcome = await ctx.port.raise_alarm(
+        ck.camera_id,
+        f"patrol-{ck.id}",
+        AlarmType.PATROL_VISIT,
+        priority=priority,
+        text=why,
+        client_ref=ck.client_ref,
+        due_at=ck.due_at.isoformat(),
+        checkin_id=ck.id,
+        cause=cause,
+    )
+    if outcome not in RAISED_OK:
+        log.error("PATROL VISIT REFUSED by the intake", checkin_id=ck.id, outcome=outcome.value, why=why)
+    else:
+        log.info("patrol visit raised", checkin_id=ck.id, client_ref=ck.client_ref, cause=cause)
+
+
+async def close_task(ctx: CheckinContext, ck: Checkin, outcome: str, actor: str = "gateway") -> None:
+    await ctx.port.resolve_alarm(ck.camera_id, task_id(ck), outcome, actor)
+
+
+async def set_state(
+    ctx: CheckinContext, ck: Checkin, from_state: str, to_state: str, now: datetime, action: str, text: str
+) -> bool:
+    """Move one check-in if it is still in ``from_state``, and log it; False if someone else moved it."""
+    async with ctx.port.sessions.begin() as session:
+        values: dict[str, Any] = {"state": to_state}
+        if from_state == "pending":
+            values["raised_at"] = now
+        result = await session.execute(
+            update(Checkin).where(Checkin.id == ck.id, Checkin.state == from_state).values(**values)
+        )
+        moved = bool(getattr(result, "rowcount", 0))
+        if moved:
+            await audit.append(
+                session,
+                actor="gateway",
+                action=action,
+                client_ref=ck.client_ref,
+                subject=task_id(ck),
+                details={"kind": ck.kind, "due_at": ck.due_at.isoformat(), "state": to_state, "text": text},
+            )
+        return moved
+
+
+async def log_escalation(ctx: CheckinContext, ck: Checkin, step: str, text: str) -> None:
+    async with ctx.port.sessions.begin() as session:
+        await audit.append(
+            session,
+            actor="gateway",
+            action=f"escalation.{step}",
+            client_ref=ck.client_ref,
+            subject=task_id(ck),
+            details={"text": text, "kind": ck.kind},
+        )
+
+
+async def refused(
+    ctx: CheckinContext, user: ApiUser, action: str, error: E, client_ref: str | None, subject: str
+) -> E:
+    """Log a refusal in the supervision log (who asked for what, and why not); returns the error to raise."""
+    async with ctx.port.sessions.begin() as session:
+        await audit.append(
+            session,
+            actor=user.username,
+            action=action,
+            client_ref=client_ref,
+            subject=subject,
+            details={"role": user.role, "reason": error.detail, "code": error.code},
+        )
+    log.warning(
+        "check-in request refused", user=user.username, action=action, subject=subject, reason=error.detail
+    )
+    return error
