@@ -55,6 +55,14 @@ class AlarmMessage(_Payload):
     location: Location | None = None
     text: Annotated[str, StringConstraints(max_length=1024)] | None = None
 
+    def contract_fields(self) -> dict[str, object]:
+        """The fields this contract version defines, as JSON values (unset ones left out)."""
+        return self.model_dump(mode="json", exclude_none=True, exclude=set(self.model_extra or ()))
+
+    def device_extra(self) -> dict[str, object]:
+        """Whatever else the device sent: carried as opaque data, never interpreted (docs/contract.md)."""
+        return dict(self.model_extra or {})
+
 
 class AlarmCancel(_Payload):
     """``{root}/devices/{id}/alarm/cancel``: the device cancels a false press (same alarm_id)."""

@@ -155,14 +155,15 @@ class GatewayCore:
         text: str | None = None,
         **details: Any,
     ) -> Outcome:
-        payload: dict[str, Any] = {"alarm_id": alarm_id, "type": alarm_type.value, "ts": utcnow().isoformat()}
-        if priority is not None:
-            payload["priority"] = priority
-        if text is not None:
-            payload["text"] = text[:1024]
-        payload.update(details)
-        message = AlarmMessage.model_validate_json(json.dumps(payload, default=str))
-        outcome = await self.writer.submit(IntakeItem(device_id, message))
+        message = AlarmMessage(
+            alarm_id=alarm_id,
+            type=alarm_type,
+            ts=utcnow(),
+            priority=priority,
+            text=text[:1024] if text is not None else None,
+        )
+        filed = json.loads(json.dumps(details, default=str))  # JSON values, as the store keeps them
+        outcome = await self.writer.submit(IntakeItem(device_id, message, from_device=False, details=filed))
         log.info(
             "gateway raised alarm", device_id=device_id, alarm_id=alarm_id, type=alarm_type.value, outcome=outcome.value
         )

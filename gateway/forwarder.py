@@ -20,7 +20,8 @@ from gateway.models import OutboxRow, StoredAlarm
 from trygg.loops import Backoff, run_forever
 from wire.intake import INTAKE_PATH, IntakeAlarm, IntakeCancel, IntakeRequest, IntakeResolve, IntakeResponse
 
-# Keys of a stored payload that travel as fields of their own, not among the details.
+# Keys of a stored payload that travel as fields of their own, not among the details ("is_test": only in payloads
+# stored before the gateway kept its own decision in a column of its own; never read).
 _NOT_DETAILS = frozenset({"alarm_id", "type", "ts", "priority", "is_test"})
 
 log = structlog.get_logger(__name__)
@@ -54,7 +55,7 @@ def to_wire(row: OutboxRow, alarm: StoredAlarm) -> IntakeAlarm | IntakeCancel | 
             priority=alarm.priority,
             device_ts=alarm.device_ts,
             stored_at=alarm.stored_at,
-            is_test=bool(alarm.payload.get("is_test", False)),
+            is_test=alarm.is_test,  # the gateway's installation-test window decided it, never the device
             details={k: v for k, v in alarm.payload.items() if k not in _NOT_DETAILS},
         )
     if row.kind == "resolve":

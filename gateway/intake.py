@@ -4,6 +4,11 @@ One writer task takes items in arrival order and commits them in batches (group 
 one device are stored in the order they came, many devices share one commit, and the device is told
 ``stored`` only after that commit. The store is keyed by (device_id, alarm_id), so a resend is answered
 again but never stored twice.
+
+An alarm from a device is filed by the gateway's rules, not the device's: its priority never below its type's
+default for a life-safety type (``devices.effective_priority``), the client reference from the registry, the
+installation-test flag from the gateway's own window (``is_test`` on the item), and whatever the device sent beyond
+the contract kept apart as ``device_extra``, never interpreted.
 """
 
 from __future__ import annotations
@@ -16,12 +21,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 import structlog
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from devices import DEFAULT_PRIORITY, AlarmCancel, AlarmMessage
+from devices import DEFAULT_PRIORITY, AlarmCancel, AlarmMessage, effective_priority
 from gateway import metrics
 from gateway.models import Device, OutboxRow, StoredAlarm
 from trygg.db import dialect_insert, utcnow
@@ -56,7 +62,9 @@ class IntakeItem:
     device_id: str
     message: AlarmMessage | AlarmCancel | Resolution
     received_at: datetime = field(default_factory=utcnow)
-    is_test: bool = False  # an installation test: travels the whole chain, not shown to the patrol
+    is_test: bool = False  # an installation test (the gateway's window): travels the whole chain, not to the patrol
+    from_device: bool = True  # False: an alarm the gateway raises itself, filed with ``details``
+    details: dict[str, Any] = field(default_factory=dict)  # JSON values; only for the gateway's own alarms
 
 
 async def store_batch(session: AsyncSession, items: Sequence[IntakeItem]) -> list[Outcome]:
@@ -77,7 +85,9 @@ async def store_batch(session: AsyncSession, items: Sequence[IntakeItem]) -> lis
             continue
         msg = item.message
         if isinstance(msg, AlarmMessage):
-            priority = msg.priority if msg.priority is not None else DEFAULT_PRIORITY[msg.type]
+            priority, payload = _filed(item, msg)
+            if item.device_id in clients:
+                payload["client_ref"] = clients[item.device_id]
             result = await session.execute(
                 insert(StoredAlarm)
                 .values(
@@ -87,9 +97,8 @@ async def store_batch(session: AsyncSession, items: Sequence[IntakeItem]) -> lis
                     priority=priority,
                     device_ts=msg.ts,
                     stored_at=item.received_at,
-                    payload=msg.model_dump(mode="json", exclude_none=True)
-                    | ({"is_test": True} if item.is_test else {})
-                    | ({"client_ref": clients[item.device_id]} if item.device_id in clients else {}),
+                    payload=payload,
+                    is_test=item.is_test,
                 )
                 .on_conflict_do_nothing(index_elements=["device_id", "alarm_id"])
             )
@@ -130,6 +139,19 @@ async def store_batch(session: AsyncSession, items: Sequence[IntakeItem]) -> lis
                 outcomes.append(Outcome.CANCELLED)
     await session.flush()
     return outcomes
+
+
+def _filed(item: IntakeItem, msg: AlarmMessage) -> tuple[int, dict[str, Any]]:
+    """The priority and the stored payload of an alarm: a device's by the gateway's rules, the gateway's own as
+    raised. Nothing a device sends outside the contract's fields lands beside them: it is ``device_extra``."""
+    payload = msg.contract_fields()
+    if not item.from_device:
+        priority = msg.priority if msg.priority is not None else DEFAULT_PRIORITY[msg.type]
+        return priority, payload | item.details
+    extra = msg.device_extra()
+    if extra:
+        payload["device_extra"] = extra
+    return effective_priority(msg.type, msg.priority), payload
 
 
 async def _resolve(session: AsyncSession, device_id: str, msg: Resolution, at: datetime) -> Outcome:

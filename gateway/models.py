@@ -2,7 +2,7 @@
 
 from datetime import date, datetime
 
-from sqlalchemy import JSON, Date, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, Boolean, Date, ForeignKey, Index, Integer, String, Text, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from trygg.db import Base, UtcDateTime, utcnow
@@ -37,7 +37,11 @@ class StoredAlarm(Base):
     stored_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     cancelled_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     resolved_at: Mapped[datetime | None] = mapped_column(UtcDateTime)  # gateway-raised alarms it closed itself
+    # The alarm as filed: the contract's fields, the gateway's own details (client_ref from the registry, what a
+    # gateway-raised alarm carries) and ``device_extra`` (what else the device sent, never interpreted).
     payload: Mapped[dict[str, object]] = mapped_column(JSON)
+    # An installation test: decided by the gateway's installation-test window, never by the device.
+    is_test: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class OutboxRow(Base):
@@ -56,3 +60,4 @@ class OutboxRow(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     # What a "resolve" row carries (outcome, actor); alarms and cancels are read from intake_alarms.
     payload: Mapped[dict[str, object] | None] = mapped_column(JSON)
+
