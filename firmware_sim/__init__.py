@@ -5,7 +5,8 @@ gateway answers ``stored``, a fallback broker, heartbeats and a retained online/
 :class:`Fleet` runs many of them plus a control channel so another process can press a button.
 """
 
-from firmware_sim.device import DEFAULT_ALARM_TYPE, SimDevice
+from firmware_sim.alarms import DEFAULT_ALARM_TYPE
+from firmware_sim.device import SimDevice
 from firmware_sim.fleet import DEFAULT_MIX, Fleet, device_ids
 from firmware_sim.outbox import EntryKind, Outbox, OutboxEntry
 

@@ -25,10 +25,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-import secrets
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -50,6 +48,7 @@ from devices import (
     Topics,
 )
 from devices.messages import utcnow
+from firmware_sim.alarms import DEFAULT_ALARM_TYPE, Resend, new_alarm_id
 from firmware_sim.outbox import EntryKind, Outbox, OutboxEntry
 from trygg.mqtt import MqttEndpoint, Will, connect, is_connected, make_client
 from trygg.settings import Settings
@@ -58,16 +57,6 @@ log = structlog.get_logger(__name__)
 
 FIRMWARE = "trygg-sim/0.1"
 
-DEFAULT_ALARM_TYPE: dict[DeviceType, AlarmType] = {
-    DeviceType.PENDANT: AlarmType.ASSISTANCE,
-    DeviceType.FALL_SENSOR: AlarmType.FALL,
-    DeviceType.SMOKE: AlarmType.SMOKE,
-    DeviceType.DOOR: AlarmType.DOOR,
-    DeviceType.BED: AlarmType.BED_EXIT,
-    DeviceType.CAMERA: AlarmType.ASSISTANCE,
-    DeviceType.BASE_UNIT: AlarmType.ASSISTANCE,
-}
-
 # Battery-only devices; the others run on mains with a backup battery.
 _BATTERY_ONLY = frozenset({DeviceType.PENDANT, DeviceType.FALL_SENSOR, DeviceType.SMOKE})
 
@@ -75,17 +64,6 @@ CONNECT_TIMEOUT_S = 5.0
 RECONNECT_MAX_S = 10.0
 START_WAIT_S = 10.0
 IDLE_TICK_S = 1.0
-
-
-@dataclass(slots=True)
-class _Backoff:
-    next_at: float  # loop time of the next (re)send
-    delay: float  # the next base delay
-
-
-def new_alarm_id() -> str:
-    """Unique per device: milliseconds since the epoch plus 32 random bits (``[A-Za-z0-9_-]{1,64}``)."""
-    return f"{int(time.time() * 1000)}-{secrets.token_hex(4)}"
 
 
 class SimDevice:
@@ -141,7 +119,7 @@ class SimDevice:
         self._connected = asyncio.Event()
         self._client: Any = None
         self._subscribed: set[int] = set()  # ids of clients that subscribed once (re-subscribe on reconnect)
-        self._schedule: dict[tuple[EntryKind, str], _Backoff] = {}
+        self._schedule: dict[tuple[EntryKind, str], Resend] = {}
         self._path_since = time.time()
         self._conn_task: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -361,7 +339,7 @@ class SimDevice:
             self.outbox.mark_sent(entry.kind, entry.alarm_id)
         else:
             self._log.warning("alarm.queued_offline", alarm_id=entry.alarm_id, kind=entry.kind.value)
-        self._schedule[entry.key] = _Backoff(
+        self._schedule[entry.key] = Resend(
             next_at=now + self._jitter(self.settings.sim_resend_min_s),
             delay=min(self.settings.sim_resend_min_s * 2, self.settings.sim_resend_max_s),
         )
@@ -383,7 +361,7 @@ class SimDevice:
                 del self._schedule[key]
             for entry in entries:
                 backoff = self._schedule.setdefault(
-                    entry.key, _Backoff(next_at=now, delay=self.settings.sim_resend_min_s)
+                    entry.key, Resend(next_at=now, delay=self.settings.sim_resend_min_s)
                 )
                 if backoff.next_at > now:
                     continue

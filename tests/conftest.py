@@ -22,6 +22,15 @@ def broker(tmp_path: Path) -> Iterator[Broker]:
         b.stop()
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The same test on a fresh SQLite file and on a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path}/store.db"
+    url: str = request.getfixturevalue("pg_fresh_url")
+    return url
+
+
 @pytest_asyncio.fixture
 async def pg_fresh_url(pg_admin_dsn: str) -> AsyncIterator[str]:  # noqa: F811
     """A new, empty PostgreSQL database for this test only (asyncpg URL), dropped afterwards."""

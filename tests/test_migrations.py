@@ -4,21 +4,11 @@ only where the gateway's own installation test names it, whatever its stored pay
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from pathlib import Path
 
-import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from trygg.db import _alembic_config, create_engine, migrate
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path}/old.db"
-    url: str = request.getfixturevalue("pg_fresh_url")
-    return url
 
 
 def _upgrade_to(revision: str) -> object:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
@@ -20,14 +19,6 @@ from gateway.intake import IntakeItem, Outcome, store_batch
 from gateway.models import OutboxRow, StoredAlarm
 from gateway.registry import add_device, retire_device
 from trygg.db import create_engine, migrate, session_factory
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path}/store.db"
-    url: str = request.getfixturevalue("pg_fresh_url")
-    return url
 
 
 @pytest.fixture

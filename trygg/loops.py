@@ -69,17 +69,7 @@ async def run_forever(
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            retry_in = backoff.next()
-            logger.error(
-                f"{name} failed; retrying",
-                error_type=type(exc).__name__,
-                attempt=backoff.failures,
-                retry_in_s=round(retry_in, 2),
-                exc_info=exc,
-            )
-            if on_failure is not None:
-                on_failure(exc)
-            await asyncio.sleep(retry_in)
+            await _failed(name, exc, backoff, on_failure, logger)
             continue
         backoff.reset()
         wait = every_s if delay is None else delay
@@ -112,14 +102,25 @@ async def retry_until_done(
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            retry_in = backoff.next()
-            logger.error(
-                f"{name} failed; retrying",
-                error_type=type(exc).__name__,
-                attempt=backoff.failures,
-                retry_in_s=round(retry_in, 2),
-                exc_info=exc,
-            )
-            if on_failure is not None:
-                on_failure(exc)
-            await asyncio.sleep(retry_in)
+            await _failed(name, exc, backoff, on_failure, logger)
+
+
+async def _failed(
+    name: str,
+    exc: Exception,
+    backoff: Backoff,
+    on_failure: Callable[[BaseException], None] | None,
+    logger: structlog.typing.FilteringBoundLogger,
+) -> None:
+    """Log the failure with its traceback, count it, and sleep the backoff."""
+    retry_in = backoff.next()
+    logger.error(
+        f"{name} failed; retrying",
+        error_type=type(exc).__name__,
+        attempt=backoff.failures,
+        retry_in_s=round(retry_in, 2),
+        exc_info=exc,
+    )
+    if on_failure is not None:
+        on_failure(exc)
+    await asyncio.sleep(retry_in)

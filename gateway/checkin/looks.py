@@ -22,7 +22,7 @@ from gateway.checkin.privacy import PrivacyMode
 from gateway.checkin.schedule import local_label
 from gateway.checkin.schemas import AlarmLookIn, OfferIn
 from gateway.checkin.state import CheckinContext, LiveLook
-from gateway.checkin.tasks import PATROL_PRIORITY, close_task, raise_patrol, refused, set_state
+from gateway.checkin.tasks import PATROL_PRIORITY, close_task, log_by, raise_patrol, refused, set_state
 from gateway.errors import Conflict, Forbidden, GatewayError, NotFound, UpstreamFailed
 from gateway.models import Device, StoredAlarm
 from trygg import audit
@@ -130,20 +130,18 @@ async def start_look(ctx: CheckinContext, checkin_id: int, offer: OfferIn, user:
             .where(Checkin.id == ck.id)
             .values(state="started", started_at=now, started_by=user.username, look_id=look_id)
         )
-        await audit.append(
+        await log_by(
             session,
-            actor=user.username,
-            action="checkin.look_started",
-            client_ref=ck.client_ref,
-            subject=subject,
-            details={
-                "look_id": look_id,
-                "camera_id": ck.camera_id,
-                "kind": ck.kind,
-                "max_s": consent.max_look_s,
-                "privacy": consent.privacy,
-                "audio": consent.audio,
-            },
+            user,
+            "checkin.look_started",
+            ck.client_ref,
+            subject,
+            look_id=look_id,
+            camera_id=ck.camera_id,
+            kind=ck.kind,
+            max_s=consent.max_look_s,
+            privacy=consent.privacy,
+            audio=consent.audio,
         )
     return {**answer, "look_id": look_id, "max_s": consent.max_look_s, "privacy": consent.privacy}
 
@@ -178,14 +176,7 @@ async def start_alarm_look(ctx: CheckinContext, consent_id: int, body: AlarmLook
         )
         session.add(ck)
         await session.flush()
-        await audit.append(
-            session,
-            actor=user.username,
-            action="checkin.alarm_look_requested",
-            client_ref=consent.client_ref,
-            subject=subject,
-            details={"checkin_id": ck.id},
-        )
+        await log_by(session, user, "checkin.alarm_look_requested", consent.client_ref, subject, checkin_id=ck.id)
     return await start_look(ctx, ck.id, OfferIn(sdp=body.sdp, type=body.type), user)
 
 

@@ -19,13 +19,13 @@ from gateway.checkin.tasks import (
     PATROL_PRIORITY,
     URGENT_PATROL_PRIORITY,
     close_task,
+    insert_checkin,
+    log_by,
     log_escalation,
     raise_patrol,
     refused,
 )
 from gateway.errors import Conflict, GatewayError, NotFound
-from trygg import audit
-from trygg.db import dialect_insert
 
 
 def _outcome_refusal(ck: Checkin, user: ApiUser) -> GatewayError | None:
@@ -66,14 +66,8 @@ async def record_outcome(ctx: CheckinContext, checkin_id: int, body: OutcomeIn, 
         )
         if not getattr(result, "rowcount", 0):
             raise Conflict("checkin.changed", "the check-in changed meanwhile; reload it")
-        await audit.append(
-            session,
-            actor=user.username,
-            action="checkin.outcome",
-            client_ref=ck.client_ref,
-            subject=subject,
-            details={"outcome": body.outcome, "note": body.note, "kind": ck.kind},
-        )
+        details = {"outcome": body.outcome, "note": body.note, "kind": ck.kind}
+        await log_by(session, user, "checkin.outcome", ck.client_ref, subject, **details)
     task_outcome = await _follow_up(ctx, ck, consent, body.outcome, now)
     await close_task(ctx, ck, task_outcome, user.username)
     await run_round(ctx)  # a phone step is due at once
@@ -119,22 +113,18 @@ async def _follow_up(ctx: CheckinContext, ck: Checkin, consent: Consent, outcome
 
 async def _add_followup(ctx: CheckinContext, ck: Checkin, kind: str, due: datetime, step: int, now: datetime) -> None:
     async with ctx.port.sessions.begin() as session:
-        insert = dialect_insert(session)
-        await session.execute(
-            insert(Checkin)
-            .values(
-                consent_id=ck.consent_id,
-                client_ref=ck.client_ref,
-                camera_id=ck.camera_id,
-                kind=kind,
-                night=ck.night,
-                due_at=due,
-                step=step,
-                parent_id=ck.id,
-                state="pending",
-                created_at=now,
-            )
-            .on_conflict_do_nothing(index_elements=["consent_id", "kind", "due_at"])
+        await insert_checkin(
+            session,
+            consent_id=ck.consent_id,
+            client_ref=ck.client_ref,
+            camera_id=ck.camera_id,
+            kind=kind,
+            night=ck.night,
+            due_at=due,
+            step=step,
+            parent_id=ck.id,
+            state="pending",
+            created_at=now,
         )
 
 

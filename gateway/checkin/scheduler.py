@@ -21,11 +21,12 @@ from gateway.checkin.tasks import (
     PHONE_PRIORITY,
     RAISED_OK,
     close_task,
+    insert_checkin,
     raise_patrol,
+    raise_task,
     set_state,
     task_id,
 )
-from trygg.db import dialect_insert
 
 log = structlog.get_logger(__name__)
 
@@ -47,21 +48,17 @@ async def _materialise(ctx: CheckinContext, now: datetime) -> None:
             plan = plan_of(c)
             skipped = await consents.skipped_nights(session, c.id)
             for night, due in plan.slots_between(max(c.schedule_from, earliest), now, skipped):
-                insert = dialect_insert(session)
-                await session.execute(
-                    insert(Checkin)
-                    .values(
-                        consent_id=c.id,
-                        client_ref=c.client_ref,
-                        camera_id=c.camera_id,
-                        kind="scheduled",
-                        night=night,
-                        due_at=due,
-                        step=0,
-                        state="pending",
-                        created_at=now,
-                    )
-                    .on_conflict_do_nothing(index_elements=["consent_id", "kind", "due_at"])
+                await insert_checkin(
+                    session,
+                    consent_id=c.id,
+                    client_ref=c.client_ref,
+                    camera_id=c.camera_id,
+                    kind="scheduled",
+                    night=night,
+                    due_at=due,
+                    step=0,
+                    state="pending",
+                    created_at=now,
                 )
 
 
@@ -88,17 +85,7 @@ async def _raise_pending(ctx: CheckinContext, now: datetime) -> None:
         else:
             text = f"Camera check-in ({ck.kind}) for client {ck.client_ref}, due {due_label}"
             priority = None
-        outcome = await ctx.port.raise_alarm(
-            ck.camera_id,
-            task_id(ck),
-            AlarmType.CHECKIN_DUE,
-            priority=priority,
-            text=text,
-            client_ref=ck.client_ref,
-            due_at=ck.due_at.isoformat(),
-            checkin_id=ck.id,
-            kind=ck.kind,
-        )
+        outcome = await raise_task(ctx, ck, task_id(ck), AlarmType.CHECKIN_DUE, priority, text, kind=ck.kind)
         if outcome not in RAISED_OK:
             log.error("check-in task refused by the intake", checkin_id=ck.id, outcome=outcome.value)
         if not await set_state(ctx, ck, "pending", "due", now, "checkin.due", text):

@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 
 import structlog
 from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from devices import AlarmType
 from gateway.api.deps import ApiUser
@@ -16,6 +17,7 @@ from gateway.checkin.state import CheckinContext
 from gateway.errors import GatewayError
 from gateway.intake import Outcome
 from trygg import audit
+from trygg.db import dialect_insert
 
 log = structlog.get_logger(__name__)
 
@@ -32,18 +34,33 @@ def task_id(ck: Checkin) -> str:
     return f"checkin-{ck.id}"
 
 
-async def raise_patrol(ctx: CheckinContext, ck: Checkin, priority: int, why: str, cause: str) -> None:
-    outcome = await ctx.port.raise_alarm(
+async def insert_checkin(session: AsyncSession, **values: Any) -> None:
+    """A check-in made due (scheduled, or a follow-up), once: a restart or a second round adds nothing."""
+    insert = dialect_insert(session)
+    await session.execute(
+        insert(Checkin).values(**values).on_conflict_do_nothing(index_elements=["consent_id", "kind", "due_at"])
+    )
+
+
+async def raise_task(
+    ctx: CheckinContext, ck: Checkin, alarm_id: str, alarm_type: AlarmType, priority: int | None, text: str, **more: Any
+) -> Outcome:
+    """A check-in's task in the operators' queue, on the durable path, with the check-in's details."""
+    return await ctx.port.raise_alarm(
         ck.camera_id,
-        f"patrol-{ck.id}",
-        AlarmType.PATROL_VISIT,
+        alarm_id,
+        alarm_type,
         priority=priority,
-        text=why,
+        text=text,
         client_ref=ck.client_ref,
         due_at=ck.due_at.isoformat(),
         checkin_id=ck.id,
-        cause=cause,
+        **more,
     )
+
+
+async def raise_patrol(ctx: CheckinContext, ck: Checkin, priority: int, why: str, cause: str) -> None:
+    outcome = await raise_task(ctx, ck, f"patrol-{ck.id}", AlarmType.PATROL_VISIT, priority, why, cause=cause)
     if outcome not in RAISED_OK:
         log.error("PATROL VISIT REFUSED by the intake", checkin_id=ck.id, outcome=outcome.value, why=why)
     else:
@@ -90,20 +107,18 @@ async def log_escalation(ctx: CheckinContext, ck: Checkin, step: str, text: str)
         )
 
 
-async def refused(
-    ctx: CheckinContext, user: ApiUser, action: str, error: E, client_ref: str | None, subject: str
-) -> E:
+async def log_by(
+    session: AsyncSession, user: ApiUser, action: str, client_ref: str | None, subject: str, **details: Any
+) -> None:
+    """An entry in the supervision log for what ``user`` did (in the caller's transaction)."""
+    await audit.append(
+        session, actor=user.username, action=action, client_ref=client_ref, subject=subject, details=details
+    )
+
+
+async def refused(ctx: CheckinContext, user: ApiUser, action: str, error: E, client_ref: str | None, subject: str) -> E:
     """Log a refusal in the supervision log (who asked for what, and why not); returns the error to raise."""
     async with ctx.port.sessions.begin() as session:
-        await audit.append(
-            session,
-            actor=user.username,
-            action=action,
-            client_ref=client_ref,
-            subject=subject,
-            details={"role": user.role, "reason": error.detail, "code": error.code},
-        )
-    log.warning(
-        "check-in request refused", user=user.username, action=action, subject=subject, reason=error.detail
-    )
+        await log_by(session, user, action, client_ref, subject, role=user.role, reason=error.detail, code=error.code)
+    log.warning("check-in request refused", user=user.username, action=action, subject=subject, reason=error.detail)
     return error
