@@ -24,7 +24,7 @@ from devices.types import (
     DeviceType,
     effective_priority,
 )
-from devices.validation import Rejection, parse_alarm, parse_cancel
+from devices.validation import Rejection, parse_alarm, parse_cancel, parse_heartbeat, parse_model, parse_status
 
 __all__ = [
     "DEFAULT_PRIORITY",
@@ -48,4 +48,7 @@ __all__ = [
     "effective_priority",
     "parse_alarm",
     "parse_cancel",
+    "parse_heartbeat",
+    "parse_model",
+    "parse_status",
 ]

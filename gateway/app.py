@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway import metrics
+from gateway.api import dead_letters
 from gateway.api.deps import TokenChecker
 from gateway.checkin.feature import CheckinFeature
 from gateway.checkin.routes import router as checkin_router
@@ -64,6 +65,7 @@ def create_app(settings: Settings, gateway: Gateway | None = None, *, routers: S
     app.state.features = gw.features
     app.state.token_checker = checker
     api = APIRouter(prefix="/api/v1")
+    api.include_router(dead_letters.router)
     for cls, router in FEATURE_ROUTERS:
         if any(isinstance(feature, cls) for feature in gw.features):
             api.include_router(router)

@@ -16,13 +16,13 @@ from typing import Any
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from devices import AlarmCancel, AlarmMessage, AlarmType, DeviceStatus, Heartbeat, Topics
-from gateway import metrics
+from devices import AlarmCancel, AlarmMessage, AlarmType, DeviceStatus, DeviceTopic, Heartbeat, Topics
+from gateway import dead_letters, metrics
 from gateway.dispatch import Dispatcher
 from gateway.forwarder import Forwarder
 from gateway.install_tests import InstallTests
-from gateway.intake import IntakeItem, IntakeWriter, Outcome, Resolution
-from gateway.port import DeliveredListener, HeartbeatListener, StatusListener, StoredListener
+from gateway.intake import IntakeItem, IntakeWriter, Outcome, Resolution, letter_item
+from gateway.port import DeliveredListener, HeartbeatListener, Letter, Received, StatusListener, StoredListener
 from trygg import mqtt
 from trygg.db import create_engine, migrate, session_factory, utcnow
 from trygg.loops import run_forever
@@ -46,6 +46,8 @@ class GatewayCore:
             batch_max=settings.intake_batch_max,
             on_commit=self._forward_wake,
             kill_at=settings.fault_kill_at,
+            dead_letter_bounds=dead_letters.Bounds(settings.dead_letter_keep, settings.dead_letter_payload_max_bytes),
+            source_of=self._source_of,
         )
         self.forwarder = Forwarder(
             self._sessions,
@@ -64,7 +66,7 @@ class GatewayCore:
         self._heartbeats: list[HeartbeatListener] = []
         self._statuses: list[StatusListener] = []
         self._after_connect: list[Callable[[], None]] = []
-        self.dispatcher = Dispatcher(self._topics, settings.max_payload_bytes)
+        self.dispatcher = Dispatcher(self._topics, settings.max_payload_bytes, keep=self.keep_dead_letter)
         self._endpoint = mqtt.MqttEndpoint.from_url(
             settings.mqtt_url,
             settings.gateway_mqtt_username,
@@ -114,10 +116,10 @@ class GatewayCore:
         return True
 
     # --- GatewayPort: a device's messages -------------------------------------------------------------------
-    async def submit_alarm(self, device_id: str, message: AlarmMessage) -> Outcome:
+    async def submit_alarm(self, device_id: str, message: AlarmMessage, received: Received | None = None) -> Outcome:
         is_test = self._install_tests.is_open(device_id)
         # submit() queues synchronously, before this coroutine's first wait: arrival order is kept.
-        outcome = await self.writer.submit(IntakeItem(device_id, message, is_test=is_test))
+        outcome = await self.writer.submit(IntakeItem(device_id, message, is_test=is_test, received=received))
         if outcome is Outcome.STORED:
             metrics.ALARMS_STORED.inc()
             log.info("alarm stored", device_id=device_id, alarm_id=message.alarm_id)
@@ -128,8 +130,15 @@ class GatewayCore:
             log.info("duplicate alarm answered again", device_id=device_id, alarm_id=message.alarm_id)
         return outcome
 
-    async def submit_cancel(self, device_id: str, message: AlarmCancel) -> Outcome:
-        return await self.writer.submit(IntakeItem(device_id, message))
+    async def submit_cancel(self, device_id: str, message: AlarmCancel, received: Received | None = None) -> Outcome:
+        return await self.writer.submit(IntakeItem(device_id, message, received=received))
+
+    async def keep_dead_letter(self, letter: Letter) -> None:
+        # Through the one writer, in its group commit: a flood of poison costs a few commits. A store that is down
+        # is waited for (the writer retries), so the message is acknowledged only once its dead letter is kept.
+        outcome = await self.writer.submit(letter_item(letter))
+        if outcome is Outcome.DEAD_LETTERED:
+            metrics.DEAD_LETTERS.labels(letter.code).inc()
 
     def is_test_alarm(self, device_id: str) -> bool:
         return self._install_tests.is_open(device_id)
@@ -235,6 +244,7 @@ class GatewayCore:
                 await connection.disconnect()
 
     async def stop(self) -> None:
+        await self.dispatcher.close()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -246,6 +256,10 @@ class GatewayCore:
             await self.engine.dispose()
 
     # --- internals ------------------------------------------------------------------------------------------
+    def _source_of(self, item: IntakeItem) -> str:
+        kind = DeviceTopic.ALARM if isinstance(item.message, AlarmMessage) else DeviceTopic.ALARM_CANCEL
+        return self._topics.device(item.device_id, kind)
+
     async def _check_tests(self) -> None:
         await self._install_tests.fail_overdue()
 

@@ -2,7 +2,7 @@
 
 from datetime import date, datetime
 
-from sqlalchemy import JSON, Boolean, Date, ForeignKey, Index, Integer, String, Text, false
+from sqlalchemy import JSON, Boolean, Date, ForeignKey, Index, Integer, LargeBinary, String, Text, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from trygg.db import Base, UtcDateTime, utcnow
@@ -61,3 +61,22 @@ class OutboxRow(Base):
     # What a "resolve" row carries (outcome, actor); alarms and cancels are read from intake_alarms.
     payload: Mapped[dict[str, object] | None] = mapped_column(JSON)
 
+
+class DeadLetter(Base):
+    """A device message the gateway could not handle (malformed, or its handling failed), kept for a technician.
+
+    Bounded: only the newest ``dead_letter_keep`` are kept, each payload cut at ``dead_letter_payload_max_bytes``.
+    The payload may hold personal text: it is shown only behind a login (and the read is logged), never logged.
+    """
+
+    __tablename__ = "dead_letters"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    source: Mapped[str] = mapped_column(String(256))  # the MQTT topic (or another protocol's address)
+    device_id: Mapped[str | None] = mapped_column(String(64))
+    kind: Mapped[str | None] = mapped_column(String(32))  # the topic kind (alarm, alarm/cancel, ...), when known
+    code: Mapped[str] = mapped_column(String(32))  # rejection code or failure class: invalid, too_deep, handler_error
+    error: Mapped[str] = mapped_column(Text)  # the reason, or the exception's type and where it was raised
+    size: Mapped[int] = mapped_column(Integer)  # bytes the message had
+    payload: Mapped[bytes] = mapped_column(LargeBinary)  # the raw bytes, cut at the bound

@@ -15,6 +15,8 @@ What the port offers:
   signals to whoever supervises (in memory, flushed to the store periodically: a heartbeat is not an alarm).
 - **alarms and tasks the gateway raises itself** (technical alarms, due check-ins, patrol visits):
   :meth:`~GatewayPort.raise_alarm` and :meth:`~GatewayPort.resolve_alarm`, on the same durable path.
+- **a message nobody could handle**: :meth:`~GatewayPort.keep_dead_letter` keeps it, bounded, for a technician
+  (``GET /api/v1/dead-letters``); an adapter calls it for what it cannot parse, and acknowledges the message after.
 - **events**: :meth:`~GatewayPort.on_stored` (an alarm was committed here), :meth:`~GatewayPort.on_delivered`
   (the receiver confirmed an outbox row), :meth:`~GatewayPort.on_heartbeat`, :meth:`~GatewayPort.on_status`.
   Subscribe in the constructor.
@@ -25,11 +27,14 @@ What the port offers:
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from devices import AlarmCancel, AlarmMessage, AlarmType, DeviceStatus, Heartbeat, Topics
+from trygg.db import utcnow
 from trygg.settings import Settings
 
 if TYPE_CHECKING:
@@ -44,6 +49,26 @@ DeliveredListener = Callable[[str, str, str], None]
 HeartbeatListener = Callable[[str, Heartbeat], bool]
 # (device_id, online or offline)
 StatusListener = Callable[[str, DeviceStatus], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """A message as it came: where from (an MQTT topic, or another protocol's address) and its bytes."""
+
+    source: str
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Letter:
+    """A message that could not be handled, kept in the bounded dead-letter table for a technician."""
+
+    received: Received
+    code: str  # a rejection code (invalid, too_deep, ...) or the failure (handler_error, unstorable, bad_topic)
+    error: str  # the reason, or the exception's type and where it was raised: never the exception's own text
+    device_id: str | None = None
+    kind: str | None = None
+    received_at: datetime = field(default_factory=utcnow)
 
 
 class GatewayPort(Protocol):
@@ -68,11 +93,12 @@ class GatewayPort(Protocol):
         """Publish to the broker, or log and count why not (returns False); never hides a failed publish."""
         ...
 
-    async def submit_alarm(self, device_id: str, message: AlarmMessage) -> Outcome:
-        """A device's alarm on the durable path; returns after the commit."""
+    async def submit_alarm(self, device_id: str, message: AlarmMessage, received: Received | None = None) -> Outcome:
+        """A device's alarm on the durable path; returns after the commit. ``received``: the message as it came,
+        kept as a dead letter should the store refuse the alarm on its content (``Outcome.UNSTORABLE``)."""
         ...
 
-    async def submit_cancel(self, device_id: str, message: AlarmCancel) -> Outcome:
+    async def submit_cancel(self, device_id: str, message: AlarmCancel, received: Received | None = None) -> Outcome:
         """A device's cancel of one of its alarms (same ``alarm_id``) on the durable path; returns after the commit."""
         ...
 
@@ -103,6 +129,11 @@ class GatewayPort(Protocol):
 
     async def resolve_alarm(self, device_id: str, alarm_id: str, outcome: str, actor: str = "gateway") -> Outcome:
         """Close, on the durable path, an alarm the gateway raised itself."""
+        ...
+
+    async def keep_dead_letter(self, letter: Letter) -> None:
+        """Keep a message that could not be handled; returns once it is stored (acknowledge the message then).
+        Counted (``trygg_gateway_dead_letters_total{code}``); the caller logs it, without its text."""
         ...
 
     def on_stored(self, listener: StoredListener) -> None: ...

@@ -53,6 +53,15 @@ app.add_typer(_checkin_apps()[1], name="log", help="The supervision log: verify 
 app.add_typer(_broker_app(), name="broker", help="Device and service credentials, the broker's password file and ACL.")
 
 
+def _dead_letters_app() -> typer.Typer:
+    from gateway.dead_letters_cli import dead_letters_app
+
+    return dead_letters_app
+
+
+app.add_typer(_dead_letters_app(), name="dead-letters", help="Device messages the gateway could not handle.")
+
+
 def _run(coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coro)
 

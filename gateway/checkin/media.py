@@ -31,10 +31,10 @@ import structlog
 from aiortc import RTCSessionDescription, VideoStreamTrack
 from aiortc.mediastreams import MediaStreamError
 from av import VideoFrame
-from pydantic import ValidationError
 
 from devices import DeviceTopic
 from devices.camera import CameraAnswer, CameraEnd, CameraRequest, CameraState, EndedBy
+from devices.validation import Rejection, parse_model
 from gateway.checkin.privacy import PrivacyMode, PrivacyState, apply_privacy
 from gateway.features import Subscription
 from gateway.port import GatewayPort
@@ -389,10 +389,9 @@ class CameraRelayFeature:
     # ------------------------------------------------------------------ MQTT handlers
 
     async def _on_answer(self, device_id: str, payload: bytes) -> None:
-        try:
-            answer = CameraAnswer.model_validate_json(payload)
-        except ValidationError as exc:
-            log.warning("camera answer rejected", camera_id=device_id, error=str(exc))
+        answer = parse_model(CameraAnswer, payload)
+        if isinstance(answer, Rejection):
+            log.warning("camera answer rejected", camera_id=device_id, error=answer.reason)
             return
         look = self._looks.get(answer.look_id)
         if look is None or look.camera_id != device_id:
@@ -402,10 +401,9 @@ class CameraRelayFeature:
             look.answer.set_result(answer)
 
     async def _on_end(self, device_id: str, payload: bytes) -> None:
-        try:
-            end = CameraEnd.model_validate_json(payload)
-        except ValidationError as exc:
-            log.warning("camera end rejected", camera_id=device_id, error=str(exc))
+        end = parse_model(CameraEnd, payload)
+        if isinstance(end, Rejection):
+            log.warning("camera end rejected", camera_id=device_id, error=end.reason)
             return
         if end.by is EndedBy.GATEWAY:
             return  # our own message, back from the broker
@@ -418,10 +416,9 @@ class CameraRelayFeature:
         await self._finish(look, EndReason.CAMERA_ENDED, detail=end.reason, tell_camera=False)
 
     async def _on_state(self, device_id: str, payload: bytes) -> None:
-        try:
-            state = CameraState.model_validate_json(payload)
-        except ValidationError as exc:
-            log.warning("camera state rejected", camera_id=device_id, error=str(exc))
+        state = parse_model(CameraState, payload)
+        if isinstance(state, Rejection):
+            log.warning("camera state rejected", camera_id=device_id, error=state.reason)
             return
         async with self._state_changed:
             self._states[device_id] = state.state.value

@@ -1,11 +1,12 @@
 """The device contract v1 over MQTT: ``alarm``, ``alarm/cancel``, ``heartbeat`` and ``status`` from devices, and
 the answers on ``alarm/ack``.
 
-Validation is the contract's (``devices/validation.py``); an alarm or a cancel goes to the port's durable path and
-is answered from its outcome, after the commit (the handler returns after that too, so the broker's PUBACK follows
-the commit). Rejections are logged with their code, counted (``trygg_gateway_rejected_total{code}``) and answered
-``rejected`` whenever an ``alarm_id`` can be read. Heartbeats and status messages go to whoever supervises
-(``report_heartbeat``/``report_status``); they are subscribed to only when someone listens.
+Validation is the contract's (``devices/validation.py``, which never raises); an alarm or a cancel goes to the
+port's durable path and is answered from its outcome, after the commit (the handler returns after that too, so the
+broker's PUBACK follows the commit). Rejections are logged with their code (never the payload's text), counted
+(``trygg_gateway_rejected_total{code}``), answered ``rejected`` whenever an ``alarm_id`` can be read, and the
+message is kept as a dead letter before it is acknowledged. Heartbeats and status messages go to whoever
+supervises (``report_heartbeat``/``report_status``); they are subscribed to only when someone listens.
 """
 
 from __future__ import annotations
@@ -13,23 +14,23 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import structlog
-from pydantic import ValidationError
 
 from devices import (
     AckStatus,
     AckSubject,
     AlarmAck,
-    DeviceStatus,
+    AlarmMessage,
     DeviceTopic,
-    Heartbeat,
     Rejection,
     parse_alarm,
     parse_cancel,
+    parse_heartbeat,
+    parse_status,
 )
 from gateway import metrics
 from gateway.features import Subscription
 from gateway.intake import Outcome
-from gateway.port import GatewayPort
+from gateway.port import GatewayPort, Letter, Received
 
 log = structlog.get_logger(__name__)
 
@@ -38,6 +39,7 @@ REJECT_REASONS = {
     Outcome.RETIRED_DEVICE: "device is retired",
     Outcome.UNKNOWN_ALARM: "no stored alarm with that alarm_id to cancel",
     Outcome.ALARM_ID_REUSED: "alarm_id was already used for a different alarm (other type or ts)",
+    Outcome.UNSTORABLE: "the gateway could not store this message; it is kept for a technician",
 }
 
 
@@ -62,38 +64,48 @@ class MqttContract:
 
     # --- device -> gateway ----------------------------------------------------------------------------------
     async def _alarm(self, device_id: str, payload: bytes) -> None:
-        message = parse_alarm(device_id, payload, self._max_bytes)
-        if isinstance(message, Rejection):
-            self.reject(device_id, message, AckSubject.ALARM)
-            return
-        # Shutting down cancels this wait: no PUBACK, the broker delivers the message again (the device resends).
-        outcome = await self.port.submit_alarm(device_id, message)
-        self._answer(device_id, message.alarm_id, outcome, AckSubject.ALARM)
+        await self._submit(device_id, payload, DeviceTopic.ALARM)
 
     async def _cancel(self, device_id: str, payload: bytes) -> None:
-        message = parse_cancel(device_id, payload, self._max_bytes)
+        await self._submit(device_id, payload, DeviceTopic.ALARM_CANCEL)
+
+    async def _submit(self, device_id: str, payload: bytes, kind: DeviceTopic) -> None:
+        """An alarm or a cancel: parsed, submitted, answered from the outcome after the commit (or refused)."""
+        received = Received(self.port.topics.device(device_id, kind), payload)
+        subject = AckSubject.ALARM if kind is DeviceTopic.ALARM else AckSubject.CANCEL
+        message = (parse_alarm if kind is DeviceTopic.ALARM else parse_cancel)(device_id, payload, self._max_bytes)
         if isinstance(message, Rejection):
-            self.reject(device_id, message, AckSubject.CANCEL)
+            self.reject(device_id, message, subject)
+            await self._keep(device_id, kind, received, message)
             return
-        outcome = await self.port.submit_cancel(device_id, message)
-        self._answer(device_id, message.alarm_id, outcome, AckSubject.CANCEL)
+        # Shutting down cancels this wait: no PUBACK, the broker delivers the message again (the device resends).
+        if isinstance(message, AlarmMessage):
+            outcome = await self.port.submit_alarm(device_id, message, received)
+        else:
+            outcome = await self.port.submit_cancel(device_id, message, received)
+        self._answer(device_id, message.alarm_id, outcome, subject)
 
     def _heartbeat(self, device_id: str, payload: bytes) -> None:
-        """Inline on the fast connection (thousands a second): validate, hand over."""
-        try:
-            heartbeat = Heartbeat.model_validate_json(payload)
-        except ValidationError as exc:
+        """Inline on the fast connection (thousands a second): validate, hand over. A bad heartbeat is counted
+        and logged, not kept: heartbeats are loss-tolerant and come in floods."""
+        heartbeat = parse_heartbeat(payload, self._max_bytes)
+        if isinstance(heartbeat, Rejection):
             metrics.REJECTED.labels("invalid_heartbeat").inc()
-            log.warning("heartbeat rejected", device_id=device_id, reason=str(exc.errors()[0]["msg"]))
+            log.warning("heartbeat rejected", device_id=device_id, reason=heartbeat.reason)
             return
         self.port.report_heartbeat(device_id, heartbeat)
 
     async def _status(self, device_id: str, payload: bytes) -> None:
-        text = payload.decode(errors="replace").strip().lower()
-        if text not in (DeviceStatus.ONLINE, DeviceStatus.OFFLINE):
-            metrics.REJECTED.labels("invalid_status").inc()
+        status = parse_status(payload)
+        if isinstance(status, Rejection):
+            metrics.REJECTED.labels(status.code).inc()
+            received = Received(self.port.topics.device(device_id, DeviceTopic.STATUS), payload)
+            await self._keep(device_id, DeviceTopic.STATUS, received, status)
             return
-        await self.port.report_status(device_id, DeviceStatus(text))
+        await self.port.report_status(device_id, status)
+
+    async def _keep(self, device_id: str, kind: DeviceTopic, received: Received, rejection: Rejection) -> None:
+        await self.port.keep_dead_letter(Letter(received, rejection.code, rejection.reason, device_id, kind.value))
 
     # --- gateway -> device ----------------------------------------------------------------------------------
     def _answer(self, device_id: str, alarm_id: str, outcome: Outcome, subject: AckSubject) -> None:

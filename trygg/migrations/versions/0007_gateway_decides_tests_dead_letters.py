@@ -1,4 +1,4 @@
-"""the gateway's own installation-test decision in a column of its own (never a device's payload)
+"""the gateway's own installation-test decision in a column of its own; the dead-letter table
 
 Revision ID: 0007
 Revises: 0006
@@ -6,6 +6,7 @@ Create Date: 2026-11-29
 
 ``intake_alarms.is_test`` replaces the ``is_test`` key a stored payload could carry (a device could set it and
 hide its own alarm, issue 8). Existing rows are tests only where an installation test names them.
+``dead_letters`` keeps, bounded, the device messages the gateway could not handle (issue 8).
 """
 
 import sqlalchemy as sa
@@ -24,8 +25,22 @@ def upgrade() -> None:
         "UPDATE intake_alarms SET is_test = true WHERE EXISTS (SELECT 1 FROM install_tests t "
         "WHERE t.device_id = intake_alarms.device_id AND t.alarm_id = intake_alarms.alarm_id)"
     )
+    op.create_table(
+        "dead_letters",
+        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("source", sa.String(256), nullable=False),
+        sa.Column("device_id", sa.String(64), nullable=True),
+        sa.Column("kind", sa.String(32), nullable=True),
+        sa.Column("code", sa.String(32), nullable=False),
+        sa.Column("error", sa.Text(), nullable=False),
+        sa.Column("size", sa.Integer(), nullable=False),
+        sa.Column("payload", sa.LargeBinary(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name="pk_dead_letters"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("dead_letters")
     with op.batch_alter_table("intake_alarms") as batch:
         batch.drop_column("is_test")
