@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
 from typing import Annotated, TypeVar
 
 import httpx
@@ -23,16 +22,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gateway import metrics
 from gateway.errors import Forbidden, Unauthorized, Unavailable
 from gateway.port import GatewayPort
+from gateway.users import ApiUser
+
+__all__ = ["ApiUser", "CurrentUser", "PortDep", "SessionDep", "TokenChecker", "feature", "require_roles"]
 
 log = structlog.get_logger(__name__)
 _bearer = HTTPBearer(auto_error=False)
 F = TypeVar("F")
-
-
-@dataclass(frozen=True, slots=True)
-class ApiUser:
-    username: str
-    role: str
 
 
 class TokenChecker:

@@ -12,13 +12,13 @@ from datetime import datetime
 from typing import Any
 
 from devices import DeviceTopic
-from gateway.api.deps import ApiUser
 from gateway.checkin import looks, outcomes, scheduler
 from gateway.checkin.models import Checkin, Consent
 from gateway.checkin.schemas import AlarmLookIn, OfferIn, OutcomeIn, SkipIn
 from gateway.checkin.state import CheckinContext, LiveLook, LookRelay
 from gateway.features import Subscription
 from gateway.port import GatewayPort
+from gateway.users import ApiUser
 from trygg.db import utcnow
 from trygg.loops import Backoff, run_forever
 from trygg.settings import Settings

@@ -14,7 +14,6 @@ from typing import Any
 import structlog
 from sqlalchemy import update
 
-from gateway.api.deps import ApiUser
 from gateway.checkin import consent as consents
 from gateway.checkin.consent import plan_of
 from gateway.checkin.models import Checkin, Consent
@@ -25,6 +24,7 @@ from gateway.checkin.state import CheckinContext, LiveLook
 from gateway.checkin.tasks import PATROL_PRIORITY, close_task, log_by, raise_patrol, refused, set_state
 from gateway.errors import Conflict, Forbidden, GatewayError, NotFound, UpstreamFailed
 from gateway.models import Device, StoredAlarm
+from gateway.users import ApiUser
 from trygg import audit
 
 log = structlog.get_logger(__name__)

@@ -7,7 +7,6 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import update
 
-from gateway.api.deps import ApiUser
 from gateway.checkin import consent as consents
 from gateway.checkin.consent import plan_of
 from gateway.checkin.models import Checkin, Consent
@@ -26,6 +25,7 @@ from gateway.checkin.tasks import (
     refused,
 )
 from gateway.errors import Conflict, GatewayError, NotFound
+from gateway.users import ApiUser
 
 
 def _outcome_refusal(ck: Checkin, user: ApiUser) -> GatewayError | None:

@@ -11,11 +11,11 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from devices import AlarmType
-from gateway.api.deps import ApiUser
 from gateway.checkin.models import Checkin
 from gateway.checkin.state import CheckinContext
 from gateway.errors import GatewayError
 from gateway.intake import Outcome
+from gateway.users import ApiUser
 from trygg import audit
 from trygg.db import dialect_insert
 
