@@ -21,8 +21,9 @@ from gateway import dead_letters, metrics
 from gateway.dispatch import Dispatcher
 from gateway.forwarder import Forwarder
 from gateway.install_tests import InstallTests
-from gateway.intake import IntakeItem, IntakeWriter, Outcome, Resolution, letter_item
-from gateway.port import DeliveredListener, HeartbeatListener, Letter, Received, StatusListener, StoredListener
+from gateway.intake import IntakeItem, IntakeWriter, Resolution, letter_item
+from gateway.port import DeliveredListener, HeartbeatListener, StatusListener, StoredListener
+from gateway.records import Letter, Outcome, Received
 from trygg import mqtt
 from trygg.db import create_engine, migrate, session_factory, utcnow
 from trygg.loops import run_forever

@@ -24,7 +24,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.models import DeadLetter
-from gateway.port import Letter
+from gateway.records import Letter
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,7 +33,7 @@ from gateway import metrics
 from gateway.dead_letters import where
 from gateway.features import Subscription
 from gateway.intake import is_transient
-from gateway.port import Letter, Received
+from gateway.records import Letter, Received
 from trygg.loops import Backoff
 from trygg.mqtt import Message, MqttConnection
 

@@ -25,7 +25,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
 import structlog
@@ -36,26 +35,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from devices import DEFAULT_PRIORITY, AlarmCancel, AlarmMessage, effective_priority
 from gateway import dead_letters, metrics
 from gateway.models import Device, OutboxRow, StoredAlarm
-from gateway.port import Letter, Received
+from gateway.records import Letter, Outcome, Received
 from trygg.db import dialect_insert, utcnow
 from trygg.loops import Backoff
 
 log = structlog.get_logger(__name__)
-
-
-class Outcome(StrEnum):
-    STORED = "stored"
-    DUPLICATE = "duplicate"
-    CANCELLED = "cancelled"
-    CANCEL_DUPLICATE = "cancel_duplicate"
-    UNKNOWN_DEVICE = "unknown_device"
-    RETIRED_DEVICE = "retired_device"
-    UNKNOWN_ALARM = "unknown_alarm"
-    ALARM_ID_REUSED = "alarm_id_reused"
-    RESOLVED = "resolved"
-    RESOLVE_DUPLICATE = "resolve_duplicate"
-    UNSTORABLE = "unstorable"  # the store refused the item on its content; kept as a dead letter
-    DEAD_LETTERED = "dead_lettered"  # a dead letter was stored
 
 
 def is_transient(exc: BaseException) -> bool:

@@ -27,19 +27,16 @@ What the port offers:
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from devices import AlarmCancel, AlarmMessage, AlarmType, DeviceStatus, Heartbeat, Topics
-from trygg.db import utcnow
+from gateway.records import Letter, Outcome, Received
 from trygg.settings import Settings
 
 if TYPE_CHECKING:
     from gateway.install_tests import InstallTests
-    from gateway.intake import Outcome
 
 # (device_id, alarm_id, is_test): an alarm from a device was committed for the first time.
 StoredListener = Callable[[str, str, bool], None]
@@ -49,26 +46,6 @@ DeliveredListener = Callable[[str, str, str], None]
 HeartbeatListener = Callable[[str, Heartbeat], bool]
 # (device_id, online or offline)
 StatusListener = Callable[[str, DeviceStatus], Awaitable[None]]
-
-
-@dataclass(frozen=True, slots=True)
-class Received:
-    """A message as it came: where from (an MQTT topic, or another protocol's address) and its bytes."""
-
-    source: str
-    payload: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class Letter:
-    """A message that could not be handled, kept in the bounded dead-letter table for a technician."""
-
-    received: Received
-    code: str  # a rejection code (invalid, too_deep, ...) or the failure (handler_error, unstorable, bad_topic)
-    error: str  # the reason, or the exception's type and where it was raised: never the exception's own text
-    device_id: str | None = None
-    kind: str | None = None
-    received_at: datetime = field(default_factory=utcnow)
 
 
 class GatewayPort(Protocol):

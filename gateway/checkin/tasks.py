@@ -14,7 +14,7 @@ from devices import AlarmType
 from gateway.checkin.models import Checkin
 from gateway.checkin.state import CheckinContext
 from gateway.errors import GatewayError
-from gateway.intake import Outcome
+from gateway.records import Outcome
 from gateway.users import ApiUser
 from trygg import audit
 from trygg.db import dialect_insert

@@ -29,8 +29,8 @@ from devices import (
 )
 from gateway import metrics
 from gateway.features import Subscription
-from gateway.intake import Outcome
-from gateway.port import GatewayPort, Letter, Received
+from gateway.port import GatewayPort
+from gateway.records import Letter, Outcome, Received
 
 log = structlog.get_logger(__name__)
 
