@@ -57,9 +57,7 @@ def create_app(settings: Settings, receiver: Receiver | None = None, *, run_migr
 
     @app.get("/health", tags=["health"])
     async def health() -> dict[str, object]:
-        from trygg import mqtt
-
-        return {"status": "ok", "mqtt_connected": mqtt.is_connected(rec.client)}
+        return {"status": "ok", "mqtt_connected": rec.client.is_connected}
 
     @app.get("/metrics", include_in_schema=False)
     async def prometheus(request: Request) -> Response:

@@ -11,9 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from alarm_receiver.models import AlarmEvent, DeviceNotice, QueueAlarm, User
-from alarm_receiver.schemas import IntakeAlarm, IntakeCancel, IntakeResolve, IntakeResult
 from trygg import audit
 from trygg.db import dialect_insert, utcnow
+from wire.intake import IntakeAlarm, IntakeCancel, IntakeResolve, IntakeResult
 
 
 class State(StrEnum):

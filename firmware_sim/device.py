@@ -27,7 +27,6 @@ import contextlib
 import random
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -49,7 +48,7 @@ from devices import (
     Topics,
 )
 from devices.messages import utcnow
-from firmware_sim.catalog import BATTERY_ONLY, DEFAULT_ALARM_TYPE, FIRMWARE, new_alarm_id
+from firmware_sim.catalog import BATTERY_ONLY, DEFAULT_ALARM_TYPE, FIRMWARE, Resend, new_alarm_id
 from firmware_sim.outbox import EntryKind, Outbox, OutboxEntry
 from trygg.mqtt import MqttEndpoint, Will, connect, is_connected, make_client
 from trygg.settings import Settings
@@ -60,12 +59,6 @@ CONNECT_TIMEOUT_S = 5.0
 RECONNECT_MAX_S = 10.0
 START_WAIT_S = 10.0
 IDLE_TICK_S = 1.0
-
-
-@dataclass(slots=True)
-class _Backoff:
-    next_at: float  # loop time of the next (re)send
-    delay: float  # the next base delay
 
 
 class SimDevice:
@@ -121,7 +114,7 @@ class SimDevice:
         self._connected = asyncio.Event()
         self._client: Any = None
         self._subscribed: set[int] = set()  # ids of clients that subscribed once (re-subscribe on reconnect)
-        self._schedule: dict[tuple[EntryKind, str], _Backoff] = {}
+        self._schedule: dict[tuple[EntryKind, str], Resend] = {}
         self._path_since = time.time()
         self._conn_task: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -341,7 +334,7 @@ class SimDevice:
             self.outbox.mark_sent(entry.kind, entry.alarm_id)
         else:
             self._log.warning("alarm.queued_offline", alarm_id=entry.alarm_id, kind=entry.kind.value)
-        self._schedule[entry.key] = _Backoff(
+        self._schedule[entry.key] = Resend(
             next_at=now + self._jitter(self.settings.sim_resend_min_s),
             delay=min(self.settings.sim_resend_min_s * 2, self.settings.sim_resend_max_s),
         )
@@ -363,7 +356,7 @@ class SimDevice:
                 del self._schedule[key]
             for entry in entries:
                 backoff = self._schedule.setdefault(
-                    entry.key, _Backoff(next_at=now, delay=self.settings.sim_resend_min_s)
+                    entry.key, Resend(next_at=now, delay=self.settings.sim_resend_min_s)
                 )
                 if backoff.next_at > now:
                     continue

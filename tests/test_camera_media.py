@@ -58,10 +58,10 @@ class Rig:
 async def running(tmp_path: Path, broker: Broker, *, start_camera: bool = True, **camera: Any) -> AsyncIterator[Rig]:
     settings = make_settings(tmp_path, broker.url, webrtc_host_addresses=["127.0.0.1"])
     use_host_addresses(settings.webrtc_host_addresses)  # the operator peer of this test gathers on loopback too
-    relay = CameraRelayFeature()
+    gateway = Gateway(settings, features=lambda port: [CameraRelayFeature(port)])
+    relay = gateway.feature(CameraRelayFeature)
     ended: asyncio.Queue[LookEnded] = asyncio.Queue()
     relay.add_listener(ended.put_nowait)
-    gateway = Gateway(settings, features=[relay])
     cam = SimCamera(CAMERA, settings, **camera)
     await gateway.start()
     try:
