@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from alarm_receiver import metrics, queue
 from alarm_receiver.models import QueueAlarm
 from trygg.db import utcnow
+from trygg.loops import run_forever
 
 log = structlog.get_logger(__name__)
 
@@ -33,7 +34,9 @@ class Escalator:
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="escalator")
+        self._task = asyncio.create_task(
+            run_forever("escalation round", self._round, every_s=self._period, log=log), name="escalator"
+        )
 
     async def stop(self) -> None:
         if self._task:
@@ -49,12 +52,5 @@ class Escalator:
             self._on_change(alarm)
         return changed
 
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.run_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.error("escalation round failed", error=str(exc))
-            await asyncio.sleep(self._period)
+    async def _round(self) -> None:
+        await self.run_once()

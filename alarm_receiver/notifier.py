@@ -21,6 +21,7 @@ from alarm_receiver.models import DeviceNotice
 from devices import AckStatus, AlarmAck, DeviceTopic, Topics
 from trygg import mqtt
 from trygg.db import utcnow
+from trygg.loops import run_forever
 
 log = structlog.get_logger(__name__)
 
@@ -31,14 +32,12 @@ class DeviceNotifier:
     def __init__(
         self,
         sessions: async_sessionmaker[AsyncSession],
-        client: object,
-        tracker: mqtt.PubackTracker,
+        connection: mqtt.MqttConnection,
         topics: Topics,
         wake: asyncio.Event,
     ) -> None:
         self._sessions = sessions
-        self._client = client
-        self._tracker = tracker
+        self._connection = connection  # made with a PubackTracker: publish_confirmed completes on the PUBACK
         self._topics = topics
         self._wake = wake
         self._task: asyncio.Task[None] | None = None
@@ -46,7 +45,10 @@ class DeviceNotifier:
         self._confirmed: list[int] = []  # PUBACK seen, not yet marked sent in the table
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="device-notifier")
+        self._task = asyncio.create_task(
+            run_forever("device notice round", self._round, every_s=2.0, wake=self._wake, log=log),
+            name="device-notifier",
+        )
 
     def in_flight(self, notice_id: int) -> bool:
         """Published and waiting for the broker's PUBACK."""
@@ -57,23 +59,11 @@ class DeviceNotifier:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
 
-    async def _run(self) -> None:
-        while True:
-            self._wake.clear()
-            try:
-                await self._mark_confirmed()
-                sent = await self._send_pending()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.error("device notice round failed", error=str(exc))
-                sent = 0
-            if sent == 0:
-                try:
-                    async with asyncio.timeout(2.0):
-                        await self._wake.wait()
-                except TimeoutError:
-                    pass
+    async def _round(self) -> float | None:
+        """Mark what the broker confirmed, send what is owed; go on at once while there is more to send."""
+        await self._mark_confirmed()
+        sent = await self._send_pending()
+        return 0 if sent else None
 
     async def _mark_confirmed(self) -> None:
         confirmed, self._confirmed = self._confirmed, []
@@ -107,7 +97,7 @@ class DeviceNotifier:
 
     async def _send_pending(self) -> int:
         # At most MAX_IN_FLIGHT awaiting their PUBACK (a paused broker must not pull the whole table into memory).
-        if not mqtt.is_connected(self._client) or len(self._in_flight) >= MAX_IN_FLIGHT:
+        if not self._connection.is_connected or len(self._in_flight) >= MAX_IN_FLIGHT:
             return 0
         room = min(200, MAX_IN_FLIGHT - len(self._in_flight))
         query = select(DeviceNotice).where(DeviceNotice.sent_at.is_(None)).order_by(DeviceNotice.id).limit(room)
@@ -120,9 +110,7 @@ class DeviceNotifier:
             ack = AlarmAck(alarm_id=notice.alarm_id, status=AckStatus(notice.status))
             topic = self._topics.device(notice.device_id, DeviceTopic.ALARM_ACK)
             try:
-                fut = self._tracker.publish_confirmed(
-                    self._client, topic, ack.model_dump_json(exclude_none=True).encode()
-                )
+                fut = self._connection.publish_confirmed(topic, ack.model_dump_json(exclude_none=True).encode())
             except Exception as exc:
                 metrics.NOTICE_FAILURES.inc()
                 log.error("device notice publish failed", device_id=notice.device_id, error=str(exc))

@@ -11,9 +11,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from alarm_receiver.models import AlarmEvent, DeviceNotice, QueueAlarm, User
-from alarm_receiver.schemas import IntakeAlarm, IntakeCancel, IntakeResolve, IntakeResult
 from trygg import audit
 from trygg.db import dialect_insert, utcnow
+from trygg.errors import CodedError
+from wire.intake import IntakeAlarm, IntakeCancel, IntakeResolve, IntakeResult
 
 
 class State(StrEnum):
@@ -57,16 +58,11 @@ TRANSITIONS: dict[Action, tuple[frozenset[State], State]] = {
 }
 
 
-class QueueError(Exception):
+class QueueError(CodedError):
     """A request the queue refuses; ``status`` is the HTTP status the API answers with, ``code`` and ``params``
-    what the console translates (trygg/errors.py), the message the English for API users."""
+    what the console translates, ``detail`` the English for API users (trygg/errors.py answers it)."""
 
     status = 409
-
-    def __init__(self, code: str, detail: str, **params: object) -> None:
-        super().__init__(detail)
-        self.code = code
-        self.params = params
 
 
 class NotFound(QueueError):

@@ -1,63 +1,22 @@
-"""Request and response models of the receiver's HTTP API."""
+"""Request and response models of the receiver's HTTP API.
+
+The intake models (what the gateway sends) are the wire contract both services import: ``wire/intake.py``.
+"""
 
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, StringConstraints
 
-Key = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+from wire.intake import IntakeAlarm as IntakeAlarm
+from wire.intake import IntakeCancel as IntakeCancel
+from wire.intake import IntakeItem as IntakeItem
+from wire.intake import IntakeRequest as IntakeRequest
+from wire.intake import IntakeResolve as IntakeResolve
+from wire.intake import IntakeResponse as IntakeResponse
+from wire.intake import IntakeResult as IntakeResult
+
 Note = Annotated[str, StringConstraints(max_length=2000)]
-
-
-class IntakeAlarm(BaseModel):
-    kind: Literal["alarm"]
-    device_id: Key
-    alarm_id: Key
-    type: Annotated[str, StringConstraints(min_length=1, max_length=32)]
-    priority: Annotated[int, Field(ge=0, le=9)]
-    device_ts: datetime
-    stored_at: datetime
-    is_test: bool = False
-    details: dict[str, Any] = Field(default_factory=dict)
-
-
-class IntakeCancel(BaseModel):
-    kind: Literal["cancel"]
-    device_id: Key
-    alarm_id: Key
-    cancelled_at: datetime
-
-
-class IntakeResolve(BaseModel):
-    """The gateway closes an alarm it raised itself (device back online, check-in done)."""
-
-    kind: Literal["resolve"]
-    device_id: Key
-    alarm_id: Key
-    outcome: Annotated[str, StringConstraints(min_length=1, max_length=500)]
-    actor: Annotated[str, StringConstraints(min_length=1, max_length=64)] = "gateway"
-    resolved_at: datetime
-    # The outcome as a code with parameters for the console (outcome stays the English); optional for older
-    # gateways.
-    code: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
-    params: dict[str, Any] | None = None
-
-
-IntakeItem = Annotated[IntakeAlarm | IntakeCancel | IntakeResolve, Field(discriminator="kind")]
-
-
-class IntakeRequest(BaseModel):
-    items: Annotated[list[IntakeItem], Field(max_length=5000)]
-
-
-class IntakeResult(BaseModel):
-    device_id: str
-    alarm_id: str
-    result: Literal["created", "duplicate", "cancelled", "unknown", "not_cancellable", "resolved", "not_open"]
-
-
-class IntakeResponse(BaseModel):
-    results: list[IntakeResult]
 
 
 class AlarmEventOut(BaseModel):

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Iterable
-from typing import Any
 
 import httpx
 import structlog
@@ -21,6 +19,7 @@ from alarm_receiver.schemas import AlarmOut
 from devices import Topics
 from trygg import mqtt
 from trygg.db import create_engine, session_factory
+from trygg.loops import Backoff, retry_until_done
 from trygg.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -35,10 +34,20 @@ class Receiver:
         self.live = LiveFeed()
         self.notice_wake = asyncio.Event()
         self.puback = mqtt.PubackTracker()  # notices are marked sent on the broker's PUBACK
-        self.client: Any = mqtt.make_client(settings.receiver_client_id, persistent=False, tracker=self.puback)
-        self.notifier = DeviceNotifier(
-            self.sessions, self.client, self.puback, Topics(settings.topic_root), self.notice_wake
+        endpoint = mqtt.MqttEndpoint.from_url(
+            settings.mqtt_url,
+            settings.receiver_mqtt_username,
+            settings.receiver_mqtt_password.get_secret_value() if settings.receiver_mqtt_password else None,
         )
+        self.client = mqtt.MqttConnection(
+            settings.receiver_client_id,
+            endpoint,
+            persistent=False,
+            protocol=settings.mqtt_protocol,
+            tracker=self.puback,
+            on_connect=lambda _session_present: self.notice_wake.set(),  # owed notices go out at once
+        )
+        self.notifier = DeviceNotifier(self.sessions, self.client, Topics(settings.topic_root), self.notice_wake)
         self.escalator = Escalator(
             self.sessions,
             first_after_s=settings.escalate_first_s,
@@ -57,23 +66,13 @@ class Receiver:
         log.info("receiver started")
 
     async def _connect(self) -> None:
-        s = self.settings
-        endpoint = mqtt.MqttEndpoint.from_url(
-            s.mqtt_url,
-            s.receiver_mqtt_username,
-            s.receiver_mqtt_password.get_secret_value() if s.receiver_mqtt_password else None,
+        """The first connection (gmqtt reconnects by itself afterwards): tried until the broker answers."""
+        endpoint = self.client.endpoint
+        await retry_until_done(
+            "receiver's connection to the broker", self.client.connect, backoff=Backoff(0.5, 10.0), log=log
         )
-        delay = 0.5
-        while True:
-            try:
-                await mqtt.connect(self.client, endpoint, protocol=self.settings.mqtt_protocol)
-                log.info("receiver connected to broker", broker=f"{endpoint.host}:{endpoint.port}")
-                self.notice_wake.set()
-                return
-            except Exception as exc:
-                log.warning("receiver cannot reach broker; retrying", error=str(exc) or type(exc).__name__)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10)
+        log.info("receiver connected to broker", broker=f"{endpoint.host}:{endpoint.port}")
+        self.notice_wake.set()
 
     async def stop(self) -> None:
         self.live.close()
@@ -82,9 +81,8 @@ class Receiver:
             await asyncio.gather(self._connect_task, return_exceptions=True)
         await self.escalator.stop()
         await self.notifier.stop()
-        if mqtt.is_connected(self.client):
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.client.disconnect(), 5)
+        if self.client.is_connected:
+            await self.client.disconnect()
         await self.gateway_http.aclose()
         if self._own_engine:
             await self.engine.dispose()

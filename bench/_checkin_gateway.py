@@ -60,8 +60,8 @@ async def handle(relay: CameraRelayFeature, request: dict[str, Any]) -> dict[str
 
 async def run(args: argparse.Namespace) -> None:
     settings = make_settings(Path(args.workdir), args.mqtt_url, webrtc_host_addresses=["127.0.0.1"])
-    relay = CameraRelayFeature()
-    gateway = Gateway(settings, features=[relay])
+    gateway = Gateway(settings, features=lambda port: [CameraRelayFeature(port)])
+    relay = gateway.feature(CameraRelayFeature)
     await gateway.start()
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -6,8 +6,8 @@ fit on this machine.
 
 Three processes besides a private Mosquitto, all on 127.0.0.1:
 
-* the gateway (``bench._checkin_gateway``): ``Gateway(settings, features=[CameraRelayFeature()])``, no receiver,
-  with a one-line-JSON control endpoint that calls ``start_look`` / ``end_look``;
+* the gateway (``bench._checkin_gateway``): ``Gateway(settings, features=lambda port: [CameraRelayFeature(port)])``,
+  no receiver, with a one-line-JSON control endpoint that calls ``start_look`` / ``end_look``;
 * the cameras (``bench._checkin_cameras``): ``--max-parallel`` SimCameras per size, 15 fps, each frame stamped with
   its capture time (``time.monotonic()``, CLOCK_MONOTONIC: one clock for every process on the machine) in big
   black/white blocks along the top rows;

@@ -16,12 +16,20 @@ from devices.messages import (
     Location,
 )
 from devices.topics import DEFAULT_ROOT, DeviceTopic, Topics
-from devices.types import DEFAULT_PRIORITY, AlarmType, DeviceStatus, DeviceType
-from devices.validation import Rejection, parse_alarm, parse_cancel
+from devices.types import (
+    DEFAULT_PRIORITY,
+    LIFE_SAFETY_TYPES,
+    AlarmType,
+    DeviceStatus,
+    DeviceType,
+    effective_priority,
+)
+from devices.validation import Rejection, parse_alarm, parse_cancel, parse_heartbeat, parse_model, parse_status
 
 __all__ = [
     "DEFAULT_PRIORITY",
     "DEFAULT_ROOT",
+    "LIFE_SAFETY_TYPES",
     "MAX_PAYLOAD_BYTES",
     "AckStatus",
     "AckSubject",
@@ -37,6 +45,10 @@ __all__ = [
     "Location",
     "Rejection",
     "Topics",
+    "effective_priority",
     "parse_alarm",
     "parse_cancel",
+    "parse_heartbeat",
+    "parse_model",
+    "parse_status",
 ]

@@ -18,7 +18,10 @@ DeviceId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 def _utc(ts: datetime) -> datetime:
     if ts.tzinfo is None:
         raise ValueError("timestamp must carry a UTC offset (RFC 3339)")
-    return ts.astimezone(UTC)
+    try:
+        return ts.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+14:00: before year 1 in UTC
+        raise ValueError("timestamp is out of range once converted to UTC") from None
 
 
 UtcDatetime = Annotated[datetime, AfterValidator(_utc)]
@@ -54,6 +57,14 @@ class AlarmMessage(_Payload):
     battery_pct: Annotated[int, Field(ge=0, le=100, strict=True)] | None = None
     location: Location | None = None
     text: Annotated[str, StringConstraints(max_length=1024)] | None = None
+
+    def contract_fields(self) -> dict[str, object]:
+        """The fields this contract version defines, as JSON values (unset ones left out)."""
+        return self.model_dump(mode="json", exclude_none=True, exclude=set(self.model_extra or ()))
+
+    def device_extra(self) -> dict[str, object]:
+        """Whatever else the device sent: carried as opaque data, never interpreted (docs/contract.md)."""
+        return dict(self.model_extra or {})
 
 
 class AlarmCancel(_Payload):

@@ -78,6 +78,29 @@ TECHNICAL_ALARM_TYPES: frozenset[AlarmType] = frozenset(
 )
 TASK_TYPES: frozenset[AlarmType] = frozenset({AlarmType.CHECKIN_DUE, AlarmType.PATROL_VISIT})
 
+# Alarms about a person's safety: a device may raise their priority but never lower it below the default (a
+# misconfigured or tampered device must not push a fall behind a low battery). Technical and informational types
+# (tamper, low_battery, mains_lost, mains_restored) take the device's priority as it is. docs/contract.md, section 4.
+LIFE_SAFETY_TYPES: frozenset[AlarmType] = frozenset(
+    {
+        AlarmType.SMOKE,
+        AlarmType.FALL,
+        AlarmType.ASSISTANCE,
+        AlarmType.INACTIVITY,
+        AlarmType.BED_EXIT,
+        AlarmType.DOOR,
+    }
+)
+
+
+def effective_priority(alarm_type: AlarmType, requested: int | None) -> int:
+    """The priority an alarm from a device is filed with: its type's default when it asks for none, what it
+    asks for otherwise, but never below the default for a life-safety type."""
+    default = DEFAULT_PRIORITY[alarm_type]
+    if requested is None:
+        return default
+    return max(requested, default) if alarm_type in LIFE_SAFETY_TYPES else requested
+
 
 class DeviceStatus(StrEnum):
     ONLINE = "online"

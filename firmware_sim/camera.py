@@ -6,8 +6,9 @@
 - idle, it has no peer connection and sends no video ("points at the ceiling");
 - on ``camera/request`` it answers the gateway's offer (``camera/answer``) with a peer that sends the scene of
   firmware_sim/scene.py as a video track (no microphone: never audio), and publishes ``camera/state`` live;
-- it ends the look on its own clock at ``min(request.max_s, max_look_s)`` whatever the gateway does
-  (``camera/end`` with reason ``cap``, by ``camera``), and when the gateway sends ``camera/end``;
+- it ends the look on its own clock at ``min(request.max_s, max_look_s)`` (plus ``cap_lag_s``, 0 by default)
+  whatever the gateway does (``camera/end`` with reason ``cap``, by ``camera``), and when the gateway sends
+  ``camera/end``;
 - one look at a time: a second request is answered with ``error: busy``.
 
 ``scenario`` can be changed at any time (``in_bed``, ``absent``, ``on_floor``).
@@ -108,6 +109,7 @@ class SimCamera:
         fps: float = 15,
         heartbeat_interval_s: float = 300,
         max_look_s: float = 60,
+        cap_lag_s: float = 0.0,
         mqtt_url: str | None = None,
     ) -> None:
         self.device_id = device_id
@@ -117,6 +119,10 @@ class SimCamera:
         self.fps = fps
         self.heartbeat_interval_s = heartbeat_interval_s
         self.max_look_s = max_look_s
+        # Its own cap fires this much after max_s: a camera whose clock trails the gateway's. With the gateway's cap
+        # and the camera's at the same max_s, which side ends the look is a race of a few tens of milliseconds (the
+        # gateway's camera/end crossing the broker); a test of the gateway's cap sets this to know the answer.
+        self.cap_lag_s = cap_lag_s
         self.url = mqtt_url or settings.mqtt_url
         topics = Topics(settings.topic_root)
         self.status_topic = topics.device(device_id, DeviceTopic.STATUS)
@@ -334,7 +340,7 @@ class SimCamera:
         self._log.info("camera.live", look_id=look.look_id, max_s=look.max_s, scenario=self.scenario.value)
 
     async def _cap(self, look: _CameraLook) -> None:
-        await asyncio.sleep(look.max_s)
+        await asyncio.sleep(look.max_s + self.cap_lag_s)
         await self._end(look, "cap", tell_gateway=True)
 
     async def _end(self, look: _CameraLook, reason: str, *, tell_gateway: bool, by: EndedBy = EndedBy.CAMERA) -> None:

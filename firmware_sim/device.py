@@ -49,8 +49,8 @@ from devices import (
     Topics,
 )
 from devices.messages import utcnow
-from firmware_sim.catalog import BATTERY_ONLY, DEFAULT_ALARM_TYPE, FIRMWARE, new_alarm_id
-from firmware_sim.outbox import Backoff, EntryKind, Outbox, OutboxEntry
+from firmware_sim.catalog import BATTERY_ONLY, DEFAULT_ALARM_TYPE, FIRMWARE, Resend, new_alarm_id
+from firmware_sim.outbox import EntryKind, Outbox, OutboxEntry
 from trygg.mqtt import MqttEndpoint, Will, connect, is_connected, make_client
 from trygg.settings import Settings
 
@@ -117,7 +117,7 @@ class SimDevice:
         self._connected = asyncio.Event()
         self._client: Any = None
         self._subscribed: set[int] = set()  # ids of clients that subscribed once (re-subscribe on reconnect)
-        self._schedule: dict[tuple[EntryKind, str], Backoff] = {}
+        self._schedule: dict[tuple[EntryKind, str], Resend] = {}
         self._path_since = time.time()
         self._conn_task: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -336,7 +336,7 @@ class SimDevice:
             self.outbox.mark_sent(entry.kind, entry.alarm_id)
         else:
             self._log.warning("alarm.queued_offline", alarm_id=entry.alarm_id, kind=entry.kind.value)
-        self._schedule[entry.key] = Backoff(
+        self._schedule[entry.key] = Resend(
             next_at=now + self._jitter(self.settings.sim_resend_min_s),
             delay=min(self.settings.sim_resend_min_s * 2, self.settings.sim_resend_max_s),
         )
@@ -358,7 +358,7 @@ class SimDevice:
                 del self._schedule[key]
             for entry in entries:
                 backoff = self._schedule.setdefault(
-                    entry.key, Backoff(next_at=now, delay=self.settings.sim_resend_min_s)
+                    entry.key, Resend(next_at=now, delay=self.settings.sim_resend_min_s)
                 )
                 if backoff.next_at > now:
                     continue

@@ -60,14 +60,6 @@ class OutboxEntry:
         )
 
 
-@dataclass(slots=True)
-class Backoff:
-    """When an entry is (re)sent next: the device's resend schedule, kept in memory only."""
-
-    next_at: float  # loop time of the next (re)send
-    delay: float  # the next base delay
-
-
 class Outbox:
     """Unconfirmed entries of one device, in insertion order, persisted on every change."""
 

@@ -1,22 +1,43 @@
-"""The gateway's small HTTP side: health and Prometheus metrics; its lifespan runs the gateway."""
+"""The gateway's HTTP side: its API under /api/v1, health and Prometheus metrics; its lifespan runs the gateway.
+
+Routes are thin and live with their feature (``gateway/<feature>/routes.py`` or ``api.py``); this module mounts
+the routers of the features that run and maps every refusal to one body (``wire.ErrorBody``, built by
+``trygg/errors.py``): ``detail`` (English text), ``code`` (stable, dotted, translated by the console) and
+``params``.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
+import structlog
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import Response
 
 from gateway import metrics
+from gateway.api import dead_letters
 from gateway.api.deps import TokenChecker
+from gateway.checkin.feature import CheckinFeature
+from gateway.checkin.routes import router as checkin_router
+from gateway.fleet.api import router as fleet_router
+from gateway.fleet.feature import FleetFeature
 from gateway.service import Gateway
 from trygg.errors import install_error_handlers
 from trygg.http import bearer, matches_metrics_token, metrics_response, unauthorized
 from trygg.settings import Settings
 
+log = structlog.get_logger(__name__)
 
-def create_app(settings: Settings, gateway: Gateway | None = None) -> FastAPI:
+# The routers of features, mounted when the feature runs. A new feature with routes adds one line here.
+FEATURE_ROUTERS: tuple[tuple[type[object], APIRouter], ...] = (
+    (FleetFeature, fleet_router),
+    (CheckinFeature, checkin_router),
+)
+
+
+def create_app(settings: Settings, gateway: Gateway | None = None, *, routers: Sequence[APIRouter] = ()) -> FastAPI:
+    """``routers``: more routes under /api/v1 (a feature outside this package, a test's)."""
     gw = gateway or Gateway(settings)
 
     checker = TokenChecker(settings.receiver_url)
@@ -32,21 +53,27 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> FastAPI:
 
     app = FastAPI(title="Trygg gateway", version="1", lifespan=lifespan)
     app.state.gateway = gw
+    app.state.port = gw.port
+    app.state.features = gw.features
     app.state.token_checker = checker
     api = APIRouter(prefix="/api/v1")
-    for feature in gw.features:
-        router = feature.router()
-        if router is not None:
+    api.include_router(dead_letters.router)
+    for cls, router in FEATURE_ROUTERS:
+        if any(isinstance(feature, cls) for feature in gw.features):
             api.include_router(router)
+    for router in routers:
+        api.include_router(router)
     app.include_router(api)
 
+    # every refusal (the domain errors of gateway/errors.py, guards, validation): one body, counted by code
     install_error_handlers(app, lambda code: metrics.API_REFUSED.labels(code).inc())
 
     @app.get("/health")
     async def health() -> dict[str, object]:
+        connected = gw.core.connected
         return {
-            "status": "ok" if gw.connected.is_set() else "degraded",
-            "mqtt_connected": gw.connected.is_set(),
+            "status": "ok" if connected else "degraded",
+            "mqtt_connected": connected,
             "receiver_reachable": gw.forwarder.receiver_reachable,
         }
 

@@ -1,16 +1,14 @@
 """The forwarder: delivers outbox rows to the alarm receiver until the receiver confirms them.
 
-Transport: HTTP POST of a batch to the receiver's ``/api/v1/intake``; the receiver is idempotent on
-(device_id, alarm_id), so a batch sent twice (gateway killed after the POST, before marking rows
-delivered) changes nothing. Why HTTP and not MQTT: docs/architecture.md.
+Transport: HTTP POST of a batch to the receiver's ``/api/v1/intake`` in the wire contract both services import
+(``wire/intake.py``); the receiver is idempotent on (device_id, alarm_id), so a batch sent twice (gateway killed
+after the POST, before marking rows delivered) changes nothing. Why HTTP and not MQTT: docs/architecture.md.
 """
 
 from __future__ import annotations
 
 import asyncio
-import random
 from collections.abc import Callable, Collection, Sequence
-from typing import Any
 
 import httpx
 import structlog
@@ -19,6 +17,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway import metrics
 from gateway.models import OutboxRow, StoredAlarm
+from trygg.loops import Backoff, run_forever
+from wire.intake import INTAKE_PATH, IntakeAlarm, IntakeCancel, IntakeRequest, IntakeResolve, IntakeResponse
+
+# Keys of a stored payload that travel as fields of their own, not among the details ("is_test": only in payloads
+# stored before the gateway kept its own decision in a column of its own; never read).
+_NOT_DETAILS = frozenset({"alarm_id", "type", "ts", "priority", "is_test"})
 
 log = structlog.get_logger(__name__)
 
@@ -41,24 +45,22 @@ async def pending_rows(
     return [(row, alarm) for row, alarm in (await session.execute(stmt)).all()]
 
 
-def to_wire(row: OutboxRow, alarm: StoredAlarm) -> dict[str, Any]:
+def to_wire(row: OutboxRow, alarm: StoredAlarm) -> IntakeAlarm | IntakeCancel | IntakeResolve:
     """The receiver's intake item for one outbox row."""
-    item: dict[str, Any] = {"kind": row.kind, "device_id": row.device_id, "alarm_id": row.alarm_id}
+    key = {"device_id": row.device_id, "alarm_id": row.alarm_id}
     if row.kind == "alarm":
-        details = {k: v for k, v in alarm.payload.items() if k not in ("alarm_id", "type", "ts", "priority", "is_test")}
-        item |= {
-            "type": alarm.type,
-            "priority": alarm.priority,
-            "device_ts": alarm.device_ts.isoformat(),
-            "stored_at": alarm.stored_at.isoformat(),
-            "is_test": bool(alarm.payload.get("is_test", False)),
-            "details": details,
-        }
-    elif row.kind == "resolve":
-        item |= dict(row.payload or {})
-    else:
-        item["cancelled_at"] = (alarm.cancelled_at or row.created_at).isoformat()
-    return item
+        return IntakeAlarm(
+            **key,
+            type=alarm.type,
+            priority=alarm.priority,
+            device_ts=alarm.device_ts,
+            stored_at=alarm.stored_at,
+            is_test=alarm.is_test,  # the gateway's installation-test window decided it, never the device
+            details={k: v for k, v in alarm.payload.items() if k not in _NOT_DETAILS},
+        )
+    if row.kind == "resolve":
+        return IntakeResolve.model_validate({**(row.payload or {}), **key})
+    return IntakeCancel(**key, cancelled_at=alarm.cancelled_at or row.created_at)
 
 
 class Forwarder:
@@ -76,7 +78,7 @@ class Forwarder:
         timeout_s: float = 5.0,
     ) -> None:
         self._sessions = sessions
-        self._url = receiver_url.rstrip("/") + "/api/v1/intake"
+        self._url = receiver_url.rstrip("/") + INTAKE_PATH
         self._headers = {"Authorization": f"Bearer {token}"}
         self._wake = wake
         self._mark_delivered = mark_delivered
@@ -94,39 +96,35 @@ class Forwarder:
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="forwarder")
 
+    async def _run(self) -> None:
+        async with httpx.AsyncClient(timeout=self._timeout) as http:
+
+            async def forward() -> float | None:
+                sent = await self._forward_once(http)
+                if not self.receiver_reachable:
+                    log.info("receiver reachable")
+                self.receiver_reachable = True
+                return 0 if sent >= self._batch_max else None  # a full batch: more may be waiting
+
+            await run_forever(
+                "forward to receiver",
+                forward,
+                every_s=5.0,
+                wake=self._wake,
+                backoff=Backoff(0.2, self._backoff_max),
+                on_failure=self._failed,
+                log=log,
+            )
+
+    def _failed(self, exc: BaseException) -> None:
+        metrics.FORWARD_FAILURES.inc()
+        self.receiver_reachable = False
+
     async def stop(self) -> None:
         if self._task:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
-
-    async def _run(self) -> None:
-        backoff = 0.2
-        async with httpx.AsyncClient(timeout=self._timeout) as http:
-            while True:
-                self._wake.clear()
-                try:
-                    sent = await self._forward_once(http)
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:
-                    metrics.FORWARD_FAILURES.inc()
-                    if self.receiver_reachable or backoff <= 0.2:
-                        log.warning("forward to receiver failed; will retry", error=str(exc) or type(exc).__name__)
-                    self.receiver_reachable = False
-                    await asyncio.sleep(backoff * random.uniform(0.8, 1.2))
-                    backoff = min(backoff * 2, self._backoff_max)
-                    continue
-                if not self.receiver_reachable:
-                    log.info("receiver reachable")
-                self.receiver_reachable = True
-                backoff = 0.2
-                if sent < self._batch_max:
-                    try:
-                        async with asyncio.timeout(5.0):
-                            await self._wake.wait()
-                    except TimeoutError:
-                        pass
 
     async def _forward_once(self, http: httpx.AsyncClient) -> int:
         async with self._sessions() as session:
@@ -134,10 +132,15 @@ class Forwarder:
         if not rows:
             await self._update_pending_gauge()
             return 0
-        body = {"items": [to_wire(row, alarm) for row, alarm in rows]}
+        body = IntakeRequest(items=[to_wire(row, alarm) for row, alarm in rows])
         try:
-            resp = await http.post(self._url, json=body, headers=self._headers)
+            resp = await http.post(
+                self._url,
+                content=body.model_dump_json(),
+                headers=self._headers | {"Content-Type": "application/json"},
+            )
             resp.raise_for_status()
+            IntakeResponse.model_validate_json(resp.content)  # the receiver speaks the same contract
         except Exception as exc:
             await self._record_failure([row.id for row, _ in rows], str(exc) or type(exc).__name__)
             raise

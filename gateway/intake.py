@@ -4,6 +4,16 @@ One writer task takes items in arrival order and commits them in batches (group 
 one device are stored in the order they came, many devices share one commit, and the device is told
 ``stored`` only after that commit. The store is keyed by (device_id, alarm_id), so a resend is answered
 again but never stored twice.
+
+An alarm from a device is filed by the gateway's rules, not the device's: its priority never below its type's
+default for a life-safety type (``devices.effective_priority``), the client reference from the registry, the
+installation-test flag from the gateway's own window (``is_test`` on the item), and whatever the device sent beyond
+the contract kept apart as ``device_extra``, never interpreted.
+
+Dead letters (``gateway/dead_letters.py``) are written here too, in the same group commits. A batch that fails is
+retried as a whole while the store is down or busy (:func:`is_transient`: the message is not at fault, it must
+not be lost); a batch that fails on its content is stored item by item, and only the item the store refuses is
+answered ``UNSTORABLE`` and kept as a dead letter. One bad item never stops the others.
 """
 
 from __future__ import annotations
@@ -12,35 +22,34 @@ import asyncio
 import os
 import signal
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
 import structlog
+from sqlalchemy import exc as sa_exc
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from devices import DEFAULT_PRIORITY, AlarmCancel, AlarmMessage
-from gateway import metrics
+from devices import DEFAULT_PRIORITY, AlarmCancel, AlarmMessage, effective_priority
+from gateway import dead_letters, metrics
 from gateway.models import Device, OutboxRow, StoredAlarm
+from gateway.records import Letter, Outcome, Received
 from trygg.db import dialect_insert, utcnow
+from trygg.loops import Backoff
 
 log = structlog.get_logger(__name__)
 
 
-class Outcome(StrEnum):
-    STORED = "stored"
-    DUPLICATE = "duplicate"
-    CANCELLED = "cancelled"
-    CANCEL_DUPLICATE = "cancel_duplicate"
-    UNKNOWN_DEVICE = "unknown_device"
-    RETIRED_DEVICE = "retired_device"
-    UNKNOWN_ALARM = "unknown_alarm"
-    ALARM_ID_REUSED = "alarm_id_reused"
-    RESOLVED = "resolved"
-    RESOLVE_DUPLICATE = "resolve_duplicate"
+def is_transient(exc: BaseException) -> bool:
+    """The store (or the way to it) is down, busy or full: retry later, the message is not at fault.
+
+    Everything else a statement raises (a value the store refuses, a bug in how an item is written) belongs to the
+    item: it is isolated, answered and kept as a dead letter instead of stopping the intake."""
+    if isinstance(exc, sa_exc.DBAPIError):
+        return exc.connection_invalidated or isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError)
+    return isinstance(exc, sa_exc.TimeoutError | OSError | TimeoutError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,18 +63,41 @@ class Resolution:
     params: dict[str, Any] | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class _LetterMessage:
+    """A dead letter queued for the writer (``letter_item``)."""
+
+    letter: Letter
+
+
 @dataclass(slots=True)
 class IntakeItem:
     device_id: str
-    message: AlarmMessage | AlarmCancel | Resolution
+    message: AlarmMessage | AlarmCancel | Resolution | _LetterMessage
     received_at: datetime = field(default_factory=utcnow)
-    is_test: bool = False  # an installation test: travels the whole chain, not shown to the patrol
+    is_test: bool = False  # an installation test (the gateway's window): travels the whole chain, not to the patrol
+    from_device: bool = True  # False: an alarm the gateway raises itself, filed with ``details``
+    details: dict[str, Any] = field(default_factory=dict)  # JSON values; only for the gateway's own alarms
+    received: Received | None = None  # the device's message as it came (kept if the store refuses the item)
 
 
-async def store_batch(session: AsyncSession, items: Sequence[IntakeItem]) -> list[Outcome]:
+def letter_item(letter: Letter) -> IntakeItem:
+    return IntakeItem(letter.device_id or "", _LetterMessage(letter), received_at=letter.received_at)
+
+
+async def store_batch(
+    session: AsyncSession, items: Sequence[IntakeItem], bounds: dead_letters.Bounds | None = None
+) -> list[Outcome]:
     """Store a batch inside the caller's transaction; returns one outcome per item, in order."""
     insert = dialect_insert(session)
-    ids = {item.device_id for item in items}
+    letters = [item.message.letter for item in items if isinstance(item.message, _LetterMessage)]
+    if letters:
+        bounds = bounds or dead_letters.Bounds()
+        dead_letters.add(session, letters, bounds)
+        await dead_letters.prune(session, bounds)
+        if len(letters) == len(items):
+            return [Outcome.DEAD_LETTERED] * len(items)
+    ids = {item.device_id for item in items if not isinstance(item.message, _LetterMessage)}
     rows = await session.execute(
         select(Device.id, Device.retired_at, Device.client_ref, Device.area).where(Device.id.in_(ids))
     )
@@ -78,6 +110,9 @@ async def store_batch(session: AsyncSession, items: Sequence[IntakeItem]) -> lis
     }
     outcomes: list[Outcome] = []
     for item in items:
+        if isinstance(item.message, _LetterMessage):
+            outcomes.append(Outcome.DEAD_LETTERED)
+            continue
         if item.device_id not in known:
             outcomes.append(Outcome.UNKNOWN_DEVICE)
             continue
@@ -86,7 +121,8 @@ async def store_batch(session: AsyncSession, items: Sequence[IntakeItem]) -> lis
             continue
         msg = item.message
         if isinstance(msg, AlarmMessage):
-            priority = msg.priority if msg.priority is not None else DEFAULT_PRIORITY[msg.type]
+            priority, payload = _filed(item, msg)
+            payload.update(registry.get(item.device_id, {}))
             result = await session.execute(
                 insert(StoredAlarm)
                 .values(
@@ -96,9 +132,8 @@ async def store_batch(session: AsyncSession, items: Sequence[IntakeItem]) -> lis
                     priority=priority,
                     device_ts=msg.ts,
                     stored_at=item.received_at,
-                    payload=msg.model_dump(mode="json", exclude_none=True)
-                    | ({"is_test": True} if item.is_test else {})
-                    | registry.get(item.device_id, {}),
+                    payload=payload,
+                    is_test=item.is_test,
                 )
                 .on_conflict_do_nothing(index_elements=["device_id", "alarm_id"])
             )
@@ -141,6 +176,19 @@ async def store_batch(session: AsyncSession, items: Sequence[IntakeItem]) -> lis
     return outcomes
 
 
+def _filed(item: IntakeItem, msg: AlarmMessage) -> tuple[int, dict[str, Any]]:
+    """The priority and the stored payload of an alarm: a device's by the gateway's rules, the gateway's own as
+    raised. Nothing a device sends outside the contract's fields lands beside them: it is ``device_extra``."""
+    payload = msg.contract_fields()
+    if not item.from_device:
+        priority = msg.priority if msg.priority is not None else DEFAULT_PRIORITY[msg.type]
+        return priority, payload | item.details
+    extra = msg.device_extra()
+    if extra:
+        payload["device_extra"] = extra
+    return effective_priority(msg.type, msg.priority), payload
+
+
 async def _resolve(session: AsyncSession, device_id: str, msg: Resolution, at: datetime) -> Outcome:
     where = (StoredAlarm.device_id == device_id, StoredAlarm.alarm_id == msg.alarm_id)
     resolved = await session.scalar(select(StoredAlarm.resolved_at.is_not(None)).where(*where))
@@ -171,9 +219,13 @@ class IntakeWriter:
         batch_max: int = 256,
         on_commit: asyncio.Event | None = None,
         kill_at: str | None = None,
+        dead_letter_bounds: dead_letters.Bounds | None = None,
+        source_of: Callable[[IntakeItem], str] | None = None,
     ) -> None:
         self._sessions = sessions
         self._batch_max = batch_max
+        self._bounds = dead_letter_bounds or dead_letters.Bounds()
+        self._source_of = source_of or (lambda item: f"device {item.device_id}")
         # None is a wake-up: outbox rows to mark delivered are waiting in self._delivered.
         self._queue: asyncio.Queue[tuple[IntakeItem, asyncio.Future[Outcome]] | None] = asyncio.Queue()
         self._delivered: list[tuple[Sequence[int], asyncio.Future[None]]] = []
@@ -243,11 +295,12 @@ class IntakeWriter:
     ) -> None:
         started = time.perf_counter()
         delivered_ids = [i for ids, _ in delivered for i in ids]
-        attempt = 0
+        backoff = Backoff(0.2, 5.0)
         while True:
             try:
                 async with self._sessions.begin() as session:
-                    outcomes = await store_batch(session, [item for item, _ in batch]) if batch else []
+                    items = [item for item, _ in batch]
+                    outcomes = await store_batch(session, items, self._bounds) if batch else []
                     if self._kill_at_stored:
                         new = sum(o is Outcome.STORED for o in outcomes)
                         self._kill_armed = self._stored < self._kill_at_stored <= self._stored + new
@@ -262,11 +315,26 @@ class IntakeWriter:
                 break
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # the database is down or locked: keep the batch, retry
-                attempt += 1
+            except Exception as exc:
+                if batch and not is_transient(exc):  # something in the batch: find it, store the rest
+                    log.error(
+                        "intake batch refused on its content; storing its items one by one",
+                        error=dead_letters.where(exc),
+                        batch=len(batch),
+                    )
+                    outcomes = await self._one_by_one([item for item, _ in batch], delivered_ids)
+                    break
+                # the database is down, locked or full: keep the batch, retry
                 metrics.STORE_ERRORS.inc()
-                log.error("intake commit failed, retrying", error=str(exc), batch=len(batch), attempt=attempt)
-                await asyncio.sleep(min(0.1 * 2**attempt, 5.0))
+                retry_in = backoff.next()
+                log.error(
+                    "intake commit failed, retrying",
+                    error=dead_letters.where(exc),
+                    batch=len(batch),
+                    attempt=backoff.failures,
+                    retry_in_s=round(retry_in, 2),
+                )
+                await asyncio.sleep(retry_in)
         for _, done in delivered:
             if not done.done():
                 done.set_result(None)
@@ -282,3 +350,77 @@ class IntakeWriter:
         for (_, fut), outcome in zip(batch, outcomes, strict=True):
             if not fut.done():
                 fut.set_result(outcome)
+
+    async def _one_by_one(self, items: list[IntakeItem], delivered_ids: list[int]) -> list[Outcome]:
+        """The slow path after a batch failed on its content: each item in a transaction of its own."""
+        if delivered_ids:
+            await self._retrying(self._mark, delivered_ids)
+        outcomes = []
+        for item in items:
+            outcomes.append(await self._retrying(self._store_one, item))
+        return outcomes
+
+    async def _retrying(self, step: Callable[[Any], Any], arg: Any) -> Any:
+        """``step(arg)`` in a transaction, retried while the store is down; a content failure is the step's."""
+        backoff = Backoff(0.2, 5.0)
+        while True:
+            try:
+                return await step(arg)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                metrics.STORE_ERRORS.inc()
+                await asyncio.sleep(backoff.next())
+
+    async def _mark(self, ids: list[int]) -> None:
+        async with self._sessions.begin() as session:
+            await session.execute(
+                update(OutboxRow)
+                .where(OutboxRow.id.in_(ids))
+                .values(delivered_at=utcnow(), attempts=OutboxRow.attempts + 1)
+            )
+
+    async def _store_one(self, item: IntakeItem) -> Outcome:
+        try:
+            async with self._sessions.begin() as session:
+                [outcome] = await store_batch(session, [item], self._bounds)
+            return outcome
+        except Exception as exc:
+            if is_transient(exc) or isinstance(exc, asyncio.CancelledError):
+                raise
+            error = dead_letters.where(exc)
+        metrics.UNSTORABLE.inc()
+        if isinstance(item.message, _LetterMessage):  # a dead letter the store refused: nothing left to keep it in
+            log.error("dead letter could not be stored", code=item.message.letter.code, error=error)
+            return Outcome.UNSTORABLE
+        log.error("intake item refused by the store; kept as a dead letter", device_id=item.device_id, error=error)
+        received = item.received or Received(self._source_of(item), _describe(item).encode())
+        letter = Letter(received, "unstorable", error, item.device_id, _kind(item), item.received_at)
+        await self._retrying(self._store_letter, letter)
+        metrics.DEAD_LETTERS.labels("unstorable").inc()
+        return Outcome.UNSTORABLE
+
+    async def _store_letter(self, letter: Letter) -> None:
+        try:
+            async with self._sessions.begin() as session:
+                await store_batch(session, [letter_item(letter)], self._bounds)
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            log.error("dead letter could not be stored", code=letter.code, error=dead_letters.where(exc))
+
+
+def _kind(item: IntakeItem) -> str:
+    if isinstance(item.message, AlarmMessage):
+        return "alarm"
+    return "alarm/cancel" if isinstance(item.message, AlarmCancel) else "resolve"
+
+
+def _describe(item: IntakeItem) -> str:
+    """A gateway-made item as text, for its dead letter (a device's own comes with what it sent)."""
+    try:
+        return repr((item.message, item.details))[:4096]
+    except Exception:
+        return type(item.message).__name__

@@ -20,6 +20,13 @@ OUTBOX_PENDING = Gauge("trygg_gateway_outbox_pending", "Outbox rows not yet conf
 PUBLISH_FAILED = Counter("trygg_gateway_publish_failed_total", "Publishes of gateway features that failed")
 MQTT_CONNECTED = Gauge("trygg_gateway_mqtt_connected", "1 while the gateway is connected to the broker")
 API_REFUSED = Counter("trygg_gateway_api_refused_total", "HTTP API requests refused", ["reason"])
+DEAD_LETTERS = Counter(
+    "trygg_gateway_dead_letters_total", "Device messages kept as dead letters (refused or failed), by code", ["code"]
+)
+HANDLER_RETRIES = Counter(
+    "trygg_gateway_handler_retries_total", "Message handlers retried because the store was unavailable", ["kind"]
+)
+UNSTORABLE = Counter("trygg_gateway_unstorable_total", "Intake items the store refused on their content")
 HEARTBEATS = Counter("trygg_gateway_heartbeats_total", "Heartbeats from registered devices")
 DEVICES_OFFLINE = Counter("trygg_gateway_device_offline_alarms_total", "device_offline alarms raised")
 

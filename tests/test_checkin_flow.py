@@ -66,8 +66,13 @@ async def test_checkin_flow(broker: Broker, tmp_path: Path) -> None:
     clock = [at(2026, 1, 10, 12)]
     online: dict[str, bool] = {"cam1": True}
     relay = FakeRelay()
-    feature = CheckinFeature(relay, now=lambda: clock[0], background=False, status_source=online.get)
-    gw = Gateway(s, features=[feature])
+    gw = Gateway(
+        s,
+        features=lambda port: [
+            CheckinFeature(port, relay, now=lambda: clock[0], background=False, status_source=online.get)
+        ],
+    )
+    feature = gw.feature(CheckinFeature)
     base = f"http://127.0.0.1:{s.gateway_http_port}/api/v1"
 
     async with running_receiver(s), serving(create_app(s, gw), s.gateway_http_host, s.gateway_http_port):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,13 +22,20 @@ from gateway.app import create_app
 from gateway.checkin.feature import CheckinFeature
 from gateway.checkin.media import CameraRelayFeature, LookEnded
 from gateway.checkin.privacy import high_frequency_energy
+from gateway.features import Feature
 from gateway.models import Device
+from gateway.port import GatewayPort
 from gateway.service import Gateway
 from testing.broker import Broker
 from testing.harness import Api, LiveFeedReader, RawDevice, create_user, make_settings, prepare_stores, running_receiver
 from trygg.db import engine_scope, session_factory
 from trygg.serve import serving
 from trygg.webrtc import use_host_addresses
+
+
+def relay_and_checkins(port: GatewayPort, now: Callable[[], datetime]) -> list[Feature]:
+    relay = CameraRelayFeature(port)
+    return [relay, CheckinFeature(port, relay, now=now, background=False, status_source=lambda _: True)]
 
 
 async def test_look_through_the_api_is_blurred_and_ends_on_withdrawal(broker: Broker, tmp_path: Path) -> None:
@@ -37,11 +45,10 @@ async def test_look_through_the_api_is_blurred_and_ends_on_withdrawal(broker: Br
     for user, role in (("case", "case_officer"), ("op", "operator")):
         await create_user(s, user, role)
     clock = [datetime(2026, 1, 10, 22, 0, tzinfo=UTC)]  # 23:00 in Stockholm: inside the night window
-    relay = CameraRelayFeature()
+    gw = Gateway(s, features=lambda port: relay_and_checkins(port, lambda: clock[0]))
+    relay, checkins = gw.feature(CameraRelayFeature), gw.feature(CheckinFeature)
     ended: asyncio.Queue[LookEnded] = asyncio.Queue()
     relay.add_listener(ended.put_nowait)
-    checkins = CheckinFeature(relay, now=lambda: clock[0], background=False, status_source=lambda _: True)
-    gw = Gateway(s, features=[relay, checkins])
     camera = SimCamera("cam1", s, scenario="in_bed", size=(640, 480))
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     try:
@@ -135,9 +142,8 @@ async def test_look_on_an_alarm_only_when_the_consent_allows_it(broker: Broker, 
     for user, role in (("case", "case_officer"), ("op", "operator")):
         await create_user(s, user, role)
     clock = [datetime(2026, 1, 10, 22, 30, tzinfo=UTC)]
-    relay = CameraRelayFeature()
-    checkins = CheckinFeature(relay, now=lambda: clock[0], background=False, status_source=lambda _: True)
-    gw = Gateway(s, features=[relay, checkins])
+    gw = Gateway(s, features=lambda port: relay_and_checkins(port, lambda: clock[0]))
+    relay = gw.feature(CameraRelayFeature)
     camera = SimCamera("cam2", s, scenario="on_floor", size=(320, 240))
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     try:

@@ -111,6 +111,7 @@ async def test_demo_press_command_clean_up_and_quiet_stop(tmp_path: Path) -> Non
     err = stderr_path.read_text()
     assert "Traceback" not in err and "Exception in callback" not in err, err[-3000:]
     assert "demo stopping" in err
+    assert "disconnected from broker; reconnecting" not in err, err[-3000:]  # the gateway's own disconnect
 
 
 def test_servers_in_the_demo_leave_ctrl_c_to_it() -> None:

@@ -29,6 +29,9 @@ REJECTION_CODES = (
     "retired_device",
     "unknown_alarm",
     "alarm_id_reused",
+    "too_deep",
+    "duplicate_key",
+    "unstorable",
 )
 
 

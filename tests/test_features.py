@@ -16,6 +16,7 @@ from devices import AlarmType, DeviceTopic, DeviceType
 from gateway.api.deps import ApiUser, require_roles
 from gateway.features import Subscription
 from gateway.intake import Outcome
+from gateway.port import GatewayPort
 from gateway.service import Gateway
 from testing.broker import Broker
 from testing.harness import Api, LiveFeedReader, RawDevice, create_user, make_settings, prepare_stores, running_receiver
@@ -27,8 +28,8 @@ class EchoFeature:
 
     name = "echo"
 
-    def __init__(self) -> None:
-        self.gateway: Gateway | None = None
+    def __init__(self, port: GatewayPort) -> None:
+        self.port = port
         self.seen: asyncio.Queue[tuple[str, dict[str, object]]] = asyncio.Queue()
 
     def subscriptions(self) -> Mapping[DeviceTopic, Subscription]:
@@ -43,22 +44,21 @@ class EchoFeature:
 
         return r
 
-    async def start(self, gateway: Gateway) -> None:
-        self.gateway = gateway
+    async def start(self) -> None:
+        pass
 
     async def stop(self) -> None:
-        self.gateway = None
+        pass
 
     def on_connected(self) -> None:
         pass
 
     async def _heartbeat(self, device_id: str, payload: bytes) -> None:
-        assert self.gateway is not None
         body = json.loads(payload)
         if body.get("say") == "offline":
-            outcome = await self.gateway.raise_alarm(device_id, "tech-1", AlarmType.DEVICE_OFFLINE, text="silent")
+            outcome = await self.port.raise_alarm(device_id, "tech-1", AlarmType.DEVICE_OFFLINE, text="silent")
         else:
-            outcome = await self.gateway.resolve_alarm(device_id, "tech-1", "device back online")
+            outcome = await self.port.resolve_alarm(device_id, "tech-1", "device back online")
         await self.seen.put((device_id, {"outcome": outcome}))
 
 
@@ -67,11 +67,12 @@ async def test_feature_raises_and_resolves_through_the_durable_path(broker: Brok
     await prepare_stores(s, {"p1": DeviceType.PENDANT})
     await create_user(s, "op", "operator")
     await create_user(s, "tech", "technician")
-    feature = EchoFeature()
-    gw = Gateway(s, features=[feature])
+    gw = Gateway(s, features=lambda port: [EchoFeature(port)])
+    feature = gw.feature(EchoFeature)
     from gateway.app import create_app
 
-    async with running_receiver(s), serving(create_app(s, gw), s.gateway_http_host, s.gateway_http_port):
+    app = create_app(s, gw, routers=[feature.router()])
+    async with running_receiver(s), serving(app, s.gateway_http_host, s.gateway_http_port):
         op = Api(s)
         await op.login("op")
         async with LiveFeedReader(op) as feed, RawDevice(s, "p1") as device:

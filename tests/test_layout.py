@@ -9,11 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("devices", "trygg", "trygg_cli", "gateway", "alarm_receiver", "firmware_sim", "testing")
+PACKAGES = ("devices", "wire", "trygg", "trygg_cli", "gateway", "alarm_receiver", "firmware_sim", "testing")
 SOURCES = ("*.py", "*.js", "*.css", "*.html")
 MAX_LINES = 600
-# Being split by the gateway's feature port (issue 14, points 1-2) in its own branch: drop it from here at the merge.
-WAITING_FOR_SPLIT = {"gateway/checkin/feature.py"}
+# Files allowed over the limit while a branch splits them (empty: none is waiting).
+WAITING_FOR_SPLIT: set[str] = set()
 
 
 def _files() -> list[Path]:

@@ -123,9 +123,9 @@ async def test_g0002_applies_over_old_rows_and_downgrades(db_url: str) -> None:
                 {"t": T0},
             ),
         )
-        await migrate_gateway(engine)  # adopted at g0001, then g0002
+        await migrate_gateway(engine)  # adopted at g0001, then g0002 (and g0003, issue 8's, after it)
         async with engine.begin() as conn:
-            assert await conn.run_sync(_version(GATEWAY_CHAIN)) == "g0002"
+            assert await conn.run_sync(_version(GATEWAY_CHAIN)) == "g0003"
             health = (await conn.execute(sa.text("SELECT mains, has_mains FROM device_health"))).one()
             assert health == (False, None)  # not reported yet: the next heartbeat says
             test = (await conn.execute(sa.text("SELECT detail, detail_code FROM install_tests"))).one()

@@ -40,8 +40,12 @@ from trygg.schema import Chain, LegacySchemaError, alembic_config
 from trygg.schema.chain import compare_type
 from trygg.schema.legacy import LEGACY_CHAIN, LEGACY_TABLES, upgrade_legacy
 
-GATEWAY_TABLES = set(GATEWAY_CHAIN.legacy_tables)
+GATEWAY_TABLES = set(GATEWAY_CHAIN.legacy_tables)  # each service's tables the old chain made
 RECEIVER_TABLES = set(RECEIVER_CHAIN.legacy_tables)
+# The tables each chain made after the split (the gateway's g0003: dead_letters), beside those in a migrated database.
+GATEWAY_ADDED = set(gateway_migrations.metadata().tables) - GATEWAY_TABLES
+RECEIVER_ADDED = set(receiver_migrations.metadata().tables) - RECEIVER_TABLES
+ADDED = GATEWAY_ADDED | RECEIVER_ADDED
 Rows = dict[str, list[dict[str, Any]]]
 
 
@@ -124,14 +128,20 @@ def read(names: set[str]) -> Callable[[Connection], Rows]:
     return work
 
 
+# Columns a later revision added with a value for the rows already there (any other added column is null in them).
+ADDED_WITH_DEFAULT: dict[tuple[str, str], Any] = {
+    ("intake_alarms", "is_test"): False,  # g0003: true only where an installation test names the alarm
+}
+
+
 def kept(after: Rows, before: Rows) -> Rows:
     """``after`` on the columns ``before`` had: columns a later revision added (g0002, r0002, ...) are left out,
-    and must be null in the rows from before them."""
+    and must be null (or their value for old rows, ``ADDED_WITH_DEFAULT``) in the rows from before them."""
     out: Rows = {}
     for table, rows in after.items():
         columns = set(before[table][0]) if before.get(table) else {k for r in rows for k in r}
         for row in rows:
-            added = {k: v for k, v in row.items() if k not in columns and v is not None}
+            added = {k: v for k, v in row.items() if k not in columns and v != ADDED_WITH_DEFAULT.get((table, k))}
             assert not added, f"{table}: an old row got values in new columns {added}"
         out[table] = [{k: v for k, v in row.items() if k in columns} for row in rows]
     return out
@@ -193,7 +203,7 @@ def at_head(chain: Chain) -> Callable[[Connection], bool]:
 async def test_the_gateway_database_holds_only_the_gateways_tables(engine: AsyncEngine) -> None:
     await migrate_gateway(engine)
     await migrate_gateway(engine)  # idempotent
-    assert await on(engine, data_tables) == GATEWAY_TABLES | {"supervision_log"}
+    assert await on(engine, data_tables) == GATEWAY_TABLES | GATEWAY_ADDED | {"supervision_log"}
     assert not await on(engine, data_tables) & RECEIVER_TABLES
     assert await on(engine, differences(gateway_migrations.metadata(), audit_metadata())) == []
     assert await on(engine, at_head(GATEWAY_CHAIN)) and await on(engine, at_head(AUDIT_CHAIN))
@@ -203,7 +213,7 @@ async def test_the_gateway_database_holds_only_the_gateways_tables(engine: Async
 async def test_the_receiver_database_holds_only_the_receivers_tables(engine: AsyncEngine) -> None:
     await migrate_receiver(engine)
     await migrate_receiver(engine)
-    assert await on(engine, data_tables) == RECEIVER_TABLES | {"supervision_log"}
+    assert await on(engine, data_tables) == RECEIVER_TABLES | RECEIVER_ADDED | {"supervision_log"}
     assert await on(engine, differences(receiver_migrations.metadata(), audit_metadata())) == []
     assert await on(engine, at_head(RECEIVER_CHAIN)) and await on(engine, at_head(AUDIT_CHAIN))
 
@@ -213,7 +223,7 @@ async def test_both_chains_share_one_database(engine: AsyncEngine) -> None:
     await migrate_gateway(engine)
     await migrate_receiver(engine)
     await migrate_gateway(engine)
-    assert await on(engine, data_tables) == GATEWAY_TABLES | RECEIVER_TABLES | {"supervision_log"}
+    assert await on(engine, data_tables) == GATEWAY_TABLES | RECEIVER_TABLES | ADDED | {"supervision_log"}
     meta = (gateway_migrations.metadata(), receiver_migrations.metadata(), audit_metadata())
     assert await on(engine, differences(*meta)) == []
     for chain in (GATEWAY_CHAIN, RECEIVER_CHAIN, AUDIT_CHAIN):
@@ -267,7 +277,8 @@ async def test_old_gateway_database_keeps_its_rows_and_loses_the_receivers_empty
     before = await on(engine, fill(GATEWAY_TABLES | {"supervision_log"}))
     await migrate_gateway(engine)
     assert comparable(kept(await on(engine, read(GATEWAY_TABLES | {"supervision_log"})), before)) == comparable(before)
-    assert await on(engine, data_tables) == GATEWAY_TABLES | {"supervision_log"}  # receiver's (empty) tables gone
+    # the receiver's (empty) tables gone
+    assert await on(engine, data_tables) == GATEWAY_TABLES | GATEWAY_ADDED | {"supervision_log"}
     assert "alembic_version" not in await on(engine, tables)
     assert await on(engine, at_head(GATEWAY_CHAIN)) and await on(engine, at_head(AUDIT_CHAIN))
     assert await on(engine, schema) == await fresh(migrate_gateway)
@@ -282,7 +293,7 @@ async def test_old_receiver_database_keeps_its_rows_and_loses_the_gateways_empty
     before = await on(engine, fill(RECEIVER_TABLES | {"supervision_log"}))
     await migrate_receiver(engine)
     assert comparable(kept(await on(engine, read(RECEIVER_TABLES | {"supervision_log"})), before)) == comparable(before)
-    assert await on(engine, data_tables) == RECEIVER_TABLES | {"supervision_log"}
+    assert await on(engine, data_tables) == RECEIVER_TABLES | RECEIVER_ADDED | {"supervision_log"}
     assert "alembic_version" not in await on(engine, tables)
     assert await on(engine, schema) == await fresh(migrate_receiver)
 
@@ -294,8 +305,8 @@ async def test_old_database_behind_its_head_is_brought_up_first(engine: AsyncEng
     before = await on(engine, fill(old_tables))
     await migrate_gateway(engine)
     after = await on(engine, read(old_tables))
-    for name in ("intake_alarms", "outbox"):  # 0005 added columns to devices only
-        assert comparable({name: after[name]}) == comparable({name: before[name]})
+    for name in ("intake_alarms", "outbox"):  # 0005 added columns to devices only (g0003 one to intake_alarms)
+        assert comparable(kept({name: after[name]}, before)) == comparable({name: before[name]})
     assert [d["id"] for d in after["devices"]] == [d["id"] for d in before["devices"]]
     assert {d["supervision_class"] for d in after["devices"]} == {"alarm"}  # 0005's server default
     assert await on(engine, schema) == await fresh(migrate_gateway)
@@ -307,7 +318,7 @@ async def test_rows_in_the_other_services_tables_are_never_dropped(engine: Async
     await on(engine, old_database())
     before = await on(engine, fill(set(LEGACY_TABLES)))
     await migrate_gateway(engine)
-    assert await on(engine, data_tables) == set(LEGACY_TABLES)
+    assert await on(engine, data_tables) == LEGACY_TABLES | GATEWAY_ADDED
     assert "alembic_version" in await on(engine, tables)
     assert comparable(kept(await on(engine, read(set(LEGACY_TABLES))), before)) == comparable(before)
 
@@ -332,7 +343,7 @@ async def test_shared_old_database_whose_receiver_tables_are_empty(engine: Async
     await migrate_gateway(engine)
     assert not await on(engine, data_tables) & RECEIVER_TABLES
     await migrate_receiver(engine)
-    assert await on(engine, data_tables) == set(LEGACY_TABLES)
+    assert await on(engine, data_tables) == LEGACY_TABLES | ADDED
     assert comparable(kept(await on(engine, read(GATEWAY_TABLES | {"supervision_log"})), before)) == comparable(before)
     assert await on(engine, schema) == await fresh(migrate_gateway, migrate_receiver)
 
@@ -400,10 +411,83 @@ async def test_two_services_starting_together_on_one_database_migrate_in_turn(pg
     try:
         await on(engines[0], old_database())  # the worst case: both adopt an old database at once
         await asyncio.gather(migrate_gateway(engines[0]), migrate_receiver(engines[1]))
-        assert await on(engines[0], data_tables) == set(LEGACY_TABLES)
+        assert await on(engines[0], data_tables) == LEGACY_TABLES | ADDED
         assert "alembic_version" not in await on(engines[0], tables)
         for chain in (GATEWAY_CHAIN, RECEIVER_CHAIN, AUDIT_CHAIN):
             assert await on(engines[0], at_head(chain))
     finally:
         for engine in engines:
             await engine.dispose()
+
+
+# --- revisions after the split ---------------------------------------------------------------------------------
+def gateway_chain_at(revision: str) -> Callable[[Connection], None]:
+    """A gateway database built by its own chain up to ``revision`` (and the supervision log at its head)."""
+
+    def work(conn: Connection) -> None:
+        from alembic import command
+
+        command.upgrade(alembic_config(AUDIT_CHAIN, conn), "heads")
+        command.upgrade(alembic_config(GATEWAY_CHAIN, conn), revision)
+
+    return work
+
+
+@pytest.mark.parametrize("start", ["old chain at 0006", "gateway chain at g0002"])
+async def test_g0003_keeps_only_the_gateways_own_test_decision(engine: AsyncEngine, start: str) -> None:
+    """g0003 (issue 8) on a database that already holds alarms: an alarm is a test only where the gateway's own
+    installation test names it, whatever its stored payload claims; the dead-letter table is made. Both ways a
+    database reaches g0002: adopted from the old chain (g0001, then g0002), or built by the gateway's chain before
+    g0003."""
+    await on(engine, old_database() if start.startswith("old") else gateway_chain_at("g0002"))
+    now = datetime(2026, 11, 1, 2, tzinfo=UTC)
+
+    def rows(conn: Connection) -> None:
+        conn.execute(
+            sa.text(
+                "INSERT INTO devices (id, type, registered_at, supervision_class) VALUES ('p1', 'pendant', :t, 'alarm')"
+            ),
+            {"t": now},
+        )
+        for alarm_id, payload in (
+            ("real-test", '{"alarm_id": "real-test", "type": "fall", "is_test": true}'),
+            ("hidden", '{"alarm_id": "hidden", "type": "fall", "is_test": true}'),  # a device's own claim
+            ("plain", '{"alarm_id": "plain", "type": "fall"}'),
+        ):
+            conn.execute(
+                sa.text(
+                    "INSERT INTO intake_alarms (device_id, alarm_id, type, priority, device_ts, stored_at, payload) "
+                    "VALUES ('p1', :a, 'fall', 8, :t, :t, :p)"
+                ),
+                {"a": alarm_id, "t": now, "p": payload},
+            )
+        conn.execute(
+            sa.text(
+                "INSERT INTO install_tests (device_id, started_by, started_at, deadline, state, alarm_id) "
+                "VALUES ('p1', 'tech', :t, :t, 'passed', 'real-test')"
+            ),
+            {"t": now},
+        )
+
+    await on(engine, rows)
+    await migrate_gateway(engine)
+    await migrate_gateway(engine)  # idempotent
+    got = await on(
+        engine, lambda conn: dict(conn.execute(sa.text("SELECT alarm_id, is_test FROM intake_alarms")).all())
+    )
+    assert got == {"real-test": True, "hidden": False, "plain": False}
+    assert "dead_letters" in await on(engine, data_tables)
+    assert await on(engine, at_head(GATEWAY_CHAIN))
+    assert await on(engine, differences(gateway_migrations.metadata(), audit_metadata())) == []
+
+    def downgrade(conn: Connection) -> None:
+        from alembic import command
+
+        command.downgrade(alembic_config(GATEWAY_CHAIN, conn), "g0002")
+
+    await on(engine, downgrade)  # and back: the rows stay, the column and the table go
+    assert "dead_letters" not in await on(engine, data_tables)
+    columns = await on(engine, lambda conn: {c["name"] for c in sa.inspect(conn).get_columns("intake_alarms")})
+    assert "is_test" not in columns and "alarm_id" in columns
+    alarms = await on(engine, lambda conn: {r[0] for r in conn.execute(sa.text("SELECT alarm_id FROM intake_alarms"))})
+    assert alarms == {"real-test", "hidden", "plain"}

@@ -122,7 +122,7 @@ async def test_notice_dropped_by_a_broker_restart_is_sent_again(broker: Broker, 
     s = make_settings(tmp_path, broker.url)
     await prepare_stores(s)
     receiver = Receiver(s)
-    receiver.client.set_config({"reconnect_retries": -1, "reconnect_delay": 0.2})
+    receiver.client.set_reconnect_delay(0.2)
     await receiver.start()
     try:
         await eventually(lambda: _connected(receiver), 10)

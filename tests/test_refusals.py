@@ -104,6 +104,11 @@ async def test_receiver_refusals_are_coded_and_logs_keep_no_note(
             assert login.status_code == 401 and login.json()["code"] == "auth.bad_login"
         r = await api.http.post("/api/v1/intake", json={"items": []})
         assert r.status_code == 401 and r.json()["code"] == "auth.intake_token"
+        # the gateway's API through the receiver, with no gateway running: the same body, counted by its code
+        before = _count("trygg_receiver_rejected_requests_total", "gateway.unreachable")
+        r = await api.http.get("/gw/api/v1/devices")
+        assert r.status_code == 503 and r.json()["code"] == "gateway.unreachable"
+        assert _count("trygg_receiver_rejected_requests_total", "gateway.unreachable") == before + 1
         assert receiver is not None
         await api.close()
     assert SECRET not in "\n".join(r.getMessage() for r in caplog.records)
@@ -159,9 +164,9 @@ async def test_gateway_refusals_are_coded_and_logs_keep_no_text(
 def test_the_console_translates_every_code_the_services_use() -> None:
     """Every code in the services' source (refusals, history lines, texts, outcomes) has Swedish and English in
     the console (static/messages.js). Audit-log action names look alike and are not shown as messages: they are
-    left out (``action=...``, and the action arguments of the check-in feature's helpers)."""
+    left out (``action=...``, and the action arguments of the check-in helpers in gateway/checkin/tasks.py)."""
     root = Path(__file__).resolve().parent.parent
-    spaces = "alarm|auth|http|request|gateway|device|consent|checkin|look|outcome|task|area|test"
+    spaces = "alarm|auth|http|request|gateway|feature|device|consent|checkin|look|outcome|task|area|test"
     pattern = re.compile(rf"^({spaces})\.[a-z_]+$")
     found: set[str] = set()
     actions: set[str] = set()
@@ -174,7 +179,7 @@ def test_the_console_translates_every_code_the_services_use() -> None:
                     if kw.arg == "action" and isinstance(kw.value, ast.Constant):
                         actions.add(str(kw.value.value))
                 name = getattr(node.func, "attr", getattr(node.func, "id", ""))
-                position = {"_refuse": 1, "_set_state": 4}.get(name)
+                position = {"refused": 2, "set_state": 5, "log_by": 2}.get(name)
                 if position is not None and len(node.args) > position and isinstance(node.args[position], ast.Constant):
                     actions.add(str(node.args[position].value))
     js = (root / "alarm_receiver" / "console" / "static" / "messages.js").read_text(encoding="utf-8")

@@ -1,4 +1,11 @@
-"""Refusals both services send: ``{"detail": "<English>", "code": "<dotted.code>", "params": {...}}``.
+"""Refusals both services send: ``{"detail": "<English>", "code": "<dotted.code>", "params": {...}}``
+(``wire.ErrorBody``), built, counted and logged here and nowhere else.
+
+Three kinds of refusal reach the one set of handlers :func:`install_error_handlers` puts on an app: a domain
+error (a :class:`CodedError` subclass raised by code that knows no HTTP: the gateway's ``gateway/errors.py``, the
+receiver's ``QueueError``; the subclass sets the HTTP ``status``), an :class:`ApiError` (an ``HTTPException``
+with a code, for guards and routes), and FastAPI's own (request validation, an unknown path, a plain
+``HTTPException``: coded by status, :data:`STATUS_CODES`).
 
 The console translates ``code`` with ``params`` (``alarm_receiver/console/static/i18n.js``) and never shows
 ``detail``, which stays for API users and logs. A 422 from request validation is ``request.invalid`` with the
@@ -12,13 +19,15 @@ person's health). Logged are the path, the body's size and the codes.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import structlog
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from wire.errors import ErrorBody
 
 log = structlog.get_logger(__name__)
 
@@ -36,6 +45,20 @@ STATUS_CODES: Mapping[int, str] = {
 }
 # Constraint values a 422 may name (never the input itself).
 _CONSTRAINTS = ("max_length", "min_length", "ge", "gt", "le", "lt", "pattern", "expected", "multiple_of")
+
+
+class CodedError(Exception):
+    """A refusal raised by domain code: ``code`` (dotted, stable), ``detail`` (English text), ``params`` (what the
+    text refers to). A service's subclasses say their HTTP ``status`` (and ``headers``, e.g. for a 401)."""
+
+    status: ClassVar[int] = 400
+    headers: ClassVar[Mapping[str, str] | None] = None
+
+    def __init__(self, code: str, detail: str, **params: Any) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+        self.params = params
 
 
 class ApiError(HTTPException):
@@ -56,7 +79,8 @@ class ApiError(HTTPException):
 
 
 def body(code: str, detail: str, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    return {"detail": detail, "code": code, "params": dict(params or {})}
+    """The refusal body (``wire.ErrorBody``), JSON-ready."""
+    return ErrorBody(detail=detail, code=code, params=dict(params or {})).model_dump(mode="json")
 
 
 def _field(loc: Sequence[Any]) -> str:
@@ -92,7 +116,28 @@ def _size(request: Request) -> int | None:
 
 def install_error_handlers(app: FastAPI, refused: Callable[[str], None]) -> None:
     """Every 4xx/5xx refusal in the agreed shape; ``refused(code)`` counts each one once (a Prometheus counter
-    labelled by code: ``request.invalid``, ``auth.expired``, ``alarm.transition_refused``, ...)."""
+    labelled by code: ``request.invalid``, ``auth.expired``, ``alarm.transition_refused``, ...). Each is logged
+    with the path, the body's size, the status and the code: never the body, never the English text (it may
+    carry a name)."""
+
+    def refusal(
+        request: Request,
+        status: int,
+        code: str,
+        detail: str,
+        params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> JSONResponse:
+        refused(code)
+        log.info(
+            "request refused",
+            path=request.url.path,
+            method=request.method,
+            size=_size(request),
+            status=status,
+            code=code,
+        )
+        return JSONResponse(body(code, detail, params), status_code=status, headers=dict(headers) if headers else None)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -109,16 +154,17 @@ def install_error_handlers(app: FastAPI, refused: Callable[[str], None]) -> None
         params = {**first, "errors": problems[:20]}
         return JSONResponse(body("request.invalid", validation_detail(exc.errors()), params), status_code=422)
 
+    @app.exception_handler(CodedError)
+    async def domain_error(request: Request, exc: CodedError) -> JSONResponse:
+        return refusal(request, exc.status, exc.code, exc.detail, exc.params, exc.headers)
+
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         if isinstance(exc, ApiError):
             code, params = exc.code, exc.params
         else:
             code, params = STATUS_CODES.get(exc.status_code, f"http.{exc.status_code}"), {}
-        refused(code)
-        return JSONResponse(
-            body(code, str(exc.detail), params), status_code=exc.status_code, headers=getattr(exc, "headers", None)
-        )
+        return refusal(request, exc.status_code, code, str(exc.detail), params, getattr(exc, "headers", None))
 
 
-__all__ = ["STATUS_CODES", "ApiError", "body", "install_error_handlers", "validation_problems"]
+__all__ = ["STATUS_CODES", "ApiError", "CodedError", "body", "install_error_handlers", "validation_problems"]

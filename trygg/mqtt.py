@@ -1,14 +1,27 @@
-"""One way to open an MQTT connection (gmqtt, MQTT 5) for the gateway, the receiver and the simulators.
+"""MQTT for the gateway, the receiver and the simulators (gmqtt, MQTT 5).
 
 gmqtt is used because it is asyncio-native, speaks MQTT 5 session expiry, and with
 ``optimistic_acknowledgement=False`` sends a QoS 1 PUBACK only after our async handler returns, so the
 broker keeps an alarm until it is stored. Figures behind the choice: docs/architecture.md.
+
+:class:`MqttConnection` is the typed face of a gmqtt client, in the manner aiomqtt wraps paho: typed
+messages (:class:`Message`), typed callbacks, ``connect``/``disconnect``/``publish``/``subscribe``, an async
+context manager, and a failed publish raised as :class:`PublishFailed` instead of a gmqtt internal. The services
+use it; ``make_client``/``connect`` remain for the simulators, benchmarks and tests that drive gmqtt directly.
+
+gmqtt facts that shape the handler contract: a handler that raises (or returns something other than a reason
+code) never gets its PUBACK sent, and once the broker's in-flight window is full of such messages the broker
+sends that session nothing more. :class:`MqttConnection` therefore always answers 0 for a handler that returned,
+and lets only ``CancelledError`` (shutdown) through un-acknowledged; a handler's other failures are the
+handler's to deal with (the gateway's dispatcher keeps them as dead letters).
 """
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import contextlib
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from types import TracebackType
+from typing import Any, NamedTuple, Self
 from urllib.parse import unquote, urlsplit
 
 import gmqtt  # type: ignore[import-untyped,unused-ignore]
@@ -146,3 +159,157 @@ async def connect(
 
 def is_connected(client: Any) -> bool:
     return bool(getattr(client, "is_connected", False))
+
+
+class Message(NamedTuple):
+    """One received MQTT message (a NamedTuple: built for every message, thousands a second, it must be cheap)."""
+
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool = False
+    dup: bool = False
+
+
+# Runs as its own task; for QoS 1 the PUBACK is sent when it returns (and never when it raises).
+OnMessage = Callable[[Message], Awaitable[None]]
+# Called inline on gmqtt's read path (no task per message): for QoS 0 floods. Must not block or raise.
+OnMessageInline = Callable[[Message], None]
+
+
+class PublishFailed(ConnectionError):
+    """A publish could not be handed to the connection (not connected yet, or the connection is closing)."""
+
+
+def _message(topic: str | bytes, payload: bytes, qos: int, properties: Mapping[str, Any] | None) -> Message:
+    props = properties or {}
+    # gmqtt passes the topic as bytes when it is not UTF-8: keep it readable, it will not match a subscription.
+    name = topic if isinstance(topic, str) else topic.decode("utf-8", errors="replace")
+    return Message(name, payload, qos, bool(props.get("retain")), bool(props.get("dup")))
+
+
+class MqttConnection:
+    """A typed gmqtt client that reconnects forever.
+
+    ``persistent`` keeps the broker session (clean start off, ``session_expiry_s``), so QoS 1 messages published
+    while this client is away wait at the broker. ``on_message`` gets every message as its own task (QoS 1
+    PUBACK after it returns); ``on_message_inline`` instead runs inline, for QoS 0 floods. ``tracker`` lets
+    :meth:`publish_confirmed` wait for the broker's PUBACK. ``on_connect(session_present)`` runs on every
+    (re)connect: subscribe and re-publish retained state there; ``on_disconnect()`` on every loss.
+    """
+
+    def __init__(
+        self,
+        client_id: str,
+        endpoint: MqttEndpoint,
+        *,
+        persistent: bool,
+        session_expiry_s: int = 0,
+        protocol: str = "5",
+        keepalive: int = 30,
+        will: Will | None = None,
+        reconnect_delay_s: float = 1.0,
+        tracker: PubackTracker | None = None,
+        on_message: OnMessage | None = None,
+        on_message_inline: OnMessageInline | None = None,
+        on_connect: Callable[[bool], None] | None = None,
+        on_disconnect: Callable[[], None] | None = None,
+    ) -> None:
+        if on_message is not None and on_message_inline is not None:
+            raise ValueError("give on_message or on_message_inline, not both")
+        self.client_id = client_id
+        self.endpoint = endpoint
+        self._protocol = protocol
+        self._keepalive = keepalive
+        self._tracker = tracker
+        self._on_message = on_message
+        self._on_message_inline = on_message_inline
+        self._on_connect = on_connect
+        self._on_disconnect = on_disconnect
+        self.connected = asyncio.Event()
+        self._client: Any = make_client(
+            client_id,
+            persistent=persistent,
+            session_expiry_s=session_expiry_s,
+            will=will,
+            reconnect_delay_s=reconnect_delay_s,
+            tracker=tracker,
+        )
+        if on_message is not None:
+            self._client.on_message = self._handle
+        elif on_message_inline is not None:
+            self._client.on_message = self._handle_inline
+        self._client.on_connect = self._connected
+        self._client.on_disconnect = self._disconnected
+
+    @property
+    def is_connected(self) -> bool:
+        return is_connected(self._client)
+
+    def set_reconnect_delay(self, seconds: float) -> None:
+        """Seconds between reconnect attempts from now on (tests shorten it)."""
+        self._client.set_config({"reconnect_retries": -1, "reconnect_delay": seconds})
+
+    async def connect(self, timeout_s: float = 10.0) -> None:
+        """Connect once (the client reconnects by itself afterwards); raises when the broker cannot be reached."""
+        await connect(
+            self._client, self.endpoint, keepalive=self._keepalive, timeout_s=timeout_s, protocol=self._protocol
+        )
+
+    async def disconnect(self, timeout_s: float = 5.0) -> None:
+        """Disconnect cleanly (no last will); a connection that never opened is left alone."""
+        if getattr(self._client, "_connection", None) is None:
+            return
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._client.disconnect(), timeout_s)
+
+    async def __aenter__(self) -> Self:
+        await self.connect()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.disconnect()
+
+    def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> None:
+        """Hand a message to the connection (QoS 1 is kept in flight until its PUBACK); :class:`PublishFailed` if
+        it cannot be handed over."""
+        try:
+            self._client.publish(topic, payload, qos=qos, retain=retain)
+        except Exception as exc:
+            raise PublishFailed(str(exc) or type(exc).__name__) from exc
+
+    def publish_confirmed(self, topic: str, payload: bytes) -> asyncio.Future[None]:
+        """Publish at QoS 1; the future completes on the broker's PUBACK (needs a ``tracker``)."""
+        if self._tracker is None:
+            raise RuntimeError("publish_confirmed needs a connection made with a PubackTracker")
+        try:
+            return self._tracker.publish_confirmed(self._client, topic, payload)
+        except RuntimeError:
+            raise
+        except Exception as exc:
+            raise PublishFailed(str(exc) or type(exc).__name__) from exc
+
+    def subscribe(self, topic_filter: str, qos: int = 1) -> None:
+        self._client.subscribe(topic_filter, qos=qos)
+
+    # --- gmqtt callbacks ------------------------------------------------------------------------------------
+    async def _handle(self, client: Any, topic: str | bytes, payload: bytes, qos: int, properties: Any) -> int:
+        assert self._on_message is not None
+        await self._on_message(_message(topic, payload, qos, properties))
+        return 0  # gmqtt sends the PUBACK with this reason code; anything else but a code sends none
+
+    def _handle_inline(self, client: Any, topic: str | bytes, payload: bytes, qos: int, properties: Any) -> None:
+        assert self._on_message_inline is not None
+        self._on_message_inline(_message(topic, payload, qos, properties))
+
+    def _connected(self, client: Any, flags: Any, rc: Any, properties: Any) -> None:
+        self.connected.set()
+        if self._on_connect is not None:
+            self._on_connect(bool(flags))
+
+    def _disconnected(self, client: Any, packet: Any, exc: Any = None) -> None:
+        self.connected.clear()
+        if self._on_disconnect is not None:
+            self._on_disconnect()

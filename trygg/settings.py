@@ -53,6 +53,11 @@ class Settings(BaseSettings):
     forward_batch_max: int = Field(200, ge=1, le=5000)
     forward_backoff_max_s: float = Field(30.0, gt=0)
     forward_timeout_s: float = Field(5.0, gt=0)
+    # Device messages the gateway could not handle (malformed, or their handling failed) are kept for technicians
+    # (GET /api/v1/dead-letters, `trygg dead-letters list`): the newest dead_letter_keep, each payload cut at
+    # dead_letter_payload_max_bytes.
+    dead_letter_keep: int = Field(1000, ge=1, le=1_000_000)
+    dead_letter_payload_max_bytes: int = Field(4096, ge=64, le=262144)
     # Test-only fault injection: "before_commit:N" or "after_commit:N" makes the gateway SIGKILL itself
     # at its N-th intake batch, so the crash tests hit both sides of the commit deterministically.
     fault_kill_at: str | None = Field(None, pattern=r"^(before|after)_commit:[1-9][0-9]*$")

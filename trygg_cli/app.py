@@ -11,6 +11,7 @@ from trygg_cli.broker import broker_app
 from trygg_cli.common import run, settings
 from trygg_cli.consent import consent_app
 from trygg_cli.db import db_app
+from trygg_cli.dead_letters import dead_letters_app
 from trygg_cli.devices import devices_app
 from trygg_cli.log import log_app
 from trygg_cli.sim import app as sim_app
@@ -24,6 +25,7 @@ app.add_typer(sim_app, name="sim", help="Simulated devices: a fleet, or one butt
 app.add_typer(consent_app, name="consent", help="Camera check-in consents (case officers).")
 app.add_typer(log_app, name="log", help="The supervision log: verify the chain, a client's entries.")
 app.add_typer(broker_app, name="broker", help="Device and service credentials, the broker's password file and ACL.")
+app.add_typer(dead_letters_app, name="dead-letters", help="Device messages the gateway could not handle.")
 app.command()(services.gateway)
 app.command()(services.receiver)
 

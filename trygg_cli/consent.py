@@ -16,7 +16,8 @@ import typer
 from pydantic import ValidationError
 
 from gateway.checkin import consent as consents
-from gateway.checkin.consent import ConsentError, ConsentIn
+from gateway.checkin.consent import ConsentIn
+from gateway.errors import GatewayError
 from trygg.settings import get_settings
 from trygg_cli.common import fail, gateway_store
 
@@ -73,8 +74,8 @@ def add(
 
     try:
         typer.echo(f"consent {asyncio.run(run())} recorded")
-    except ConsentError as exc:
-        raise fail(exc.reason) from exc
+    except GatewayError as exc:
+        raise fail(exc.detail) from exc
 
 
 @consent_app.command("list")
@@ -103,8 +104,8 @@ def show(consent_id: int) -> None:
 
     try:
         typer.echo(asyncio.run(run()))
-    except ConsentError as exc:
-        raise fail(exc.reason) from exc
+    except GatewayError as exc:
+        raise fail(exc.detail) from exc
 
 
 @consent_app.command()
@@ -117,8 +118,8 @@ def skip(consent_id: int, night: str, note: str | None = None, by: str | None = 
 
     try:
         asyncio.run(run())
-    except ConsentError as exc:
-        raise fail(exc.reason) from exc
+    except GatewayError as exc:
+        raise fail(exc.detail) from exc
     typer.echo(f"night of {night} skipped")
 
 
@@ -132,6 +133,6 @@ def withdraw(consent_id: int, reason: str | None = None, by: str | None = None) 
 
     try:
         asyncio.run(run())
-    except ConsentError as exc:
-        raise fail(exc.reason) from exc
+    except GatewayError as exc:
+        raise fail(exc.detail) from exc
     typer.echo(f"consent {consent_id} withdrawn")

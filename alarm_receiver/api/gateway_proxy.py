@@ -9,11 +9,10 @@ from __future__ import annotations
 import httpx
 import structlog
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 
-from alarm_receiver import metrics
 from alarm_receiver.api.deps import ReceiverDep
-from trygg.errors import body as error_body
+from trygg.errors import ApiError
 
 log = structlog.get_logger(__name__)
 router = APIRouter(tags=["gateway"], include_in_schema=False)
@@ -30,11 +29,9 @@ async def to_gateway(path: str, request: Request, receiver: ReceiverDep) -> Resp
             request.method, url, params=request.query_params, headers=headers, content=await request.body()
         )
     except httpx.HTTPError as exc:
-        metrics.REJECTED_REQUESTS.labels("gateway_unreachable").inc()
         log.error("gateway unreachable", path=path, error=str(exc) or type(exc).__name__)
-        return JSONResponse(
-            error_body("gateway.unreachable", "the gateway cannot be reached right now"), status_code=503
-        )
+        # answered, counted and logged by trygg/errors.py like every refusal
+        raise ApiError(503, "gateway.unreachable", "the gateway cannot be reached right now") from exc
     return Response(
         upstream.content,
         status_code=upstream.status_code,

@@ -7,7 +7,7 @@ from fastapi import APIRouter
 
 from alarm_receiver import metrics, queue
 from alarm_receiver.api.deps import GatewayAuth, ReceiverDep, SessionDep
-from alarm_receiver.schemas import IntakeRequest, IntakeResponse
+from wire.intake import IntakeRequest, IntakeResponse
 
 log = structlog.get_logger(__name__)
 router = APIRouter(tags=["intake"])

@@ -1,8 +1,8 @@
 """Consents to camera check-ins: what the case officer records, checked, stored and logged.
 
-Used by the HTTP API (gateway/checkin/feature.py) and the CLI (trygg_cli/consent.py). Every change is one
+Used by the HTTP API (gateway/checkin/routes.py) and the CLI (trygg_cli/consent.py). Every change is one
 transaction together with its supervision-log entry. Side effects on a running gateway (ending a live look,
-closing queue tasks) belong to :class:`gateway.checkin.feature.CheckinFeature`.
+closing queue tasks) belong to gateway/checkin/outcomes.py. Refusals are domain errors (gateway/errors.py).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from devices import DeviceType
 from gateway.checkin.models import Checkin, Consent, SkippedNight
 from gateway.checkin.schedule import NightPlan, parse_hhmm
+from gateway.errors import Conflict, Invalid, NotFound
 from gateway.models import Device
 from trygg import audit
 from trygg.db import utcnow
@@ -26,18 +27,6 @@ Privacy = Literal["full", "blurred", "silhouette"]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
 DEFAULT_ESCALATION: list[EscalationStep] = ["recheck", "phone", "patrol_visit"]
 OPEN_STATES = ("pending", "due", "started")
-
-
-class ConsentError(Exception):
-    """A consent request that cannot be carried out: ``code`` and ``params`` for the console, ``reason`` the
-    English for API users (trygg/errors.py)."""
-
-    def __init__(self, reason: str, status: int = 400, code: str = "consent.refused", **params: Any) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.status = status
-        self.code = code
-        self.params = params
 
 
 class Person(BaseModel):
@@ -160,7 +149,7 @@ def _terms(consent: Consent) -> dict[str, Any]:
 async def get_consent(session: AsyncSession, consent_id: int) -> Consent:
     consent = await session.get(Consent, consent_id)
     if consent is None:
-        raise ConsentError(f"no consent {consent_id}", 404, "consent.not_found", id=consent_id)
+        raise NotFound("consent.not_found", f"no consent {consent_id}", consent_id=consent_id)
     return consent
 
 
@@ -193,35 +182,31 @@ async def create_consent(
 ) -> Consent:
     device = await session.get(Device, data.camera_id)
     if device is None or device.retired_at is not None:
-        raise ConsentError(
-            f"camera {data.camera_id!r} is not a registered, active device",
-            404,
+        raise NotFound(
             "consent.camera_unknown",
+            f"camera {data.camera_id!r} is not a registered, active device",
             camera_id=data.camera_id,
         )
     if device.type != DeviceType.CAMERA.value:
-        raise ConsentError(
-            f"device {data.camera_id!r} is a {device.type}, not a camera",
-            400,
+        raise Invalid(
             "consent.not_a_camera",
+            f"device {data.camera_id!r} is a {device.type}, not a camera",
             camera_id=data.camera_id,
             device_type=device.type,
         )
     if device.client_ref is not None and device.client_ref != data.client_ref:
-        raise ConsentError(
-            f"camera {data.camera_id!r} belongs to another client",
-            400,
+        raise Invalid(
             "consent.camera_other_client",
+            f"camera {data.camera_id!r} belongs to another client",
             camera_id=data.camera_id,
         )
     active = await session.scalar(
         select(Consent.id).where(Consent.camera_id == data.camera_id, Consent.withdrawn_at.is_(None))
     )
     if active is not None:
-        raise ConsentError(
-            f"camera {data.camera_id!r} already has an active consent ({active})",
-            409,
+        raise Conflict(
             "consent.camera_taken",
+            f"camera {data.camera_id!r} already has an active consent ({active})",
             camera_id=data.camera_id,
             consent_id=active,
         )
@@ -229,7 +214,7 @@ async def create_consent(
     try:
         NightPlan.parse(data.window_start, data.window_end, data.times, tz)
     except (ValueError, KeyError) as exc:
-        raise ConsentError(str(exc), 400, "consent.bad_schedule") from exc
+        raise Invalid("consent.bad_schedule", str(exc)) from exc
     now = now or utcnow()
     consent = Consent(
         client_ref=data.client_ref,
@@ -277,7 +262,7 @@ async def change_consent(
 ) -> Consent:
     consent = await get_consent(session, consent_id)
     if consent.withdrawn_at is not None:
-        raise ConsentError("the consent was withdrawn; record a new one", 409, "consent.withdrawn", id=consent_id)
+        raise Conflict("consent.withdrawn", "the consent was withdrawn; record a new one", consent_id=consent_id)
     changes = data.model_dump(exclude_unset=True, exclude_none=True)
     if "consented_by" in changes:
         changes["consented_by"] = [p.model_dump() for p in data.consented_by or []]
@@ -286,7 +271,7 @@ async def change_consent(
     try:
         NightPlan.parse(merged["window_start"], merged["window_end"], merged["times"], consent.timezone)
     except ValueError as exc:
-        raise ConsentError(str(exc), 400, "consent.bad_schedule") from exc
+        raise Invalid("consent.bad_schedule", str(exc)) from exc
     now = now or utcnow()
     for key, value in changes.items():
         setattr(consent, key, value)
@@ -310,7 +295,7 @@ async def skip_night(
     """Record a skipped night; returns that night's open check-ins, now cancelled (their tasks to close)."""
     consent = await get_consent(session, consent_id)
     if consent.withdrawn_at is not None:
-        raise ConsentError("the consent was withdrawn", 409, "consent.withdrawn", id=consent_id)
+        raise Conflict("consent.withdrawn", "the consent was withdrawn", consent_id=consent_id)
     exists = await session.scalar(
         select(SkippedNight.id).where(SkippedNight.consent_id == consent_id, SkippedNight.night == night)
     )

@@ -25,23 +25,20 @@ from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import structlog
 from aiortc import RTCSessionDescription, VideoStreamTrack
 from aiortc.mediastreams import MediaStreamError
 from av import VideoFrame
-from fastapi import APIRouter
-from pydantic import ValidationError
 
 from devices import DeviceTopic
 from devices.camera import CameraAnswer, CameraEnd, CameraRequest, CameraState, EndedBy
+from devices.validation import Rejection, parse_model
 from gateway.checkin.privacy import PrivacyMode, PrivacyState, apply_privacy
 from gateway.features import Subscription
+from gateway.port import GatewayPort
 from trygg.webrtc import new_peer_connection, rtc_configuration, use_host_addresses
-
-if TYPE_CHECKING:
-    from gateway.service import Gateway
 
 log = structlog.get_logger(__name__)
 
@@ -137,8 +134,9 @@ class CameraRelayFeature:
 
     name = "camera"
 
-    def __init__(self) -> None:
-        self.gateway: Gateway | None = None
+    def __init__(self, port: GatewayPort) -> None:
+        self.port = port
+        self._running = False
         self._looks: dict[str, _Look] = {}
         self._pcs: set[Any] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -155,11 +153,8 @@ class CameraRelayFeature:
             DeviceTopic.CAMERA_STATE: Subscription(self._on_state),
         }
 
-    def router(self) -> APIRouter | None:
-        return None
-
-    async def start(self, gateway: Gateway) -> None:
-        self.gateway = gateway
+    async def start(self) -> None:
+        self._running = True
 
     async def stop(self) -> None:
         """Ends every look (reason ``shutdown``) and closes every peer connection."""
@@ -171,7 +166,7 @@ class CameraRelayFeature:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        self.gateway = None
+        self._running = False
 
     def on_connected(self) -> None:
         """Nothing retained to re-publish: camera/state is the camera's."""
@@ -211,8 +206,7 @@ class CameraRelayFeature:
         Raises :class:`LookError` when the look cannot start (camera offline, no answer in time, refused, bad
         offer, ...); the camera is then told ``camera/end`` and listeners get a ``failed`` LookEnded.
         """
-        gateway = self.gateway
-        if gateway is None:
+        if not self._running:
             raise LookError("the camera relay is not running")
         if look_id in self._looks:
             raise LookError(f"look {look_id} is already running")
@@ -222,7 +216,7 @@ class CameraRelayFeature:
             raise LookError("max_s must be positive")
         if offer_type != "offer":
             raise LookError(f"expected the operator's offer, got type {offer_type!r}")
-        if not gateway.connected.is_set():
+        if not self.port.connected:
             raise LookError("the gateway is not connected to the broker")
         loop = asyncio.get_running_loop()
         look = _Look(
@@ -239,7 +233,7 @@ class CameraRelayFeature:
         look.cap_task = self._spawn(self._cap(look))
         log.info("look starting", look_id=look_id, camera_id=camera_id, privacy=look.privacy.value, max_s=max_s)
         try:
-            return await self._negotiate(gateway, look, offer_sdp, answer_timeout_s)
+            return await self._negotiate(look, offer_sdp, answer_timeout_s)
         except BaseException as exc:
             reason = exc.reason if isinstance(exc, LookError) else f"{type(exc).__name__}: {exc}"
             if look.ended:  # ended by the cap (or shutdown) while starting
@@ -258,7 +252,7 @@ class CameraRelayFeature:
 
     # ------------------------------------------------------------------ negotiation
 
-    async def _negotiate(self, gateway: Gateway, look: _Look, offer_sdp: str, timeout_s: float) -> dict[str, str]:
+    async def _negotiate(self, look: _Look, offer_sdp: str, timeout_s: float) -> dict[str, str]:
         operator = self._new_pc(look, "operator")
         await operator.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
         op_kinds = {t.kind for t in operator.getTransceivers()}
@@ -274,8 +268,8 @@ class CameraRelayFeature:
         request = CameraRequest(
             look_id=look.look_id, sdp=camera.localDescription.sdp, max_s=look.max_s, audio=look.audio
         )
-        topic = gateway.topics.device(look.camera_id, DeviceTopic.CAMERA_REQUEST)
-        if not gateway.publish(topic, request.model_dump_json().encode(), qos=1):
+        topic = self.port.topics.device(look.camera_id, DeviceTopic.CAMERA_REQUEST)
+        if not self.port.publish(topic, request.model_dump_json().encode(), qos=1):
             raise LookError("could not send the request to the camera (broker connection)")
         look.requested = True
         try:
@@ -307,8 +301,7 @@ class CameraRelayFeature:
             raise LookError("the look ended while starting")
 
     def _new_pc(self, look: _Look, side: str) -> Any:
-        assert self.gateway is not None
-        pc = new_peer_connection(self.gateway.settings)
+        pc = new_peer_connection(self.port.settings)
         self._pcs.add(pc)
         look.pcs.append(pc)
 
@@ -351,11 +344,10 @@ class CameraRelayFeature:
         look.ended = True
         loop = asyncio.get_running_loop()
         t_end = loop.time()
-        gateway = self.gateway
-        if tell_camera and look.requested and gateway is not None and gateway.connected.is_set():
+        if tell_camera and look.requested and self.port.connected:
             end = CameraEnd(look_id=look.look_id, reason=reason, by=EndedBy.GATEWAY)
-            gateway.publish(
-                gateway.topics.device(look.camera_id, DeviceTopic.CAMERA_END), end.model_dump_json().encode(), qos=1
+            self.port.publish(
+                self.port.topics.device(look.camera_id, DeviceTopic.CAMERA_END), end.model_dump_json().encode(), qos=1
             )
         if not look.answer.done():
             look.answer.set_exception(LookError(f"the look ended ({reason})"))
@@ -404,10 +396,9 @@ class CameraRelayFeature:
     # ------------------------------------------------------------------ MQTT handlers
 
     async def _on_answer(self, device_id: str, payload: bytes) -> None:
-        try:
-            answer = CameraAnswer.model_validate_json(payload)
-        except ValidationError as exc:
-            log.warning("camera answer rejected", camera_id=device_id, error=str(exc))
+        answer = parse_model(CameraAnswer, payload)
+        if isinstance(answer, Rejection):
+            log.warning("camera answer rejected", camera_id=device_id, error=answer.reason)
             return
         look = self._looks.get(answer.look_id)
         if look is None or look.camera_id != device_id:
@@ -417,10 +408,9 @@ class CameraRelayFeature:
             look.answer.set_result(answer)
 
     async def _on_end(self, device_id: str, payload: bytes) -> None:
-        try:
-            end = CameraEnd.model_validate_json(payload)
-        except ValidationError as exc:
-            log.warning("camera end rejected", camera_id=device_id, error=str(exc))
+        end = parse_model(CameraEnd, payload)
+        if isinstance(end, Rejection):
+            log.warning("camera end rejected", camera_id=device_id, error=end.reason)
             return
         if end.by is EndedBy.GATEWAY:
             return  # our own message, back from the broker
@@ -433,10 +423,9 @@ class CameraRelayFeature:
         await self._finish(look, EndReason.CAMERA_ENDED, detail=end.reason, tell_camera=False)
 
     async def _on_state(self, device_id: str, payload: bytes) -> None:
-        try:
-            state = CameraState.model_validate_json(payload)
-        except ValidationError as exc:
-            log.warning("camera state rejected", camera_id=device_id, error=str(exc))
+        state = parse_model(CameraState, payload)
+        if isinstance(state, Rejection):
+            log.warning("camera state rejected", camera_id=device_id, error=state.reason)
             return
         async with self._state_changed:
             self._states[device_id] = state.state.value

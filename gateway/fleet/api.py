@@ -1,10 +1,14 @@
-"""Technicians' device API: registry, health with filters, remote configuration, installation tests."""
+"""Technicians' device API: registry, health with filters, remote configuration, installation tests.
+
+Thin routes over the fleet feature (``gateway/fleet/feature.py``), the registry and the core's installation-test
+window; refusals are domain errors (``gateway/errors.py``).
+"""
 
 from __future__ import annotations
 
 from datetime import date, datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field, StringConstraints
@@ -12,18 +16,16 @@ from sqlalchemy import select
 
 from devices import DeviceType
 from devices.types import TECHNICAL_ALARM_TYPES
-from gateway.api.deps import ApiUser, SessionDep, require_roles
-from gateway.fleet.models import InstallTest
+from gateway.api.deps import ApiUser, PortDep, SessionDep, feature, require_roles
+from gateway.errors import Conflict, NotFound
+from gateway.fleet.feature import FleetFeature
 from gateway.fleet.supervision import DeviceState
-from gateway.models import Device, StoredAlarm
+from gateway.models import Device, InstallTest, StoredAlarm
 from gateway.registry import RegistryError, add_device, retire_device
-from trygg.errors import ApiError
-
-if TYPE_CHECKING:
-    from gateway.fleet.feature import FleetFeature
 
 Technician = Annotated[ApiUser, Depends(require_roles("technician"))]
 HealthReader = Annotated[ApiUser, Depends(require_roles("technician", "operator"))]
+Fleet = Annotated[FleetFeature, Depends(feature(FleetFeature))]
 TECHNICAL_TYPES = sorted(t.value for t in TECHNICAL_ALARM_TYPES)  # the contract's list (devices/types.py)
 
 
@@ -138,8 +140,8 @@ class DeviceDetailOut(DeviceOut):
     install_tests: list[InstallTestOut]
 
 
-def flags_of(feature: FleetFeature, device: Device, st: DeviceState | None) -> list[str]:
-    s = feature._gw().settings
+def flags_of(fleet: FleetFeature, device: Device, st: DeviceState | None) -> list[str]:
+    s = fleet.settings
     flags: list[str] = []
     if st is not None:
         if st.status == "offline":
@@ -158,11 +160,11 @@ def flags_of(feature: FleetFeature, device: Device, st: DeviceState | None) -> l
     return flags
 
 
-def device_out(feature: FleetFeature, device: Device) -> dict[str, Any]:
-    st = feature._sup().states.get(device.id)
+def device_out(fleet: FleetFeature, device: Device) -> dict[str, Any]:
+    st = fleet.supervisor.states.get(device.id)
     health = None
     if st is not None:
-        feature._sup().sync_times([st])
+        fleet.supervisor.sync_times([st])
         health = HealthOut(
             status=st.status,
             last_seen=st.last_seen,
@@ -177,7 +179,7 @@ def device_out(feature: FleetFeature, device: Device) -> dict[str, Any]:
             heartbeat_interval_s=st.interval_s,
             open_offline_alarm=st.open_alarm_id,
             flaps=st.flaps,
-            flags=flags_of(feature, device, st),
+            flags=flags_of(fleet, device, st),
         )
     return {
         "id": device.id,
@@ -195,115 +197,124 @@ def device_out(feature: FleetFeature, device: Device) -> dict[str, Any]:
     }
 
 
-def build_router(feature: FleetFeature) -> APIRouter:
-    router = APIRouter(prefix="/devices", tags=["devices"])
+router = APIRouter(prefix="/devices", tags=["devices"])
 
-    async def _device(session: SessionDep, device_id: str) -> Device:
-        device = await session.get(Device, device_id)
-        if device is None:
-            raise ApiError(404, "device.not_found", f"no device {device_id!r}", device_id=device_id)
-        return device
 
-    @router.get("", response_model=list[DeviceOut])
-    async def list_devices(
-        session: SessionDep,
-        user: HealthReader,
-        flag: Annotated[list[HealthFilter] | None, Query(description="only devices with all these flags")] = None,
-        include_retired: bool = False,
-        limit: Annotated[int, Query(ge=1, le=50000)] = 5000,
-    ) -> list[dict[str, Any]]:
-        stmt = select(Device).where(~Device.id.startswith("area-")).order_by(Device.id)
-        if not include_retired:
-            stmt = stmt.where(Device.retired_at.is_(None))
-        wanted = {f.value for f in flag or []}
-        out = []
-        for device in (await session.scalars(stmt)).all():
-            row = device_out(feature, device)
-            flags = set(row["health"].flags if row["health"] else flags_of(feature, device, None))
-            if wanted <= flags:
-                out.append(row)
-            if len(out) >= limit:
-                break
-        return out
+async def _device(session: SessionDep, device_id: str) -> Device:
+    device = await session.get(Device, device_id)
+    if device is None:
+        raise NotFound("device.not_found", f"no device {device_id!r}", device_id=device_id)
+    return device
 
-    @router.post("", response_model=DeviceOut, status_code=201)
-    async def register(body: DeviceIn, session: SessionDep, user: Technician) -> dict[str, Any]:
-        try:
-            device = await add_device(session, body.id, body.type, client_ref=body.client_ref, location=body.location)
-        except RegistryError as exc:
-            raise ApiError(409, "device.already_registered", str(exc), device_id=body.id) from None
-        device.installed_on = body.installed_on
-        device.firmware_version = body.firmware_version
-        device.network = body.network.value if body.network else None
-        device.supervision_class = (
-            body.supervision_class.value if body.supervision_class else ("camera" if body.type == "camera" else "alarm")
-        )
-        device.area = body.area
-        await session.commit()
-        return device_out(feature, device)
 
-    @router.get("/{device_id}", response_model=DeviceDetailOut)
-    async def detail(device_id: str, session: SessionDep, user: HealthReader) -> dict[str, Any]:
-        device = await _device(session, device_id)
-        open_alarms = (
-            await session.scalars(
-                select(StoredAlarm)
-                .where(
-                    StoredAlarm.device_id == device_id,
-                    StoredAlarm.type.in_(TECHNICAL_TYPES),
-                    StoredAlarm.resolved_at.is_(None),
-                    StoredAlarm.cancelled_at.is_(None),
-                )
-                .order_by(StoredAlarm.stored_at.desc())
-                .limit(20)
+def _active(device: Device) -> None:
+    if device.retired_at is not None:
+        raise Conflict("device.retired", f"device {device.id!r} is retired", device_id=device.id)
+
+
+@router.get("", response_model=list[DeviceOut])
+async def list_devices(
+    session: SessionDep,
+    user: HealthReader,
+    fleet: Fleet,
+    flag: Annotated[list[HealthFilter] | None, Query(description="only devices with all these flags")] = None,
+    include_retired: bool = False,
+    limit: Annotated[int, Query(ge=1, le=50000)] = 5000,
+) -> list[dict[str, Any]]:
+    stmt = select(Device).where(~Device.id.startswith("area-")).order_by(Device.id)
+    if not include_retired:
+        stmt = stmt.where(Device.retired_at.is_(None))
+    wanted = {f.value for f in flag or []}
+    out = []
+    for device in (await session.scalars(stmt)).all():
+        row = device_out(fleet, device)
+        flags = set(row["health"].flags if row["health"] else flags_of(fleet, device, None))
+        if wanted <= flags:
+            out.append(row)
+        if len(out) >= limit:
+            break
+    return out
+
+
+@router.post("", response_model=DeviceOut, status_code=201)
+async def register(body: DeviceIn, session: SessionDep, user: Technician, fleet: Fleet) -> dict[str, Any]:
+    try:
+        device = await add_device(session, body.id, body.type, client_ref=body.client_ref, location=body.location)
+    except RegistryError as exc:
+        raise Conflict("device.already_registered", str(exc), device_id=body.id) from None
+    device.installed_on = body.installed_on
+    device.firmware_version = body.firmware_version
+    device.network = body.network.value if body.network else None
+    device.supervision_class = (
+        body.supervision_class.value if body.supervision_class else ("camera" if body.type == "camera" else "alarm")
+    )
+    device.area = body.area
+    await session.commit()
+    return device_out(fleet, device)
+
+
+@router.get("/{device_id}", response_model=DeviceDetailOut)
+async def detail(device_id: str, session: SessionDep, user: HealthReader, fleet: Fleet) -> dict[str, Any]:
+    device = await _device(session, device_id)
+    open_alarms = (
+        await session.scalars(
+            select(StoredAlarm)
+            .where(
+                StoredAlarm.device_id == device_id,
+                StoredAlarm.type.in_(TECHNICAL_TYPES),
+                StoredAlarm.resolved_at.is_(None),
+                StoredAlarm.cancelled_at.is_(None),
             )
-        ).all()
-        tests = (
-            await session.scalars(
-                select(InstallTest).where(InstallTest.device_id == device_id).order_by(InstallTest.id.desc()).limit(10)
-            )
-        ).all()
-        config = feature.configs.get(device_id)
-        return device_out(feature, device) | {
-            "config": ConfigOut.model_validate(config, from_attributes=True) if config else None,
-            "open_technical_alarms": [
-                TechnicalAlarmOut(alarm_id=a.alarm_id, type=a.type, stored_at=a.stored_at) for a in open_alarms
-            ],
-            "install_tests": [InstallTestOut.model_validate(t, from_attributes=True) for t in tests],
-        }
-
-    @router.post("/{device_id}/retire", response_model=DeviceOut)
-    async def retire(device_id: str, session: SessionDep, user: Technician) -> dict[str, Any]:
-        await _device(session, device_id)
-        device = await retire_device(session, device_id)
-        await session.commit()
-        feature.forget(device_id)
-        return device_out(feature, device)
-
-    @router.put("/{device_id}/config", response_model=ConfigOut)
-    async def configure(device_id: str, body: ConfigIn, session: SessionDep, user: Technician) -> ConfigOut:
-        device = await _device(session, device_id)
-        if device.retired_at is not None:
-            raise ApiError(409, "device.retired", f"device {device_id!r} is retired", device_id=device_id)
-        await session.close()
-        row = await feature.set_config(device_id, body.heartbeat_interval_s, body.extra, user.username)
-        return ConfigOut.model_validate(row, from_attributes=True)
-
-    @router.post("/{device_id}/install-test", response_model=InstallTestOut, status_code=201)
-    async def install_test(device_id: str, body: InstallTestIn, session: SessionDep, user: Technician) -> InstallTest:
-        device = await _device(session, device_id)
-        if device.retired_at is not None:
-            raise ApiError(409, "device.retired", f"device {device_id!r} is retired", device_id=device_id)
-        await session.close()
-        window = body.window_s or feature._gw().settings.install_test_window_s
-        return await feature.start_install_test(device_id, user.username, window)
-
-    @router.get("/{device_id}/install-tests", response_model=list[InstallTestOut])
-    async def install_tests(device_id: str, session: SessionDep, user: HealthReader) -> list[InstallTest]:
-        await _device(session, device_id)
-        rows = await session.scalars(
-            select(InstallTest).where(InstallTest.device_id == device_id).order_by(InstallTest.id.desc()).limit(50)
+            .order_by(StoredAlarm.stored_at.desc())
+            .limit(20)
         )
-        return list(rows.all())
+    ).all()
+    tests = (
+        await session.scalars(
+            select(InstallTest).where(InstallTest.device_id == device_id).order_by(InstallTest.id.desc()).limit(10)
+        )
+    ).all()
+    config = fleet.configs.get(device_id)
+    return device_out(fleet, device) | {
+        "config": ConfigOut.model_validate(config, from_attributes=True) if config else None,
+        "open_technical_alarms": [
+            TechnicalAlarmOut(alarm_id=a.alarm_id, type=a.type, stored_at=a.stored_at) for a in open_alarms
+        ],
+        "install_tests": [InstallTestOut.model_validate(t, from_attributes=True) for t in tests],
+    }
 
-    return router
+
+@router.post("/{device_id}/retire", response_model=DeviceOut)
+async def retire(device_id: str, session: SessionDep, user: Technician, fleet: Fleet) -> dict[str, Any]:
+    await _device(session, device_id)
+    device = await retire_device(session, device_id)
+    await session.commit()
+    fleet.forget(device_id)
+    return device_out(fleet, device)
+
+
+@router.put("/{device_id}/config", response_model=ConfigOut)
+async def configure(device_id: str, body: ConfigIn, session: SessionDep, user: Technician, fleet: Fleet) -> ConfigOut:
+    _active(await _device(session, device_id))
+    await session.close()
+    row = await fleet.set_config(device_id, body.heartbeat_interval_s, body.extra, user.username)
+    return ConfigOut.model_validate(row, from_attributes=True)
+
+
+@router.post("/{device_id}/install-test", response_model=InstallTestOut, status_code=201)
+async def install_test(
+    device_id: str, body: InstallTestIn, session: SessionDep, user: Technician, port: PortDep
+) -> InstallTest:
+    _active(await _device(session, device_id))
+    await session.close()
+    window = body.window_s or port.settings.install_test_window_s
+    return await port.install_tests.start(device_id, user.username, window)
+
+
+@router.get("/{device_id}/install-tests", response_model=list[InstallTestOut])
+async def install_tests(device_id: str, session: SessionDep, user: HealthReader) -> list[InstallTest]:
+    await _device(session, device_id)
+    rows = await session.scalars(
+        select(InstallTest).where(InstallTest.device_id == device_id).order_by(InstallTest.id.desc()).limit(50)
+    )
+    return list(rows.all())

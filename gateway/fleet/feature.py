@@ -1,7 +1,10 @@
-"""The fleet feature: heartbeats and status in, technical alarms out, remote configuration, installation tests.
+"""The fleet feature: heartbeats and status in, technical alarms out, remote configuration.
 
-Heartbeats are handled in memory (they come by the thousand per second) and flushed to ``device_health``
-every ``health_flush_s``; every alarm goes through the gateway's durable path.
+Heartbeats and status messages come from the port (``report_heartbeat``/``report_status``: the MQTT contract
+today, other protocols later); they are handled in memory (they come by the thousand per second) and flushed to
+``device_health`` every ``health_flush_s``. Every alarm goes through the gateway's durable path. Installation
+tests are the core's (``gateway/install_tests.py``): their window decides how an alarm is filed. The technicians'
+routes are ``gateway/fleet/api.py``.
 """
 
 from __future__ import annotations
@@ -10,18 +13,15 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Mapping, Sequence
-from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import structlog
-from fastapi import APIRouter
-from pydantic import ValidationError
 from sqlalchemy import select, update
 
-from devices import AlarmType, DeviceConfig, DeviceTopic, DeviceType, Heartbeat
+from devices import AlarmType, DeviceConfig, DeviceStatus, DeviceTopic, DeviceType, Heartbeat
 from gateway import metrics
 from gateway.features import Subscription
-from gateway.fleet.models import DeviceConfigRow, DeviceHealth, InstallTest
+from gateway.fleet.models import DeviceConfigRow, DeviceHealth
 from gateway.fleet.supervision import (
     WHOLE_FLEET,
     Action,
@@ -34,11 +34,11 @@ from gateway.fleet.supervision import (
     Supervisor,
 )
 from gateway.models import Device
+from gateway.port import GatewayPort
 from gateway.registry import add_device
 from trygg.db import dialect_insert, utcnow
-
-if TYPE_CHECKING:
-    from gateway.service import Gateway
+from trygg.loops import Backoff, run_forever
+from trygg.settings import Settings
 
 log = structlog.get_logger(__name__)
 
@@ -54,41 +54,50 @@ def area_device_id(area: str) -> str:
 class FleetFeature:
     name = "fleet"
 
-    def __init__(self) -> None:
-        self.gateway: Gateway | None = None
-        self.supervisor: Supervisor | None = None
+    def __init__(self, port: GatewayPort) -> None:
+        self.port = port
+        self.supervisor = Supervisor(port.settings)
         self.configs: dict[str, DeviceConfigRow] = {}
         self._applied: dict[str, int] = {}  # device -> config version newly reported applied
-        self._tests: dict[str, int] = {}  # device -> open installation test id
-        self._test_alarms: dict[tuple[str, str], tuple[int, float]] = {}  # (device, alarm) -> (test id, mono)
         self._unknown_checked: dict[str, float] = {}
         self._lookups: set[asyncio.Task[bool]] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self._actions: asyncio.Queue[Action] = asyncio.Queue()
+        self._current: Action | None = None  # the action being carried out (retried until it succeeds)
+        port.on_heartbeat(self.heartbeat)
+        port.on_status(self.status)
+
+    @property
+    def settings(self) -> Settings:
+        return self.port.settings
 
     # --- Feature protocol ------------------------------------------------------------------------------------
     def subscriptions(self) -> Mapping[DeviceTopic, Subscription]:
-        return {
-            DeviceTopic.HEARTBEAT: Subscription(fast=self._on_heartbeat, qos=0),
-            DeviceTopic.STATUS: Subscription(self._on_status, qos=1),
-        }
+        return {}  # heartbeats and status come through the port, from whatever protocol the device speaks
 
-    def router(self) -> APIRouter:
-        from gateway.fleet.api import build_router
-
-        return build_router(self)
-
-    async def start(self, gateway: Gateway) -> None:
-        self.gateway = gateway
-        self.supervisor = Supervisor(gateway.settings)
+    async def start(self) -> None:
         await self._load()
-        gateway.is_test_alarm = lambda device_id: device_id in self._tests
-        gateway.stored_listeners.append(self._alarm_stored)
-        gateway.delivered_listeners.append(self._alarm_delivered)
+        s = self.settings
         self._tasks = [
-            asyncio.create_task(self._tick_loop(), name="fleet-tick"),
-            asyncio.create_task(self._flush_loop(), name="fleet-flush"),
-            asyncio.create_task(self._action_loop(), name="fleet-actions"),
+            asyncio.create_task(
+                run_forever("supervision tick", self._tick, every_s=s.supervision_period_s, log=log),
+                name="fleet-tick",
+            ),
+            asyncio.create_task(
+                run_forever("health flush", self._flush_round, every_s=s.health_flush_s, log=log),
+                name="fleet-flush",
+            ),
+            asyncio.create_task(
+                run_forever(
+                    "supervision action",
+                    self._next_action,
+                    every_s=0,
+                    backoff=Backoff(0.2, 10.0),
+                    on_failure=self._action_failed,
+                    log=log,
+                ),
+                name="fleet-actions",
+            ),
         ]
 
     async def stop(self) -> None:
@@ -98,9 +107,8 @@ class FleetFeature:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks = []
-        if self.gateway is not None:
-            with contextlib.suppress(Exception):
-                await self.flush()
+        with contextlib.suppress(Exception):
+            await self.flush()
 
     def on_connected(self) -> None:
         """Re-publish every device's retained configuration (a broker without persistence forgets it)."""
@@ -109,21 +117,19 @@ class FleetFeature:
 
     # --- loading and saving ----------------------------------------------------------------------------------
     async def _load(self) -> None:
-        gw, sup = self._gw(), self._sup()
-        async with gw.sessions() as session:
+        sup = self.supervisor
+        async with self.port.sessions() as session:
             devices = (await session.scalars(select(Device).where(Device.retired_at.is_(None)))).all()
             health = {h.device_id: h for h in (await session.scalars(select(DeviceHealth))).all()}
             self.configs = {c.device_id: c for c in (await session.scalars(select(DeviceConfigRow))).all()}
-            open_tests = (await session.scalars(select(InstallTest).where(InstallTest.state == "waiting"))).all()
         for device in devices:
             if device.id.startswith(AREA_DEVICE_PREFIX):
                 continue
             sup.track(self._state_from(device, health.get(device.id)), restarted=True)
-        self._tests = {t.device_id: t.id for t in open_tests}
         log.info("fleet supervision loaded", devices=len(sup.states), configs=len(self.configs))
 
     def _state_from(self, device: Device, h: DeviceHealth | None) -> DeviceState:
-        sup = self._sup()
+        sup = self.supervisor
         config = self.configs.get(device.id)
         state = DeviceState(
             device_id=device.id,
@@ -149,8 +155,7 @@ class FleetFeature:
 
     async def flush(self) -> int:
         """Write changed supervision state to the store (a restarted gateway starts from it)."""
-        sup, gw = self._sup(), self._gw()
-        dirty = list(sup.dirty())
+        dirty = list(self.supervisor.dirty())
         applied, self._applied = self._applied, {}
         if not dirty and not applied:
             return 0
@@ -175,7 +180,7 @@ class FleetFeature:
         for st in dirty:
             st.dirty = False
         try:
-            async with gw.sessions.begin() as session:
+            async with self.port.sessions.begin() as session:
                 insert = dialect_insert(session)
                 for chunk in range(0, len(rows), 500):
                     part = rows[chunk : chunk + 500]
@@ -195,16 +200,10 @@ class FleetFeature:
             raise
         return len(rows)
 
-    # --- inputs ----------------------------------------------------------------------------------------------
-    def _on_heartbeat(self, device_id: str, payload: bytes) -> None:
-        """Inline on the fast connection: validate, update the in-memory state, queue any action."""
-        try:
-            hb = Heartbeat.model_validate_json(payload)
-        except ValidationError as exc:
-            metrics.REJECTED.labels("invalid_heartbeat").inc()
-            log.warning("heartbeat rejected", device_id=device_id, reason=str(exc.errors()[0]["msg"]))
-            return
-        sup = self._sup()
+    # --- inputs (from the port) -----------------------------------------------------------------------------
+    def heartbeat(self, device_id: str, hb: Heartbeat) -> bool:
+        """Inline on the heartbeat path: update the in-memory state, queue any action; False for an unknown device."""
+        sup = self.supervisor
         if device_id not in sup.states:
             # maybe registered since start: look it up (off this path), take its next heartbeat
             if self._lookup_allowed(device_id):
@@ -212,7 +211,7 @@ class FleetFeature:
                 self._lookups.add(task)
                 task.add_done_callback(self._lookups.discard)
             metrics.REJECTED.labels("unknown_device").inc()
-            return
+            return False
         metrics.HEARTBEATS.inc()
         self._enqueue(sup.heartbeat(device_id, hb))
         config = self.configs.get(device_id)
@@ -220,16 +219,13 @@ class FleetFeature:
             config.applied_at = utcnow()
             self._applied[device_id] = config.version
             log.info("device applied config", device_id=device_id, version=config.version)
+        return True
 
-    async def _on_status(self, device_id: str, payload: bytes) -> None:
-        text = payload.decode(errors="replace").strip().lower()
-        if text not in ("online", "offline"):
-            metrics.REJECTED.labels("invalid_status").inc()
-            return
-        sup = self._sup()
+    async def status(self, device_id: str, status: DeviceStatus) -> None:
+        sup = self.supervisor
         if device_id not in sup.states and not (self._lookup_allowed(device_id) and await self._maybe_track(device_id)):
             return
-        self._enqueue(sup.status(device_id, text == "online"))
+        self._enqueue(sup.status(device_id, status is DeviceStatus.ONLINE))
 
     def _lookup_allowed(self, device_id: str) -> bool:
         """At most one registry look-up per unknown id every 30 s."""
@@ -243,63 +239,48 @@ class FleetFeature:
 
     async def _maybe_track(self, device_id: str) -> bool:
         """A device registered after start: look it up and supervise it from now on."""
-        async with self._gw().sessions() as session:
+        async with self.port.sessions() as session:
             device = await session.get(Device, device_id)
         if device is None or device.retired_at is not None:
             return False
         self._unknown_checked.pop(device_id, None)
-        self._sup().track(self._state_from(device, None))
+        self.supervisor.track(self._state_from(device, None))
         return True
 
     def is_online(self, device_id: str) -> bool | None:
         """True/False once supervised and heard from; None when unknown (never heard, or not supervised)."""
-        state = self.supervisor.states.get(device_id) if self.supervisor else None
+        state = self.supervisor.states.get(device_id)
         if state is None or state.status == "unknown":
             return None
         return state.status == "online"
 
     def forget(self, device_id: str) -> None:
-        self._sup().forget(device_id)
+        self.supervisor.forget(device_id)
 
     # --- actions ---------------------------------------------------------------------------------------------
     def _enqueue(self, actions: Sequence[Action]) -> None:
         for action in actions:
             self._actions.put_nowait(action)
 
-    async def _tick_loop(self) -> None:
-        period = self._gw().settings.supervision_period_s
-        while True:
-            self._enqueue(self._sup().tick())
-            self._check_test_deadlines()
-            await asyncio.sleep(period)
+    async def _tick(self) -> None:
+        self._enqueue(self.supervisor.tick())
 
-    async def _flush_loop(self) -> None:
-        period = self._gw().settings.health_flush_s
-        while True:
-            await asyncio.sleep(period)
-            try:
-                await self.flush()
-            except Exception as exc:
-                log.error("health flush failed; will retry", error=str(exc))
+    async def _flush_round(self) -> None:
+        await self.flush()
 
-    async def _action_loop(self) -> None:
+    async def _next_action(self) -> float:
         """Raises and resolves in order, one at a time, each durably; a failure is retried, never dropped."""
-        while True:
-            action = await self._actions.get()
-            delay = 0.2
-            while True:
-                try:
-                    await self._execute(action)
-                    break
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:
-                    log.error("supervision action failed; retrying", action=repr(action), error=str(exc))
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 10)
+        if self._current is None:
+            self._current = await self._actions.get()
+        await self._execute(self._current)
+        self._current = None
+        return 0
+
+    def _action_failed(self, exc: BaseException) -> None:
+        log.warning("supervision action will be retried", action=repr(self._current))
 
     async def _execute(self, action: Action) -> None:
-        gw = self._gw()
+        gw = self.port
         if isinstance(action, RaiseOffline):
             metrics.DEVICES_OFFLINE.inc()
             await gw.raise_alarm(
@@ -362,7 +343,7 @@ class FleetFeature:
 
     async def _ensure_area_device(self, area: str) -> str:
         device_id = area_device_id(area)
-        async with self._gw().sessions.begin() as session:
+        async with self.port.sessions.begin() as session:
             await add_device(session, device_id, DeviceType.BASE_UNIT, location=f"area {area}", exist_ok=True)
         return device_id
 
@@ -370,11 +351,10 @@ class FleetFeature:
     async def set_config(
         self, device_id: str, heartbeat_interval_s: int, extra: dict[str, Any], actor: str
     ) -> DeviceConfigRow:
-        gw, sup = self._gw(), self._sup()
         current = self.configs.get(device_id)
         version = (current.version if current else 0) + 1
         DeviceConfig.model_validate({"version": version, "heartbeat_interval_s": heartbeat_interval_s, **extra})
-        async with gw.sessions.begin() as session:
+        async with self.port.sessions.begin() as session:
             row = await session.get(DeviceConfigRow, device_id)
             if row is None:
                 row = DeviceConfigRow(device_id=device_id)
@@ -382,7 +362,7 @@ class FleetFeature:
             row.version, row.heartbeat_interval_s, row.extra = version, heartbeat_interval_s, extra
             row.changed_by, row.changed_at, row.applied_at = actor, utcnow(), None
         self.configs[device_id] = row
-        state = sup.states.get(device_id)
+        state = self.supervisor.states.get(device_id)
         if state is not None:
             state.interval_s = float(heartbeat_interval_s)
         self._publish_config(row)
@@ -390,97 +370,6 @@ class FleetFeature:
         return row
 
     def _publish_config(self, row: DeviceConfigRow) -> None:
-        gw = self._gw()
         body = {"version": row.version, "heartbeat_interval_s": row.heartbeat_interval_s, **(row.extra or {})}
-        topic = gw.topics.device(row.device_id, DeviceTopic.CONFIG)
-        gw.publish(topic, DeviceConfig.model_validate(body).model_dump_json().encode(), qos=1, retain=True)
-
-    # --- installation tests ----------------------------------------------------------------------------------
-    async def start_install_test(self, device_id: str, actor: str, window_s: float) -> InstallTest:
-        async with self._gw().sessions.begin() as session:
-            # one open test per device: a new one replaces the old
-            await session.execute(
-                update(InstallTest)
-                .where(InstallTest.device_id == device_id, InstallTest.state.in_(("waiting", "stored")))
-                .values(
-                    state="failed", finished_at=utcnow(), detail="replaced by a new test", detail_code="test.replaced"
-                )
-            )
-            test = InstallTest(device_id=device_id, started_by=actor, deadline=utcnow() + timedelta(seconds=window_s))
-            session.add(test)
-            await session.flush()
-        self._tests[device_id] = test.id
-        log.info("installation test started", device_id=device_id, test=test.id, by=actor, window_s=window_s)
-        return test
-
-    def _alarm_stored(self, device_id: str, alarm_id: str, is_test: bool) -> None:
-        if not is_test:
-            return
-        test_id = self._tests.pop(device_id, None)
-        if test_id is None:
-            return
-        self._test_alarms[(device_id, alarm_id)] = (test_id, time.monotonic())
-        asyncio.get_running_loop().create_task(
-            self._update_test(test_id, state="stored", alarm_id=alarm_id, stored_at=utcnow())
-        )
-
-    def _alarm_delivered(self, kind: str, device_id: str, alarm_id: str) -> None:
-        found = self._test_alarms.pop((device_id, alarm_id), None) if kind == "alarm" else None
-        if found is None:
-            return
-        test_id, _ = found
-        asyncio.get_running_loop().create_task(self._finish_passed(test_id))
-
-    async def _finish_passed(self, test_id: int) -> None:
-        async with self._gw().sessions.begin() as session:
-            test = await session.get(InstallTest, test_id)
-            if test is None or test.state not in ("waiting", "stored"):
-                return
-            now = utcnow()
-            test.state, test.finished_at = "passed", now
-            test.end_to_end_ms = (now - test.stored_at).total_seconds() * 1000 if test.stored_at else None
-            test.detail = "alarm stored by the gateway and confirmed by the alarm receiver"
-            test.detail_code = "test.passed"
-        log.info("installation test passed", test=test_id)
-
-    async def _update_test(self, test_id: int, **values: Any) -> None:
-        async with self._gw().sessions.begin() as session:
-            await session.execute(update(InstallTest).where(InstallTest.id == test_id).values(**values))
-
-    def _check_test_deadlines(self) -> None:
-        if not self._tests and not self._test_alarms:
-            return
-        asyncio.get_running_loop().create_task(self._fail_overdue_tests())
-
-    async def _fail_overdue_tests(self) -> None:
-        now = utcnow()
-        async with self._gw().sessions.begin() as session:
-            overdue = (
-                await session.scalars(
-                    select(InstallTest).where(InstallTest.state.in_(("waiting", "stored")), InstallTest.deadline < now)
-                )
-            ).all()
-            for test in overdue:
-                test.finished_at = now
-                if test.state == "waiting":
-                    test.detail = "no alarm from the device within the test window (check pairing, radio, broker)"
-                    test.detail_code = "test.no_alarm"
-                else:
-                    test.detail = "stored at the gateway but not confirmed by the alarm receiver in time"
-                    test.detail_code = "test.not_confirmed"
-                test.state = "failed"
-                self._tests.pop(test.device_id, None)
-                if test.alarm_id is not None:
-                    self._test_alarms.pop((test.device_id, test.alarm_id), None)
-                log.warning("installation test failed", test=test.id, device_id=test.device_id, why=test.detail)
-
-    # --- helpers ---------------------------------------------------------------------------------------------
-    def _gw(self) -> Gateway:
-        if self.gateway is None:
-            raise RuntimeError("the fleet feature is not started")
-        return self.gateway
-
-    def _sup(self) -> Supervisor:
-        if self.supervisor is None:
-            raise RuntimeError("the fleet feature is not started")
-        return self.supervisor
+        topic = self.port.topics.device(row.device_id, DeviceTopic.CONFIG)
+        self.port.publish(topic, DeviceConfig.model_validate(body).model_dump_json().encode(), qos=1, retain=True)

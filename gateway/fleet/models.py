@@ -1,8 +1,9 @@
-"""Supervision state that must survive a gateway restart, remote configuration, installation tests."""
+"""Supervision state that must survive a gateway restart, remote configuration (installation tests are the
+core's: ``gateway.models.InstallTest``)."""
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, Text
+from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from gateway.db import Base
@@ -41,22 +42,3 @@ class DeviceConfigRow(Base):
     changed_by: Mapped[str] = mapped_column(String(64))
     changed_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     applied_at: Mapped[datetime | None] = mapped_column(UtcDateTime)  # when a heartbeat reported this version
-
-
-class InstallTest(Base):
-    """A technician's end-to-end test of one device: its next alarm travels the whole chain as a test."""
-
-    __tablename__ = "install_tests"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    device_id: Mapped[str] = mapped_column(String(64), ForeignKey("devices.id"), index=True)
-    started_by: Mapped[str] = mapped_column(String(64))
-    started_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
-    deadline: Mapped[datetime] = mapped_column(UtcDateTime)
-    state: Mapped[str] = mapped_column(String(16), default="waiting")  # waiting | stored | passed | failed
-    alarm_id: Mapped[str | None] = mapped_column(String(64))
-    stored_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
-    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
-    end_to_end_ms: Mapped[float | None] = mapped_column()
-    detail: Mapped[str | None] = mapped_column(Text)  # English, for API users
-    detail_code: Mapped[str | None] = mapped_column(String(64))  # what the console shows (test.no_alarm, ...)

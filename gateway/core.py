@@ -1,0 +1,310 @@
+"""The gateway's core: the store, the durable alarm path, the broker connection; it implements the port.
+
+MQTT session: fixed client id, clean start off and a session expiry, so alarms published while the gateway
+restarts wait at the broker. A QoS 1 PUBACK is sent only when the message's handler returns, i.e. after the alarm
+is committed; the application ack (``stored``) follows the commit too. What features and protocol adapters may use
+of all this is :class:`gateway.port.GatewayPort` (its docstring lists it); they never see this class.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from devices import AlarmCancel, AlarmMessage, AlarmType, DeviceStatus, DeviceTopic, Heartbeat, Topics
+from gateway import dead_letters, metrics
+from gateway.db import migrate
+from gateway.dispatch import Dispatcher
+from gateway.forwarder import Forwarder
+from gateway.install_tests import InstallTests
+from gateway.intake import IntakeItem, IntakeWriter, Resolution, letter_item
+from gateway.port import DeliveredListener, HeartbeatListener, StatusListener, StoredListener
+from gateway.records import Letter, Outcome, Received
+from trygg import mqtt
+from trygg.db import create_engine, session_factory, utcnow
+from trygg.loops import run_forever
+from trygg.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+
+class GatewayCore:
+    """Store, intake writer, forwarder, broker connection(s), installation-test window; a ``GatewayPort``."""
+
+    def __init__(self, settings: Settings, engine: AsyncEngine | None = None) -> None:
+        self._settings = settings
+        self._topics = Topics(settings.topic_root)
+        self._own_engine = engine is None
+        self.engine = engine or create_engine(settings.gateway_database_url)
+        self._sessions = session_factory(self.engine)
+        self._forward_wake = asyncio.Event()
+        self.writer = IntakeWriter(
+            self._sessions,
+            batch_max=settings.intake_batch_max,
+            on_commit=self._forward_wake,
+            kill_at=settings.fault_kill_at,
+            dead_letter_bounds=dead_letters.Bounds(settings.dead_letter_keep, settings.dead_letter_payload_max_bytes),
+            source_of=self._source_of,
+        )
+        self.forwarder = Forwarder(
+            self._sessions,
+            receiver_url=settings.receiver_url,
+            token=settings.intake_token.get_secret_value(),
+            wake=self._forward_wake,
+            mark_delivered=self.writer.mark_delivered,
+            on_delivered=self._delivered,
+            batch_max=settings.forward_batch_max,
+            backoff_max_s=settings.forward_backoff_max_s,
+            timeout_s=settings.forward_timeout_s,
+        )
+        self._install_tests = InstallTests(self._sessions)
+        self._stored: list[StoredListener] = [self._install_tests.alarm_stored]
+        self._delivered_to: list[DeliveredListener] = [self._install_tests.alarm_delivered]
+        self._heartbeats: list[HeartbeatListener] = []
+        self._statuses: list[StatusListener] = []
+        self._after_connect: list[Callable[[], None]] = []
+        self.dispatcher = Dispatcher(self._topics, settings.max_payload_bytes, keep=self.keep_dead_letter)
+        self._endpoint = mqtt.MqttEndpoint.from_url(
+            settings.mqtt_url,
+            settings.gateway_mqtt_username,
+            settings.gateway_mqtt_password.get_secret_value() if settings.gateway_mqtt_password else None,
+        )
+        self.mqtt = mqtt.MqttConnection(
+            settings.gateway_client_id,
+            self._endpoint,
+            persistent=True,
+            session_expiry_s=settings.gateway_session_expiry_s,
+            protocol=settings.mqtt_protocol,
+            on_message=self.dispatcher.on_message,
+            on_connect=self._on_connect,
+            on_disconnect=self._on_disconnect,
+        )
+        self.fast_mqtt: mqtt.MqttConnection | None = None  # QoS 0 floods (heartbeats), when a kind is fast
+        self.stopping = False  # set when the gateway stops: a disconnect is then ours, not warned about
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # --- GatewayPort: plumbing ------------------------------------------------------------------------------
+    @property
+    def settings(self) -> Settings:
+        return self._settings
+
+    @property
+    def topics(self) -> Topics:
+        return self._topics
+
+    @property
+    def sessions(self) -> async_sessionmaker[AsyncSession]:
+        return self._sessions
+
+    @property
+    def connected(self) -> bool:
+        return self.mqtt.connected.is_set()
+
+    @property
+    def install_tests(self) -> InstallTests:
+        return self._install_tests
+
+    def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> bool:
+        try:
+            self.mqtt.publish(topic, payload, qos=qos, retain=retain)
+        except mqtt.PublishFailed as exc:
+            metrics.PUBLISH_FAILED.inc()
+            log.error("publish failed", topic=topic, error=str(exc))
+            return False
+        return True
+
+    # --- GatewayPort: a device's messages -------------------------------------------------------------------
+    async def submit_alarm(self, device_id: str, message: AlarmMessage, received: Received | None = None) -> Outcome:
+        is_test = self._install_tests.is_open(device_id)
+        # submit() queues synchronously, before this coroutine's first wait: arrival order is kept.
+        outcome = await self.writer.submit(IntakeItem(device_id, message, is_test=is_test, received=received))
+        if outcome is Outcome.STORED:
+            metrics.ALARMS_STORED.inc()
+            log.info("alarm stored", device_id=device_id, alarm_id=message.alarm_id)
+            for listener in self._stored:
+                self._call(listener, device_id, message.alarm_id, is_test)
+        elif outcome is Outcome.DUPLICATE:
+            metrics.DUPLICATES.inc()
+            log.info("duplicate alarm answered again", device_id=device_id, alarm_id=message.alarm_id)
+        return outcome
+
+    async def submit_cancel(self, device_id: str, message: AlarmCancel, received: Received | None = None) -> Outcome:
+        return await self.writer.submit(IntakeItem(device_id, message, received=received))
+
+    async def keep_dead_letter(self, letter: Letter) -> None:
+        # Through the one writer, in its group commit: a flood of poison costs a few commits. A store that is down
+        # is waited for (the writer retries), so the message is acknowledged only once its dead letter is kept.
+        outcome = await self.writer.submit(letter_item(letter))
+        if outcome is Outcome.DEAD_LETTERED:
+            metrics.DEAD_LETTERS.labels(letter.code).inc()
+
+    def is_test_alarm(self, device_id: str) -> bool:
+        return self._install_tests.is_open(device_id)
+
+    def report_heartbeat(self, device_id: str, heartbeat: Heartbeat) -> bool:
+        known = False
+        for listener in self._heartbeats:
+            known = listener(device_id, heartbeat) or known
+        return known
+
+    async def report_status(self, device_id: str, status: DeviceStatus) -> None:
+        for listener in self._statuses:
+            await listener(device_id, status)
+
+    # --- GatewayPort: what the gateway raises itself --------------------------------------------------------
+    async def raise_alarm(
+        self,
+        device_id: str,
+        alarm_id: str,
+        alarm_type: AlarmType,
+        *,
+        priority: int | None = None,
+        text: str | None = None,
+        **details: Any,
+    ) -> Outcome:
+        message = AlarmMessage(
+            alarm_id=alarm_id,
+            type=alarm_type,
+            ts=utcnow(),
+            priority=priority,
+            text=text[:1024] if text is not None else None,
+        )
+        filed = json.loads(json.dumps(details, default=str))  # JSON values, as the store keeps them
+        outcome = await self.writer.submit(IntakeItem(device_id, message, from_device=False, details=filed))
+        log.info(
+            "gateway raised alarm", device_id=device_id, alarm_id=alarm_id, type=alarm_type.value, outcome=outcome.value
+        )
+        return outcome
+
+    async def resolve_alarm(
+        self,
+        device_id: str,
+        alarm_id: str,
+        outcome: str,
+        actor: str = "gateway",
+        *,
+        code: str | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> Outcome:
+        return await self.writer.submit(IntakeItem(device_id, Resolution(alarm_id, outcome, actor, code, params)))
+
+    # --- GatewayPort: events --------------------------------------------------------------------------------
+    def on_stored(self, listener: StoredListener) -> None:
+        self._stored.append(listener)
+
+    def on_delivered(self, listener: DeliveredListener) -> None:
+        self._delivered_to.append(listener)
+
+    def on_heartbeat(self, listener: HeartbeatListener) -> None:
+        self._heartbeats.append(listener)
+
+    def on_status(self, listener: StatusListener) -> None:
+        self._statuses.append(listener)
+
+    @property
+    def supervised(self) -> tuple[bool, bool]:
+        """(someone listens to heartbeats, someone listens to status messages)."""
+        return bool(self._heartbeats), bool(self._statuses)
+
+    def after_connect(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` after every (re)connect, once the subscriptions are made (features' on_connected)."""
+        self._after_connect.append(callback)
+
+    # --- lifecycle ------------------------------------------------------------------------------------------
+    async def start(self, *, run_migrations: bool = True) -> None:
+        """The store and the durable path; the broker connection opens later, in :meth:`connect`."""
+        if run_migrations:
+            await migrate(self.engine)
+        self.writer.start()
+        self.forwarder.start()
+        await self._install_tests.load()
+        self._tasks.append(
+            asyncio.create_task(
+                run_forever(
+                    "installation-test deadline check",
+                    self._check_tests,
+                    every_s=self._settings.supervision_period_s,
+                    log=log,
+                ),
+                name="install-test-deadlines",
+            )
+        )
+
+    async def connect(self) -> None:
+        await self.mqtt.connect()
+        await asyncio.wait_for(self.mqtt.connected.wait(), 10)
+        if self.dispatcher.has_fast:
+            s = self._settings
+            self.fast_mqtt = mqtt.MqttConnection(
+                f"{s.gateway_client_id}-fast",
+                self._endpoint,
+                persistent=False,
+                protocol=s.mqtt_protocol,
+                on_message_inline=self.dispatcher.on_inline,
+                on_connect=self._on_fast_connect,
+            )
+            await self.fast_mqtt.connect()
+
+    async def disconnect(self) -> None:
+        self.stopping = True
+        for connection in (self.fast_mqtt, self.mqtt):
+            if connection is not None:
+                await connection.disconnect()
+
+    async def stop(self) -> None:
+        await self.dispatcher.close()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        await self.forwarder.stop()
+        await self.writer.stop()
+        await self._install_tests.close()
+        if self._own_engine:
+            await self.engine.dispose()
+
+    # --- internals ------------------------------------------------------------------------------------------
+    def _source_of(self, item: IntakeItem) -> str:
+        kind = DeviceTopic.ALARM if isinstance(item.message, AlarmMessage) else DeviceTopic.ALARM_CANCEL
+        return self._topics.device(item.device_id, kind)
+
+    async def _check_tests(self) -> None:
+        await self._install_tests.fail_overdue()
+
+    def _on_connect(self, session_present: bool) -> None:
+        self.dispatcher.subscribe_main(self.mqtt)
+        metrics.MQTT_CONNECTED.set(1)
+        log.info("connected to broker", session_present=session_present)
+        for callback in self._after_connect:
+            try:
+                callback()
+            except Exception as exc:
+                log.error("re-publishing after a reconnect failed", error_type=type(exc).__name__, exc_info=exc)
+
+    def _on_fast_connect(self, session_present: bool) -> None:
+        assert self.fast_mqtt is not None
+        self.dispatcher.subscribe_fast(self.fast_mqtt)
+
+    def _on_disconnect(self) -> None:
+        metrics.MQTT_CONNECTED.set(0)
+        if self.stopping:
+            log.info("disconnected from broker (stopping)")
+        else:
+            log.warning("disconnected from broker; reconnecting")
+
+    def _delivered(self, rows: Sequence[tuple[str, str, str]]) -> None:
+        for kind, device_id, alarm_id in rows:
+            for listener in self._delivered_to:
+                self._call(listener, kind, device_id, alarm_id)
+
+    @staticmethod
+    def _call(listener: Callable[..., None], *args: Any) -> None:
+        try:
+            listener(*args)
+        except Exception as exc:  # an observer's bug must not touch the alarm path
+            log.error("listener failed", listener=getattr(listener, "__qualname__", "?"), exc_info=exc)
