@@ -20,6 +20,7 @@ from alarm_receiver.schemas import AlarmOut
 from devices import Topics
 from trygg import mqtt
 from trygg.db import create_engine, migrate, session_factory
+from trygg.secrets import check_service_secrets
 from trygg.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -27,6 +28,7 @@ log = structlog.get_logger(__name__)
 
 class Receiver:
     def __init__(self, settings: Settings, engine: AsyncEngine | None = None) -> None:
+        check_service_secrets(settings, "receiver")  # before anything starts: no default or short secret
         self.settings = settings
         self._own_engine = engine is None
         self.engine = engine or create_engine(settings.receiver_database_url)
@@ -61,6 +63,7 @@ class Receiver:
             s.mqtt_url,
             s.receiver_mqtt_username,
             s.receiver_mqtt_password.get_secret_value() if s.receiver_mqtt_password else None,
+            ca_file=s.mqtt_ca_file,
         )
         delay = 0.5
         while True:

@@ -34,6 +34,7 @@ from gateway.forwarder import Forwarder
 from gateway.intake import IntakeItem, IntakeWriter, Outcome, Resolution
 from trygg import mqtt
 from trygg.db import create_engine, migrate, session_factory, utcnow
+from trygg.secrets import check_service_secrets
 from trygg.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -50,6 +51,8 @@ class Gateway:
     def __init__(
         self, settings: Settings, engine: AsyncEngine | None = None, features: Sequence[Feature] | None = None
     ) -> None:
+        check_service_secrets(settings, "gateway")  # before anything starts: no default or short secret
+        assert settings.intake_token is not None
         self.settings = settings
         self.features: list[Feature] = list(default_features() if features is None else features)
         self._handlers: dict[DeviceTopic, Subscription] = {}
@@ -109,6 +112,7 @@ class Gateway:
             s.mqtt_url,
             s.gateway_mqtt_username,
             s.gateway_mqtt_password.get_secret_value() if s.gateway_mqtt_password else None,
+            ca_file=s.mqtt_ca_file,
         )
         await mqtt.connect(self.client, endpoint, protocol=self.settings.mqtt_protocol)
         await asyncio.wait_for(self.connected.wait(), 10)

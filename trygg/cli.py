@@ -6,6 +6,7 @@ import asyncio
 import getpass
 import secrets
 from collections.abc import Coroutine
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -21,7 +22,9 @@ app = typer.Typer(help="Trygg: social alarms and camera check-ins for municipal 
 devices_app = typer.Typer(help="The device registry (technicians).", no_args_is_help=True)
 user_app = typer.Typer(help="Operator, patrol, technician and admin accounts.", no_args_is_help=True)
 db_app = typer.Typer(help="The store's schema (Alembic migrations).", no_args_is_help=True)
+secrets_app = typer.Typer(help="Random shared secrets (intake token, metrics token, compose's env file).")
 app.add_typer(devices_app, name="devices")
+app.add_typer(secrets_app, name="secrets")
 app.add_typer(user_app, name="user")
 app.add_typer(db_app, name="db")
 
@@ -63,24 +66,39 @@ def _settings() -> Settings:
     return s
 
 
+def _refuse_insecure(exc: Exception) -> typer.Exit:
+    typer.echo(f"error: {exc}", err=True)
+    return typer.Exit(2)
+
+
 @app.command()
 def gateway() -> None:
     """Run the gateway: MQTT intake, durable store, forwarder to the receiver."""
     from gateway.app import create_app
-    from trygg.serve import server
+    from trygg.secrets import InsecureSecret
+    from trygg.serve import service_server
 
     s = _settings()
-    _run(server(create_app(s), s.gateway_http_host, s.gateway_http_port).serve())
+    try:
+        app_ = create_app(s)
+    except InsecureSecret as exc:
+        raise _refuse_insecure(exc) from None
+    _run(service_server(app_, s, "gateway").serve())
 
 
 @app.command()
 def receiver() -> None:
     """Run the alarm receiver: the patrol queue, its API and live feed."""
     from alarm_receiver.app import create_app
-    from trygg.serve import server
+    from trygg.secrets import InsecureSecret
+    from trygg.serve import service_server
 
     s = _settings()
-    _run(server(create_app(s), s.receiver_http_host, s.receiver_http_port).serve())
+    try:
+        app_ = create_app(s)
+    except InsecureSecret as exc:
+        raise _refuse_insecure(exc) from None
+    _run(service_server(app_, s, "receiver").serve())
 
 
 @app.command()
@@ -210,6 +228,35 @@ def user_add(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
     typer.echo(f"created {role_.value} {username}" + (f" with password {password}" if generate else ""))
+
+
+# --- secrets -------------------------------------------------------------------------------------------
+@secrets_app.command("token")
+def secrets_token() -> None:
+    """Print a random token (for TRYGG_INTAKE_TOKEN or TRYGG_METRICS_TOKEN)."""
+    from trygg.secrets import new_token
+
+    typer.echo(new_token())
+
+
+@secrets_app.command("compose-env")
+def secrets_compose_env(
+    out: Annotated[Path, typer.Option(help="the env file docker compose reads")] = Path(".env.compose"),
+    force: Annotated[bool, typer.Option(help="replace an existing file (new secrets: reset the volumes too)")] = False,
+) -> None:
+    """Write every secret of the docker-compose stack (random) to OUT, mode 0600."""
+    import os
+
+    from trygg.secrets import compose_env
+
+    if out.exists() and not force:
+        typer.echo(f"error: {out} exists; keep it, or pass --force to replace it", err=True)
+        raise typer.Exit(1)
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        os.fchmod(f.fileno(), 0o600)
+        f.write(compose_env())
+    typer.echo(f"wrote {out}: docker compose --env-file {out} up")
 
 
 # --- database ------------------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from gateway.checkin.consent import ConsentIn, Person, create_consent, list_cons
 from gateway.registry import add_device
 from trygg.broker import LocalBroker, port_is_free
 from trygg.db import engine_scope, migrate, session_factory
-from trygg.serve import server
+from trygg.serve import service_server
 from trygg.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -131,18 +131,14 @@ async def run_demo(
         update={
             "mqtt_url": broker.url,
             "mqtt_protocol": "5" if broker.kind == "mosquitto" else "3.1.1",
-            "intake_token": SecretStr(secrets.token_urlsafe(24)),
+            "intake_token": SecretStr(secrets.token_urlsafe(32)),
             "webrtc_host_addresses": settings.webrtc_host_addresses or ["127.0.0.1"],  # one machine: loopback
         }
     )
     fleet_ids = device_ids(devices)
     creds = await _prepare(settings, list(fleet_ids))
-    receiver = server(
-        create_receiver_app(settings, run_migrations=False),
-        settings.receiver_http_host,
-        settings.receiver_http_port,
-    )
-    gateway = server(create_gateway_app(settings), settings.gateway_http_host, settings.gateway_http_port)
+    receiver = service_server(create_receiver_app(settings, run_migrations=False), settings, "receiver")
+    gateway = service_server(create_gateway_app(settings), settings, "gateway")
     tasks = [asyncio.create_task(receiver.serve()), asyncio.create_task(gateway.serve())]
     fleet = Fleet(settings, devices, press_every_s=press_every_s or None)
     camera = SimCamera(DEMO_CAMERA, settings, scenario="in_bed")
