@@ -14,9 +14,18 @@ from fastapi.responses import JSONResponse, Response
 from alarm_receiver import metrics
 from alarm_receiver.api import alarms, auth, events, gateway_proxy, intake, overview
 from alarm_receiver.console import mount_console
+from alarm_receiver.logins import LoginGuard
 from alarm_receiver.queue import QueueError
 from alarm_receiver.service import Receiver
-from trygg.http import bearer, matches_metrics_token, metrics_response, unauthorized
+from trygg.docs import mount_docs
+from trygg.http import (
+    RefuseBadText,
+    bearer,
+    install_problem_handler,
+    matches_metrics_token,
+    metrics_response,
+    unauthorized,
+)
 from trygg.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -33,8 +42,12 @@ def create_app(settings: Settings, receiver: Receiver | None = None, *, run_migr
         finally:
             await rec.stop()
 
-    app = FastAPI(title="Trygg alarm receiver", version="1", lifespan=lifespan)
+    app = FastAPI(title="Trygg alarm receiver", version="1", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.receiver = rec
+    install_problem_handler(app, metrics.REJECTED_REQUESTS)
+    app.add_middleware(RefuseBadText, counter=metrics.REJECTED_REQUESTS)
+    app.add_middleware(LoginGuard, logins=rec.logins)  # outermost: a throttled flood stops here
+    mount_docs(app)
 
     api = APIRouter(prefix="/api/v1")
     for module in (auth, alarms, intake, events, overview):

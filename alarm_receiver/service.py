@@ -14,12 +14,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from alarm_receiver.escalation import Escalator
 from alarm_receiver.live import LiveFeed
+from alarm_receiver.logins import Logins
 from alarm_receiver.models import QueueAlarm
 from alarm_receiver.notifier import DeviceNotifier
 from alarm_receiver.schemas import AlarmOut
 from devices import Topics
 from trygg import mqtt
 from trygg.db import create_engine, migrate, session_factory
+from trygg.http import client_tls
 from trygg.secrets import check_service_secrets
 from trygg.settings import Settings
 
@@ -46,8 +48,11 @@ class Receiver:
             second_after_s=settings.escalate_second_s,
             on_change=self.publish_alarm,
         )
+        self.logins = Logins(self.sessions, settings)  # argon2 off the event loop, failed logins throttled
         self._connect_task: asyncio.Task[None] | None = None
-        self.gateway_http = httpx.AsyncClient(timeout=15.0)  # the console's calls to the gateway
+        self.gateway_http = httpx.AsyncClient(
+            timeout=15.0, verify=client_tls(settings)
+        )  # the console's calls to the gateway
 
     async def start(self, *, run_migrations: bool = True) -> None:
         if run_migrations:
@@ -88,6 +93,7 @@ class Receiver:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.client.disconnect(), 5)
         await self.gateway_http.aclose()
+        self.logins.close()
         if self._own_engine:
             await self.engine.dispose()
         log.info("receiver stopped")

@@ -13,14 +13,23 @@ from fastapi.responses import JSONResponse, Response
 from gateway import metrics
 from gateway.api.deps import TokenChecker
 from gateway.service import Gateway
-from trygg.http import bearer, matches_metrics_token, metrics_response, unauthorized
+from trygg.docs import mount_docs
+from trygg.http import (
+    RefuseBadText,
+    bearer,
+    client_tls,
+    install_problem_handler,
+    matches_metrics_token,
+    metrics_response,
+    unauthorized,
+)
 from trygg.settings import Settings
 
 
 def create_app(settings: Settings, gateway: Gateway | None = None) -> FastAPI:
     gw = gateway or Gateway(settings)
 
-    checker = TokenChecker(settings.receiver_url)
+    checker = TokenChecker(settings.receiver_url, verify=client_tls(settings))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -31,8 +40,11 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> FastAPI:
             await gw.stop()
             await checker.close()
 
-    app = FastAPI(title="Trygg gateway", version="1", lifespan=lifespan)
+    app = FastAPI(title="Trygg gateway", version="1", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.gateway = gw
+    install_problem_handler(app, metrics.API_REFUSED)
+    app.add_middleware(RefuseBadText, counter=metrics.API_REFUSED)
+    mount_docs(app)
     app.state.token_checker = checker
     api = APIRouter(prefix="/api/v1")
     for feature in gw.features:

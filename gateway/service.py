@@ -34,6 +34,7 @@ from gateway.forwarder import Forwarder
 from gateway.intake import IntakeItem, IntakeWriter, Outcome, Resolution
 from trygg import mqtt
 from trygg.db import create_engine, migrate, session_factory, utcnow
+from trygg.http import client_tls
 from trygg.secrets import check_service_secrets
 from trygg.settings import Settings
 
@@ -82,6 +83,7 @@ class Gateway:
             batch_max=settings.forward_batch_max,
             backoff_max_s=settings.forward_backoff_max_s,
             timeout_s=settings.forward_timeout_s,
+            verify=client_tls(settings),
         )
         self.client: Any = None
         self.fast_client: Any = None  # QoS 0 floods (heartbeats), when a feature asks for it

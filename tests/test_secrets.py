@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 from pydantic import SecretStr
 from typer.testing import CliRunner
 
@@ -65,6 +66,8 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]
     get_settings.cache_clear()
     yield
     get_settings.cache_clear()
+    # The commands configured structlog to write to CliRunner's stderr, closed now: later tests must not inherit it.
+    structlog.reset_defaults()
 
 
 @pytest.mark.parametrize("service", ["receiver", "gateway"])

@@ -205,7 +205,7 @@ def user_add(
     display_name: Annotated[str | None, typer.Option()] = None,
 ) -> None:
     """Create a user who can log in to the receiver."""
-    from alarm_receiver.auth import AuthError, Role, create_user
+    from alarm_receiver.auth import AuthError, Role, WeakPassword, create_user
 
     s = _settings()
     try:
@@ -220,11 +220,11 @@ def user_add(
 
     async def go(pw: str) -> None:
         async with transaction(s.receiver_database_url) as session:
-            await create_user(session, username, pw, role_, display_name)
+            await create_user(session, username, pw, role_, display_name, min_length=s.password_min_length)
 
     try:
         _run(go(password))
-    except AuthError as exc:
+    except (AuthError, WeakPassword) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
     typer.echo(f"created {role_.value} {username}" + (f" with password {password}" if generate else ""))

@@ -6,13 +6,14 @@ import hmac
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import Depends, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from alarm_receiver import auth, metrics
 from alarm_receiver.models import User
 from alarm_receiver.service import Receiver
+from trygg.http import ApiProblem
 
 _bearer = HTTPBearer(auto_error=False)
 
@@ -34,29 +35,37 @@ SessionDep = Annotated[AsyncSession, Depends(get_session)]
 BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 
-def _unauthorized(reason: str) -> HTTPException:
+def _unauthorized(code: str, reason: str) -> ApiProblem:
     metrics.REJECTED_REQUESTS.labels("unauthorized").inc()
-    return HTTPException(status.HTTP_401_UNAUTHORIZED, reason, headers={"WWW-Authenticate": "Bearer"})
+    return ApiProblem(status.HTTP_401_UNAUTHORIZED, code, reason, headers={"WWW-Authenticate": "Bearer"})
 
 
-def request_token(request: Request, creds: HTTPAuthorizationCredentials | None) -> str | None:
-    if creds is not None and creds.scheme.lower() == "bearer":
+def request_token(creds: HTTPAuthorizationCredentials | None) -> str | None:
+    """The bearer token of the Authorization header. Never from the URL (it would end up in logs and history)."""
+    if creds is not None and creds.scheme.lower() == "bearer" and creds.credentials:
         return creds.credentials
-    # EventSource cannot send headers: the live feed also takes ?access_token=
-    if request.url.path.endswith("/events"):
-        return request.query_params.get("access_token")
     return None
 
 
-async def get_current_user(request: Request, receiver: ReceiverDep, creds: BearerDep) -> User:
-    token = request_token(request, creds)
+async def get_token(creds: BearerDep) -> str:
+    token = request_token(creds)
     if not token:
-        raise _unauthorized("not logged in")
+        raise _unauthorized("auth.not_logged_in", "not logged in")
+    return token
+
+
+BearerToken = Annotated[str, Depends(get_token)]
+
+
+async def get_current_user(request: Request, receiver: ReceiverDep, token: BearerToken) -> User:
     # A session of its own, closed at once: a long response (the live feed) must not hold a connection.
     async with receiver.sessions() as session:
-        user = await auth.user_for_token(session, token)
-    if user is None:
-        raise _unauthorized("session expired or token unknown; log in again")
+        try:
+            user, expires_at = await auth.open_session(session, token)
+        except auth.SessionEnded as exc:
+            raise _unauthorized(exc.code, "session expired or ended; log in again") from None
+    request.state.token_hash = auth.hash_token(token)
+    request.state.token_expires_at = expires_at
     return user
 
 
@@ -69,7 +78,7 @@ def require_roles(*roles: auth.Role) -> Callable[[User], User]:
     def check(user: CurrentUser) -> User:
         if user.role not in allowed:
             metrics.REJECTED_REQUESTS.labels("forbidden").inc()
-            raise HTTPException(status.HTTP_403_FORBIDDEN, f"role {user.role!r} may not do this")
+            raise ApiProblem(status.HTTP_403_FORBIDDEN, "auth.forbidden", f"role {user.role!r} may not do this")
         return user
 
     return check
@@ -83,7 +92,7 @@ def require_gateway(receiver: ReceiverDep, creds: BearerDep) -> None:
     token = receiver.settings.intake_token
     expected = token.get_secret_value().encode() if token is not None else b""
     if creds is None or not expected or not hmac.compare_digest(creds.credentials.encode(), expected):
-        raise _unauthorized("intake needs the gateway's token")
+        raise _unauthorized("auth.intake_token", "intake needs the gateway's token")
 
 
 GatewayAuth = Depends(require_gateway)

@@ -17,16 +17,18 @@ export function session() {
   }
 }
 
-// Called with "expired" or "logout" when the session ends; the app sends the user to login.
+// Called with (why, code) when the session ends: why is "expired", "ended" (by the server, e.g. a logout in
+// another tab) or "logout" (here); code is the server's (auth.session_expired, auth.logged_out, ...). The app
+// sends the user to login and says why.
 export function onSessionEnd(fn) {
   listeners.add(fn);
 }
 
-function ended(why) {
+function ended(why, code) {
   sessionStorage.removeItem(KEY);
   if (expiryTimer) clearTimeout(expiryTimer);
   expiryTimer = null;
-  for (const fn of listeners) fn(why);
+  for (const fn of listeners) fn(why, code || (why === "expired" ? "auth.session_expired" : undefined));
 }
 
 export function watchExpiry() {
@@ -38,10 +40,13 @@ export function watchExpiry() {
 }
 
 export class ApiError extends Error {
-  constructor(status, detail) {
+  constructor(status, detail, code, params, retryAfter) {
     super(typeof detail === "string" ? detail : JSON.stringify(detail));
     this.status = status;
     this.detail = detail;
+    this.code = code;
+    this.params = params || {};
+    this.retryAfter = retryAfter;
   }
 }
 
@@ -51,7 +56,10 @@ export async function login(username, password) {
     headers: { "Content-Type": "application/json" },
     body: JSON.stringify({ username, password }),
   });
-  if (!r.ok) throw new ApiError(r.status, (await r.json().catch(() => ({}))).detail || r.statusText);
+  if (!r.ok) {
+    const b = await r.json().catch(() => ({}));
+    throw new ApiError(r.status, b.detail || r.statusText, b.code, b.params, Number(r.headers.get("Retry-After")) || undefined);
+  }
   const body = await r.json();
   const s = { token: body.access_token, expires_at: body.expires_at, role: body.role, username: body.username };
   sessionStorage.setItem(KEY, JSON.stringify(s));
@@ -86,8 +94,9 @@ export async function call(method, path, body) {
   }
   const r = await fetch(path, init);
   if (r.status === 401) {
-    ended("expired");
-    throw new ApiError(401, "session expired");
+    const body = await r.json().catch(() => ({}));
+    ended("expired", body.code);
+    throw new ApiError(401, "session expired", body.code);
   }
   const text = await r.text();
   let data = null;
@@ -100,7 +109,8 @@ export async function call(method, path, body) {
   }
   if (!r.ok) {
     const detail = data && typeof data === "object" && "detail" in data ? data.detail : data || r.statusText;
-    throw new ApiError(r.status, detail);
+    const code = data && typeof data === "object" ? data.code : undefined;
+    throw new ApiError(r.status, detail, code, data && data.params);
   }
   return data;
 }
@@ -120,43 +130,77 @@ export function describe(err) {
   return String(err && err.message ? err.message : err);
 }
 
-// The receiver's live feed. onAlarm(alarm) per change; onState(true|false) on connect/disconnect;
-// onReconnect() after a reconnect (the page reloads its list: events may have been missed).
+// The receiver's live feed, read with fetch() so the token travels in the Authorization header, never in the
+// URL (where it would land in logs and history). onAlarm(alarm) per change; onState(true|false) on
+// connect/disconnect; onReconnect() after a reconnect (the page reloads its list: events may have been missed).
+// The server ends the stream with `session_ended` {code} at logout or expiry: the session ends here too.
 export function liveFeed({ onAlarm, onState, onReconnect }) {
-  let es = null;
   let closed = false;
   let wasOpen = false;
   let retry = null;
-  const open = () => {
-    const s = session();
-    if (!s || closed) return;
-    es = new EventSource(`/api/v1/events?access_token=${encodeURIComponent(s.token)}`);
-    es.addEventListener("hello", () => {
+  let abort = null;
+  const dispatch = (event, data) => {
+    if (event === "hello") {
       onState && onState(true);
       if (wasOpen && onReconnect) onReconnect();
       wasOpen = true;
-    });
-    es.addEventListener("alarm", (ev) => onAlarm(JSON.parse(ev.data), performance.now()));
-    es.onerror = () => {
-      onState && onState(false);
-      es.close();
-      if (closed) return;
-      // a 401 (expired token) shows up as an error too: check the session before retrying
-      retry = setTimeout(async () => {
-        try {
-          await get("/api/v1/auth/me");
-          open();
-        } catch {
-          /* call() handled a 401; other errors: try again later */
-          if (!closed && session()) retry = setTimeout(open, 3000);
-        }
-      }, 1000);
-    };
+    } else if (event === "alarm") {
+      onAlarm(JSON.parse(data), performance.now());
+    } else if (event === "session_ended") {
+      closed = true;
+      const code = JSON.parse(data).code;
+      ended(code === "auth.session_expired" ? "expired" : "ended", code);
+    }
+  };
+  const read = async (body) => {
+    const reader = body.pipeThrough(new TextDecoderStream()).getReader();
+    let buffer = "";
+    let event = "message";
+    let data = [];
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      buffer += value;
+      let nl;
+      while ((nl = buffer.indexOf("\n")) >= 0) {
+        const line = buffer.slice(0, nl).replace(/\r$/, "");
+        buffer = buffer.slice(nl + 1);
+        if (line === "") {
+          if (data.length) dispatch(event, data.join("\n"));
+          event = "message";
+          data = [];
+        } else if (line.startsWith("event:")) event = line.slice(6).trim();
+        else if (line.startsWith("data:")) data.push(line.slice(5).replace(/^ /, ""));
+      }
+    }
+  };
+  const open = async () => {
+    const s = session();
+    if (!s || closed) return;
+    abort = new AbortController();
+    try {
+      const r = await fetch("/api/v1/events", {
+        headers: { Authorization: `Bearer ${s.token}`, Accept: "text/event-stream" },
+        signal: abort.signal,
+        cache: "no-store",
+      });
+      if (r.status === 401) {
+        const body = await r.json().catch(() => ({}));
+        ended("expired", body.code);
+        return;
+      }
+      if (!r.ok || !r.body) throw new Error(`live feed: HTTP ${r.status}`);
+      await read(r.body);
+    } catch {
+      /* network error or aborted: retried below unless closed */
+    }
+    onState && onState(false);
+    if (!closed && session()) retry = setTimeout(open, 1000);
   };
   open();
   return () => {
     closed = true;
     if (retry) clearTimeout(retry);
-    if (es) es.close();
+    if (abort) abort.abort();
   };
 }

@@ -22,7 +22,8 @@ const NAV = ["queue", "overview", "patrol", "devices", "consents", "log"];
 
 let cleanup = null;
 let config = { loopback_only: false, timezone: "Europe/Stockholm" };
-let expiredNotice = false;
+// Why the last session ended (a code the login page translates), or null after a logout here.
+let endNotice = null;
 
 export function landing(role) {
   return `#/${LANDING[role] || "login"}`;
@@ -83,8 +84,8 @@ async function route() {
   }
   main.replaceChildren(h("p", { class: "notice", text: t("loading") }));
   const mod = await import(entry[0]);
-  const ctx = { session: s, config, query, landing, notice: expiredNotice };
-  expiredNotice = false;
+  const ctx = { session: s, config, query, landing, notice: endNotice };
+  endNotice = null;
   cleanup = (await mod.render(main, params, ctx)) || null;
   document.body.dataset.page = name;
 }
@@ -98,8 +99,8 @@ async function start() {
     /* defaults */
   }
   if (new URLSearchParams(location.search).get("loopback") === "1") config.loopback_only = true;
-  onSessionEnd((why) => {
-    expiredNotice = why === "expired";
+  onSessionEnd((why, code) => {
+    endNotice = why === "logout" ? null : code || "auth.session_ended";
     if (parse().name !== "login") location.hash = "#/login";
     else route();
   });

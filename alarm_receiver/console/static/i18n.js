@@ -67,6 +67,17 @@ const dict = {
     ck_done: "utförda", ck_missed: "missade", ck_open: "öppna", ck_cancelled: "inställda",
     timeline: "Tidslinje per brukare", total: "Totalt {n}", p50: "median", p90: "90:e percentil", seconds: "{s} s",
     none: "–", legend: "Förklaring", legend_text: "● larm (röd) · ■ uppgift (gul, grön = utförd tillsyn) · ▲ teknisk (blå)",
+    // Codes from the server (issue 8): sessions, logins, passwords.
+    "auth.session_expired": "Sessionen har gått ut. Logga in igen.", "auth.logged_out": "Du har loggats ut.",
+    "auth.session_ended": "Sessionen har avslutats. Logga in igen.", "auth.bad_credentials": "Fel användarnamn eller lösenord",
+    "auth.login_throttled": "För många misslyckade inloggningar. Försök igen om {retry_after_s} s.",
+    "auth.login_busy": "Många inloggningar just nu. Försök igen om {retry_after_s} s.",
+    "auth.forbidden": "Din roll får inte göra detta.", "auth.not_logged_in": "Du är inte inloggad.",
+    "password.too_short": "Lösenordet måste ha minst {min_length} tecken.",
+    "password.common": "Lösenordet finns på en lista över vanliga lösenord.",
+    "password.contains_username": "Lösenordet får inte innehålla användarnamnet.",
+    "password.guessable": "Lösenordet är lätt att gissa. Använd fler ord som inte hör ihop.",
+    "request.bad_text": "Texten innehåller tecken som inte kan sparas.",
   },
   en: {
     app: "Trygg", login: "Log in", username: "Username", password: "Password", logout: "Log out",
@@ -135,6 +146,17 @@ const dict = {
     ck_done: "done", ck_missed: "missed", ck_open: "open", ck_cancelled: "cancelled",
     timeline: "Timeline per client", total: "Total {n}", p50: "median", p90: "90th percentile", seconds: "{s} s",
     none: "–", legend: "Legend", legend_text: "● alarm (red) · ■ task (yellow, green = check-in done) · ▲ technical (blue)",
+    // Codes from the server (issue 8): sessions, logins, passwords.
+    "auth.session_expired": "Your session has expired. Log in again.", "auth.logged_out": "You have been logged out.",
+    "auth.session_ended": "Your session has ended. Log in again.", "auth.bad_credentials": "Wrong username or password",
+    "auth.login_throttled": "Too many failed logins. Try again in {retry_after_s} s.",
+    "auth.login_busy": "Many logins right now. Try again in {retry_after_s} s.",
+    "auth.forbidden": "Your role may not do this.", "auth.not_logged_in": "You are not logged in.",
+    "password.too_short": "The password needs at least {min_length} characters.",
+    "password.common": "This password is on a list of common passwords.",
+    "password.contains_username": "The password must not contain the username.",
+    "password.guessable": "This password is easy to guess. Use more unrelated words.",
+    "request.bad_text": "The text holds characters that cannot be stored.",
   },
 };
 

@@ -5,7 +5,8 @@ import { h } from "../ui.js";
 export function render(main, _params, ctx) {
   const user = h("input", { id: "username", name: "username", autocomplete: "username", required: true });
   const pass = h("input", { id: "password", name: "password", type: "password", autocomplete: "current-password", required: true });
-  const msg = h("p", { id: "login-error", class: "error", role: "alert", text: ctx.notice ? t("session_expired") : "" });
+  // A session that ended says why (auth.session_expired, auth.logged_out, auth.session_ended).
+  const msg = h("p", { id: "login-error", class: "error", role: "alert", text: ctx.notice ? t(ctx.notice) : "" });
   const form = h(
     "form",
     { class: "form login", id: "login-form" },
@@ -22,7 +23,10 @@ export function render(main, _params, ctx) {
       const s = await login(user.value.trim(), pass.value);
       location.hash = ctx.landing(s.role);
     } catch (err) {
-      msg.textContent = err.status === 401 ? t("login_failed") : t("error", { msg: describe(err) });
+      if (err.status === 401) msg.textContent = t("login_failed");
+      else if (err.status === 429)
+        msg.textContent = t(err.code || "auth.login_throttled", { retry_after_s: err.params.retry_after_s ?? err.retryAfter ?? 60 });
+      else msg.textContent = t("error", { msg: describe(err) });
     }
   });
   main.replaceChildren(form);
