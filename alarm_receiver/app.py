@@ -10,6 +10,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from alarm_receiver import metrics
 from alarm_receiver.api import alarms, auth, events, gateway_proxy, intake, overview
@@ -17,6 +18,7 @@ from alarm_receiver.console import mount_console
 from alarm_receiver.logins import LoginGuard
 from alarm_receiver.queue import QueueError
 from alarm_receiver.service import Receiver
+from trygg.audit import anchor
 from trygg.docs import mount_docs
 from trygg.http import (
     RefuseBadText,
@@ -34,12 +36,26 @@ log = structlog.get_logger(__name__)
 def create_app(settings: Settings, receiver: Receiver | None = None, *, run_migrations: bool = True) -> FastAPI:
     rec = receiver or Receiver(settings)
 
+    def audit_checkpointer(sessions: async_sessionmaker[AsyncSession], db: str) -> anchor.Checkpointer | None:
+        return anchor.service_checkpointer(
+            sessions,
+            db,
+            settings.audit_signing_key_file,
+            settings.audit_checkpoint_file,
+            settings.audit_checkpoint_interval_s,
+        )
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await rec.start(run_migrations=run_migrations)
+        anchor_ = audit_checkpointer(rec.sessions, "receiver")
+        if anchor_ is not None:
+            await anchor_.start()  # signed checkpoints of the supervision log (docs/audit.md)
         try:
             yield
         finally:
+            if anchor_ is not None:
+                await anchor_.stop()
             await rec.stop()
 
     app = FastAPI(title="Trygg alarm receiver", version="1", lifespan=lifespan, docs_url=None, redoc_url=None)

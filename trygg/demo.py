@@ -24,12 +24,23 @@ from firmware_sim.fleet import Fleet, device_ids
 from gateway.app import create_app as create_gateway_app
 from gateway.checkin.consent import ConsentIn, Person, create_consent, list_consents, withdraw_consent
 from gateway.registry import add_device
+from trygg.audit.anchor import generate_key
 from trygg.broker import LocalBroker, port_is_free
 from trygg.db import engine_scope, migrate, session_factory
 from trygg.serve import service_server
 from trygg.settings import Settings
 
 log = structlog.get_logger(__name__)
+
+
+def _demo_anchor(settings: Settings) -> dict[str, object]:
+    """The supervision log's anchor in the data dir (docs/audit.md), unless the settings name one."""
+    if settings.audit_signing_key_file is not None:
+        return {}
+    key = settings.data_dir / "audit-signing.pem"
+    if not key.exists():
+        generate_key(key)
+    return {"audit_signing_key_file": key, "audit_checkpoint_file": settings.data_dir / "audit-checkpoints.jsonl"}
 
 
 def _demo_broker_port(preferred: int = 18830) -> int:
@@ -133,6 +144,7 @@ async def run_demo(
             "mqtt_protocol": "5" if broker.kind == "mosquitto" else "3.1.1",
             "intake_token": SecretStr(secrets.token_urlsafe(32)),
             "webrtc_host_addresses": settings.webrtc_host_addresses or ["127.0.0.1"],  # one machine: loopback
+            **_demo_anchor(settings),
         }
     )
     fleet_ids = device_ids(devices)

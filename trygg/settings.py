@@ -165,6 +165,8 @@ class Settings(BaseSettings):
             raise ValueError(f"timezone {self.timezone!r} is not an IANA time zone name") from None
         if self.night_start == self.night_end:
             raise ValueError("night_start and night_end must differ")
+        if self.audit_signing_key_file is not None and self.audit_checkpoint_file is None:
+            raise ValueError("audit_signing_key_file needs audit_checkpoint_file: where the signed checkpoints go")
         for service in ("gateway", "receiver"):
             cert, key = getattr(self, f"{service}_tls_certfile"), getattr(self, f"{service}_tls_keyfile")
             if (cert is None) != (key is None):
