@@ -10,7 +10,6 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from alarm_receiver import metrics
 from alarm_receiver.api import alarms, auth, events, gateway_proxy, intake, overview
@@ -36,19 +35,10 @@ log = structlog.get_logger(__name__)
 def create_app(settings: Settings, receiver: Receiver | None = None, *, run_migrations: bool = True) -> FastAPI:
     rec = receiver or Receiver(settings)
 
-    def audit_checkpointer(sessions: async_sessionmaker[AsyncSession], db: str) -> anchor.Checkpointer | None:
-        return anchor.service_checkpointer(
-            sessions,
-            db,
-            settings.audit_signing_key_file,
-            settings.audit_checkpoint_file,
-            settings.audit_checkpoint_interval_s,
-        )
-
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await rec.start(run_migrations=run_migrations)
-        anchor_ = audit_checkpointer(rec.sessions, "receiver")
+        anchor_ = anchor.service_checkpointer(rec.sessions, "receiver", settings)
         if anchor_ is not None:
             await anchor_.start()  # signed checkpoints of the supervision log (docs/audit.md)
         try:

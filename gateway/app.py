@@ -9,7 +9,6 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway import metrics
 from gateway.api.deps import TokenChecker
@@ -33,19 +32,10 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> FastAPI:
 
     checker = TokenChecker(settings.receiver_url, verify=client_tls(settings))
 
-    def audit_checkpointer(sessions: async_sessionmaker[AsyncSession], db: str) -> anchor.Checkpointer | None:
-        return anchor.service_checkpointer(
-            sessions,
-            db,
-            settings.audit_signing_key_file,
-            settings.audit_checkpoint_file,
-            settings.audit_checkpoint_interval_s,
-        )
-
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await gw.start()
-        anchor_ = audit_checkpointer(gw.sessions, "gateway")
+        anchor_ = anchor.service_checkpointer(gw.sessions, "gateway", settings)
         if anchor_ is not None:
             await anchor_.start()  # signed checkpoints of the supervision log (docs/audit.md)
         try:

@@ -32,6 +32,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from trygg.audit.models import LogEntry
+from trygg.settings import Settings
 
 log = structlog.get_logger(__name__)
 
@@ -251,13 +252,15 @@ class Checkpointer:
 
 
 def service_checkpointer(
-    sessions: async_sessionmaker[AsyncSession],
-    db: str,
-    key_file: Path | None,
-    checkpoint_file: Path | None,
-    interval_s: float,
+    sessions: async_sessionmaker[AsyncSession], db: str, settings: Settings
 ) -> Checkpointer | None:
     """The service's checkpointer when the anchor is configured (``audit_signing_key_file``), else None."""
-    if key_file is None or checkpoint_file is None:
+    if settings.audit_signing_key_file is None or settings.audit_checkpoint_file is None:
         return None
-    return Checkpointer(sessions, db, key_file, checkpoint_file, interval_s)
+    return Checkpointer(
+        sessions,
+        db,
+        settings.audit_signing_key_file,
+        settings.audit_checkpoint_file,
+        settings.audit_checkpoint_interval_s,
+    )
