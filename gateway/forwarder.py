@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import ssl
 from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
@@ -74,8 +75,10 @@ class Forwarder:
         batch_max: int = 200,
         backoff_max_s: float = 30.0,
         timeout_s: float = 5.0,
+        verify: ssl.SSLContext | bool = True,
     ) -> None:
         self._sessions = sessions
+        self._verify = verify  # https:// receivers: the CA of http_ca_file, else the system's
         self._url = receiver_url.rstrip("/") + "/api/v1/intake"
         self._headers = {"Authorization": f"Bearer {token}"}
         self._wake = wake
@@ -102,7 +105,7 @@ class Forwarder:
 
     async def _run(self) -> None:
         backoff = 0.2
-        async with httpx.AsyncClient(timeout=self._timeout) as http:
+        async with httpx.AsyncClient(timeout=self._timeout, verify=self._verify) as http:
             while True:
                 self._wake.clear()
                 try:

@@ -35,6 +35,8 @@ from gateway.forwarder import Forwarder
 from gateway.intake import IntakeItem, IntakeWriter, Outcome, Resolution
 from trygg import mqtt
 from trygg.db import create_engine, session_factory, utcnow
+from trygg.http import client_tls
+from trygg.secrets import check_service_secrets
 from trygg.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -51,6 +53,8 @@ class Gateway:
     def __init__(
         self, settings: Settings, engine: AsyncEngine | None = None, features: Sequence[Feature] | None = None
     ) -> None:
+        check_service_secrets(settings, "gateway")  # before anything starts: no default or short secret
+        assert settings.intake_token is not None
         self.settings = settings
         self.features: list[Feature] = list(default_features() if features is None else features)
         self._handlers: dict[DeviceTopic, Subscription] = {}
@@ -80,6 +84,7 @@ class Gateway:
             batch_max=settings.forward_batch_max,
             backoff_max_s=settings.forward_backoff_max_s,
             timeout_s=settings.forward_timeout_s,
+            verify=client_tls(settings),
         )
         self.client: Any = None
         self.fast_client: Any = None  # QoS 0 floods (heartbeats), when a feature asks for it
@@ -111,6 +116,7 @@ class Gateway:
             s.mqtt_url,
             s.gateway_mqtt_username,
             s.gateway_mqtt_password.get_secret_value() if s.gateway_mqtt_password else None,
+            ca_file=s.mqtt_ca_file,
         )
         await mqtt.connect(self.client, endpoint, protocol=self.settings.mqtt_protocol)
         await asyncio.wait_for(self.connected.wait(), 10)

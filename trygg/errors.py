@@ -7,10 +7,17 @@ first problem's field and constraint in ``params`` (``{"field": "note", "type": 
 
 Never in a log line or a refusal's params: the request body or any value taken from it (a note can be a
 person's health). Logged are the path, the body's size and the codes.
+
+One mechanism for both services: ``install_error_handlers`` answers ``ApiError`` (and any ``HTTPException``),
+request validation, and JSON text no database can store (``RefuseBadText``, ``request.bad_text``); refusals made
+at the ASGI edge before routing (a throttled login flood) are rendered by ``refusal_response`` in the same shape.
+Each refusal is counted once, by code. ``responses()`` documents a route's refusals in the OpenAPI description.
 """
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -18,7 +25,9 @@ import structlog
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = structlog.get_logger(__name__)
 
@@ -59,6 +68,36 @@ def body(code: str, detail: str, params: Mapping[str, Any] | None = None) -> dic
     return {"detail": detail, "code": code, "params": dict(params or {})}
 
 
+def refusal_response(exc: ApiError) -> JSONResponse:
+    """``exc`` as the answer: its status, its headers (``Retry-After``, ``WWW-Authenticate``) and the agreed body."""
+    return JSONResponse(body(exc.code, str(exc.detail), exc.params), status_code=exc.status_code, headers=exc.headers)
+
+
+class Problem(BaseModel):
+    """The body of every refusal (documented in the OpenAPI description)."""
+
+    detail: Any
+    code: str | None = None
+    params: dict[str, Any] = {}
+
+
+_DESCRIPTIONS = {
+    400: "Refused: the request cannot be carried out as asked (code and params say why)",
+    401: "Not logged in, or the session ended (code `auth.*`)",
+    403: "The role may not do this",
+    404: "No such item (for this user)",
+    409: "The item's state does not allow it",
+    422: "Malformed request: path, query or body (`request.invalid`, `request.bad_text`)",
+    429: "Too many requests; `Retry-After` says when to try again",
+    503: "A service this needs cannot be reached right now",
+}
+
+
+def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` for a route or router: the refusals it documents, each with the :class:`Problem` body."""
+    return {status: {"model": Problem, "description": _DESCRIPTIONS[status]} for status in statuses}
+
+
 def _field(loc: Sequence[Any]) -> str:
     # ("body", "note") -> "note"; ("query", "limit") -> "limit"; ("body",) -> "body"
     parts = [str(p) for p in loc[1:]] if len(loc) > 1 and loc[0] in ("body", "query", "path", "header") else loc
@@ -92,7 +131,9 @@ def _size(request: Request) -> int | None:
 
 def install_error_handlers(app: FastAPI, refused: Callable[[str], None]) -> None:
     """Every 4xx/5xx refusal in the agreed shape; ``refused(code)`` counts each one once (a Prometheus counter
-    labelled by code: ``request.invalid``, ``auth.expired``, ``alarm.transition_refused``, ...)."""
+    labelled by code: ``request.invalid``, ``auth.session_expired``, ``alarm.transition_refused``, ...). Also
+    installs :class:`RefuseBadText` with the same counter."""
+    app.add_middleware(RefuseBadText, refused=refused)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -121,4 +162,100 @@ def install_error_handlers(app: FastAPI, refused: Callable[[str], None]) -> None
         )
 
 
-__all__ = ["STATUS_CODES", "ApiError", "body", "install_error_handlers", "validation_problems"]
+# --- JSON text a database cannot store ------------------------------------------------------------------------
+# JSON may escape a lone UTF-16 surrogate ("\ud800") or NUL ("\u0000"): Python parses both into a str that
+# SQLite's and PostgreSQL's drivers then refuse (an HTTP 500). No Trygg field has a use for either, so such a body
+# (and one that is not UTF-8 at all) is refused as a 422 before any route sees it. The full check runs only when
+# the raw body contains such an escape.
+_SUSPECT = re.compile(rb"\\u(?:[dD][89a-fA-F]|0000)")
+_JSON_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+def _has_bad_text(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value or any("\ud800" <= ch <= "\udfff" for ch in value)
+    if isinstance(value, dict):
+        return any(_has_bad_text(k) or _has_bad_text(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_bad_text(v) for v in value)
+    return False
+
+
+def bad_json_text(raw: bytes) -> bool:
+    """Whether a JSON body is not UTF-8, or holds a lone surrogate or NUL anywhere (keys included)."""
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return True  # JSON is UTF-8 (RFC 8259); FastAPI would answer an undocumented 400
+    if not _SUSPECT.search(raw):
+        return False
+    try:
+        return _has_bad_text(json.loads(raw))
+    except (ValueError, RecursionError):
+        return False  # not JSON at all: the route's own validation answers it
+
+
+class RefuseBadText:
+    """ASGI middleware: a JSON body with a lone surrogate or NUL (or NUL in the query or path) is a 422
+    ``request.bad_text``, counted by ``refused`` and logged with the path and size only."""
+
+    def __init__(self, app: ASGIApp, refused: Callable[[str], None]) -> None:
+        self.app = app
+        self.refused = refused
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if b"%00" in scope.get("query_string", b"") or b"%00" in scope.get("raw_path", b""):
+            await self._refuse(scope, receive, send, None)  # NUL in a query or path: no database stores it either
+            return
+        if scope["method"] not in _JSON_METHODS:
+            await self.app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away
+                await self.app(scope, _replay([message], receive), send)
+                return
+            chunks.append(message.get("body", b""))
+            more = message.get("more_body", False)
+        raw = b"".join(chunks)
+        if bad_json_text(raw):
+            await self._refuse(scope, receive, send, len(raw))
+            return
+        await self.app(scope, _replay([{"type": "http.request", "body": raw, "more_body": False}], receive), send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send, size: int | None) -> None:
+        code = "request.bad_text"
+        self.refused(code)
+        log.info("request refused", path=scope.get("path"), method=scope.get("method"), size=size, code=code)
+        detail = "the request holds text no database can store (a lone UTF-16 surrogate or NUL)"
+        await refusal_response(ApiError(422, code, detail))(scope, receive, send)
+
+
+def _replay(messages: list[Message], then: Receive) -> Receive:
+    """The messages already read, then the connection's own (a later disconnect still reaches the app)."""
+    pending = list(messages)
+
+    async def receive() -> Message:
+        if pending:
+            return pending.pop(0)
+        return await then()
+
+    return receive
+
+
+__all__ = [
+    "STATUS_CODES",
+    "ApiError",
+    "Problem",
+    "RefuseBadText",
+    "body",
+    "install_error_handlers",
+    "refusal_response",
+    "responses",
+    "validation_problems",
+]

@@ -31,7 +31,8 @@ from gateway.intake import Outcome
 from gateway.models import Device, StoredAlarm
 from trygg import audit
 from trygg.db import dialect_insert, utcnow
-from trygg.errors import ApiError
+from trygg.errors import ApiError, responses
+from trygg.http import DbId
 
 if TYPE_CHECKING:
     from gateway.service import Gateway
@@ -842,7 +843,7 @@ class CheckinFeature:
 
     # --- HTTP ---------------------------------------------------------------------------------------------
     def router(self) -> APIRouter:
-        r = APIRouter(tags=["camera check-ins"])
+        r = APIRouter(tags=["camera check-ins"], responses=responses(400, 401, 403, 404, 409, 422, 503))
         feature = self
 
         @r.get("/consents", response_model=list[ConsentOut])
@@ -854,7 +855,7 @@ class CheckinFeature:
                 return [await consents.describe(session, c) for c in rows]
 
         @r.get("/consents/{consent_id}", response_model=ConsentOut)
-        async def get_consent(consent_id: int, user: Reader) -> ConsentOut:
+        async def get_consent(consent_id: DbId, user: Reader) -> ConsentOut:
             async with feature._gw().sessions() as session:
                 try:
                     return await consents.describe(session, await consents.get_consent(session, consent_id))
@@ -874,7 +875,7 @@ class CheckinFeature:
                 raise _consent_http(exc) from exc
 
         @r.patch("/consents/{consent_id}", response_model=ConsentOut)
-        async def change_consent(consent_id: int, body: ConsentChange, user: CaseOfficer) -> ConsentOut:
+        async def change_consent(consent_id: DbId, body: ConsentChange, user: CaseOfficer) -> ConsentOut:
             try:
                 async with feature._gw().sessions.begin() as session:
                     c = await consents.change_consent(session, consent_id, body, actor=user.username, now=feature.now())
@@ -883,11 +884,11 @@ class CheckinFeature:
                 raise _consent_http(exc) from exc
 
         @r.post("/consents/{consent_id}/skip", status_code=204)
-        async def skip_night(consent_id: int, body: SkipIn, user: ClientRequest) -> None:
+        async def skip_night(consent_id: DbId, body: SkipIn, user: ClientRequest) -> None:
             await feature.skip(consent_id, body, user)
 
         @r.post("/consents/{consent_id}/withdraw", response_model=ConsentOut)
-        async def withdraw(consent_id: int, body: WithdrawIn, user: ClientRequest) -> ConsentOut:
+        async def withdraw(consent_id: DbId, body: WithdrawIn, user: ClientRequest) -> ConsentOut:
             c = await feature.withdraw(consent_id, user, body.reason)
             async with feature._gw().sessions() as session:
                 return await consents.describe(session, c)
@@ -908,7 +909,7 @@ class CheckinFeature:
                 return list((await session.scalars(query)).all())
 
         @r.get("/checkins/{checkin_id}", response_model=CheckinOut)
-        async def get_checkin(checkin_id: int, user: Reader) -> Checkin:
+        async def get_checkin(checkin_id: DbId, user: Reader) -> Checkin:
             async with feature._gw().sessions() as session:
                 ck = await session.get(Checkin, checkin_id)
             if ck is None:
@@ -916,11 +917,11 @@ class CheckinFeature:
             return ck
 
         @r.post("/checkins/{checkin_id}/look")
-        async def look(checkin_id: int, body: OfferIn, user: CurrentUser) -> dict[str, Any]:
+        async def look(checkin_id: DbId, body: OfferIn, user: CurrentUser) -> dict[str, Any]:
             return await feature.start_look(checkin_id, body, user)
 
         @r.post("/consents/{consent_id}/alarm-look")
-        async def alarm_look(consent_id: int, body: AlarmLookIn, user: CurrentUser) -> dict[str, Any]:
+        async def alarm_look(consent_id: DbId, body: AlarmLookIn, user: CurrentUser) -> dict[str, Any]:
             return await feature.start_alarm_look(consent_id, body, user)
 
         @r.post("/looks/{look_id}/end", status_code=204)
@@ -928,7 +929,7 @@ class CheckinFeature:
             await feature.end_look(look_id, user, body.reason if body is not None else "operator")
 
         @r.post("/checkins/{checkin_id}/outcome", response_model=CheckinOut)
-        async def outcome(checkin_id: int, body: OutcomeIn, user: CurrentUser) -> Checkin:
+        async def outcome(checkin_id: DbId, body: OutcomeIn, user: CurrentUser) -> Checkin:
             return await feature.record_outcome(checkin_id, body, user)
 
         @r.get("/clients/{client_ref}/log", response_model=list[LogEntryOut])

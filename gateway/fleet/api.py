@@ -17,7 +17,7 @@ from gateway.fleet.models import InstallTest
 from gateway.fleet.supervision import DeviceState
 from gateway.models import Device, StoredAlarm
 from gateway.registry import RegistryError, add_device, retire_device
-from trygg.errors import ApiError
+from trygg.errors import ApiError, responses
 
 if TYPE_CHECKING:
     from gateway.fleet.feature import FleetFeature
@@ -196,7 +196,7 @@ def device_out(feature: FleetFeature, device: Device) -> dict[str, Any]:
 
 
 def build_router(feature: FleetFeature) -> APIRouter:
-    router = APIRouter(prefix="/devices", tags=["devices"])
+    router = APIRouter(prefix="/devices", tags=["devices"], responses=responses(401, 403, 404, 409, 422))
 
     async def _device(session: SessionDep, device_id: str) -> Device:
         device = await session.get(Device, device_id)
