@@ -12,7 +12,10 @@ from fastapi.responses import Response
 from alarm_receiver import metrics
 from alarm_receiver.api import alarms, auth, events, gateway_proxy, intake, overview
 from alarm_receiver.console import mount_console
+from alarm_receiver.logins import LoginGuard
 from alarm_receiver.service import Receiver
+from trygg.audit import anchor
+from trygg.docs import mount_docs
 from trygg.errors import install_error_handlers
 from trygg.http import bearer, matches_metrics_token, metrics_response, unauthorized
 from trygg.settings import Settings
@@ -26,13 +29,19 @@ def create_app(settings: Settings, receiver: Receiver | None = None, *, run_migr
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await rec.start(run_migrations=run_migrations)
+        anchor_ = anchor.service_checkpointer(rec.sessions, "receiver", settings)
+        if anchor_ is not None:
+            await anchor_.start()  # signed checkpoints of the supervision log (docs/audit.md)
         try:
             yield
         finally:
+            if anchor_ is not None:
+                await anchor_.stop()
             await rec.stop()
 
-    app = FastAPI(title="Trygg alarm receiver", version="1", lifespan=lifespan)
+    app = FastAPI(title="Trygg alarm receiver", version="1", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.receiver = rec
+    mount_docs(app)
 
     api = APIRouter(prefix="/api/v1")
     for module in (auth, alarms, intake, events, overview):
@@ -41,8 +50,12 @@ def create_app(settings: Settings, receiver: Receiver | None = None, *, run_migr
     app.include_router(gateway_proxy.router)
     mount_console(app)
 
+    def refused(code: str) -> None:
+        metrics.REJECTED_REQUESTS.labels(code).inc()
+
     # every refusal, the queue's QueueError included: one body, counted by code, logged without text
-    install_error_handlers(app, lambda code: metrics.REJECTED_REQUESTS.labels(code).inc())
+    install_error_handlers(app, refused)
+    app.add_middleware(LoginGuard, logins=rec.logins, refused=refused)  # outermost: a throttled flood stops here
 
     @app.get("/health", tags=["health"])
     async def health() -> dict[str, object]:

@@ -8,16 +8,20 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from alarm_receiver.models import ApiToken, User
+from alarm_receiver.passwords import WeakPassword, check_password
 from trygg.db import utcnow
 
-_hasher = PasswordHasher()
+__all__ = ["AuthError", "Role", "WeakPassword", "create_user", "ensure_user", "hasher", "issue_token"]
+
+# argon2id with the RFC 9106 low-memory parameters (t=3, 64 MiB), one lane: a check takes one core, so the hash
+# threads (alarm_receiver/logins.py) leave the other cores to the alarms. Older hashes are redone at the next login.
+hasher = PasswordHasher(time_cost=3, memory_cost=65536, parallelism=1)
 # Verifying against this keeps the time of a login with an unknown username like that of a known one.
-_DUMMY_HASH = _hasher.hash("not-a-real-password")
+DUMMY_HASH = hasher.hash("not-a-real-password")
 
 
 class Role(StrEnum):
@@ -36,31 +40,30 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def _checked_hash(username: str, password: str, min_length: int) -> str:
+    """The hash of an acceptable password; ``WeakPassword`` (with its code) for one that is not."""
+    check_password(password, username, min_length=min_length)
+    return hasher.hash(password)
+
+
 async def create_user(
-    session: AsyncSession, username: str, password: str, role: Role, display_name: str | None = None
+    session: AsyncSession,
+    username: str,
+    password: str,
+    role: Role,
+    display_name: str | None = None,
+    *,
+    min_length: int = 12,
 ) -> User:
+    """A new account; the password must pass alarm_receiver/passwords.py (else ``WeakPassword``)."""
     if not username or len(username) > 64:
         raise AuthError("username must be 1-64 characters")
-    if len(password) < 8:
-        raise AuthError("password must be at least 8 characters")
     if await session.scalar(select(User.id).where(User.username == username)) is not None:
         raise AuthError(f"user {username!r} exists")
-    user = User(username=username, password_hash=_hasher.hash(password), role=role.value, display_name=display_name)
+    password_hash = _checked_hash(username, password, min_length)
+    user = User(username=username, password_hash=password_hash, role=role.value, display_name=display_name)
     session.add(user)
     await session.flush()
-    return user
-
-
-async def authenticate(session: AsyncSession, username: str, password: str) -> User | None:
-    user = await session.scalar(select(User).where(User.username == username))
-    try:
-        _hasher.verify(user.password_hash if user else _DUMMY_HASH, password)
-    except (VerificationError, InvalidHashError):
-        return None
-    if user is None or user.disabled:
-        return None
-    if _hasher.check_needs_rehash(user.password_hash):
-        user.password_hash = _hasher.hash(password)
     return user
 
 
@@ -73,6 +76,28 @@ async def issue_token(session: AsyncSession, user: User, ttl_s: int) -> tuple[st
 
 
 async def user_for_token(session: AsyncSession, token: str) -> User | None:
+    found = await session_for_token(session, token)
+    return found[0] if found is not None else None
+
+
+class SessionEnded(Exception):
+    """A token that opens no session; ``code`` says why: auth.session_expired, auth.logged_out, auth.session_ended."""
+
+    def __init__(self, code: str) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+async def session_for_token(session: AsyncSession, token: str) -> tuple[User, datetime] | None:
+    """The token's user and the moment its session ends; None when unknown, revoked, expired or disabled."""
+    try:
+        return await open_session(session, token)
+    except SessionEnded:
+        return None
+
+
+async def open_session(session: AsyncSession, token: str) -> tuple[User, datetime]:
+    """The token's user and the moment its session ends, or :class:`SessionEnded` with the reason."""
     row = await session.execute(
         select(User, ApiToken.expires_at, ApiToken.revoked_at)
         .join(ApiToken, ApiToken.user_id == User.id)
@@ -80,11 +105,15 @@ async def user_for_token(session: AsyncSession, token: str) -> User | None:
     )
     found = row.first()
     if found is None:
-        return None
+        raise SessionEnded("auth.session_ended")
     user, expires_at, revoked_at = found
-    if revoked_at is not None or expires_at <= utcnow() or user.disabled:
-        return None
-    return user
+    if revoked_at is not None:
+        raise SessionEnded("auth.logged_out")
+    if expires_at <= utcnow():
+        raise SessionEnded("auth.session_expired")
+    if user.disabled:
+        raise SessionEnded("auth.session_ended")
+    return user, expires_at
 
 
 async def revoke_token(session: AsyncSession, token: str) -> None:
@@ -96,7 +125,7 @@ async def ensure_user(session: AsyncSession, username: str, password: str, role:
     user = await session.scalar(select(User).where(User.username == username))
     if user is None:
         return await create_user(session, username, password, role)
-    user.password_hash = _hasher.hash(password)
+    user.password_hash = _checked_hash(username, password, 12)
     user.role = role.value
     user.disabled = False
     return user

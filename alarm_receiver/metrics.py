@@ -9,3 +9,4 @@ NOTICES_SENT = Counter("trygg_receiver_device_notices_sent_total", "Notices publ
 NOTICE_FAILURES = Counter("trygg_receiver_device_notice_failures_total", "Notice publishes that failed")
 REJECTED_REQUESTS = Counter("trygg_receiver_rejected_requests_total", "HTTP requests refused", ["reason"])
 LIVE_SUBSCRIBERS = Gauge("trygg_receiver_live_subscribers", "Browsers connected to the live feed")
+SESSIONS_ENDED = Counter("trygg_receiver_sessions_ended_total", "Live feeds ended with their session", ["why"])

@@ -13,13 +13,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from alarm_receiver.db import migrate
 from alarm_receiver.escalation import Escalator
 from alarm_receiver.live import LiveFeed
+from alarm_receiver.logins import Logins
 from alarm_receiver.models import QueueAlarm
 from alarm_receiver.notifier import DeviceNotifier
 from alarm_receiver.schemas import AlarmOut
 from devices import Topics
 from trygg import mqtt
 from trygg.db import create_engine, session_factory
+from trygg.http import client_tls
 from trygg.loops import Backoff, retry_until_done
+from trygg.secrets import check_service_secrets
 from trygg.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -27,6 +30,7 @@ log = structlog.get_logger(__name__)
 
 class Receiver:
     def __init__(self, settings: Settings, engine: AsyncEngine | None = None) -> None:
+        check_service_secrets(settings, "receiver")  # before anything starts: no default or short secret
         self.settings = settings
         self._own_engine = engine is None
         self.engine = engine or create_engine(settings.receiver_database_url)
@@ -38,6 +42,7 @@ class Receiver:
             settings.mqtt_url,
             settings.receiver_mqtt_username,
             settings.receiver_mqtt_password.get_secret_value() if settings.receiver_mqtt_password else None,
+            ca_file=settings.mqtt_ca_file,
         )
         self.client = mqtt.MqttConnection(
             settings.receiver_client_id,
@@ -54,8 +59,11 @@ class Receiver:
             second_after_s=settings.escalate_second_s,
             on_change=self.publish_alarm,
         )
+        self.logins = Logins(self.sessions, settings)  # argon2 off the event loop, failed logins throttled
         self._connect_task: asyncio.Task[None] | None = None
-        self.gateway_http = httpx.AsyncClient(timeout=15.0)  # the console's calls to the gateway
+        self.gateway_http = httpx.AsyncClient(
+            timeout=15.0, verify=client_tls(settings)
+        )  # the console's calls to the gateway
 
     async def start(self, *, run_migrations: bool = True) -> None:
         if run_migrations:
@@ -84,6 +92,7 @@ class Receiver:
         if self.client.is_connected:
             await self.client.disconnect()
         await self.gateway_http.aclose()
+        self.logins.close()
         if self._own_engine:
             await self.engine.dispose()
         log.info("receiver stopped")

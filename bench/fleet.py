@@ -27,6 +27,7 @@ import multiprocessing as mp
 import os
 import random
 import resource
+import secrets
 import socket
 import subprocess
 import sys
@@ -55,7 +56,7 @@ from testing.wait import eventually
 from trygg.db import engine_scope, transaction
 from trygg.settings import Settings
 
-METRICS_TOKEN = "bench-metrics-token"
+METRICS_TOKEN = secrets.token_urlsafe(32)  # the services refuse published tokens
 OPERATOR = "bench-operator"
 PASSWORD = "bench-password-1"
 TARGET_RATE = 15000

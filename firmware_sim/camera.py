@@ -33,8 +33,9 @@ from pydantic import ValidationError
 from devices import DeviceStatus, DeviceTopic, Heartbeat, Topics
 from devices.camera import CameraAnswer, CameraEnd, CameraLiveState, CameraRequest, CameraState, EndedBy
 from devices.messages import utcnow
+from firmware_sim.credentials import device_endpoint
 from firmware_sim.scene import Scenario, Scene
-from trygg.mqtt import MqttEndpoint, Will, connect, is_connected, make_client
+from trygg.mqtt import Will, connect, is_connected, make_client
 from trygg.settings import Settings
 from trygg.webrtc import new_peer_connection
 
@@ -245,7 +246,7 @@ class SimCamera:
             self._connected.clear()
 
     async def _connect_forever(self) -> None:
-        endpoint = MqttEndpoint.from_url(self.url)
+        endpoint = device_endpoint(self.settings, self.url, self.device_id)
         delay = 0.5
         while True:
             client = make_client(

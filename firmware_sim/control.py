@@ -115,7 +115,11 @@ async def press_via_control(
         return 0
 
     client = make_client(f"trygg-sim-cli-{request_id}", persistent=False, on_message=on_message)
-    await connect(client, MqttEndpoint.from_url(mqtt_url or settings.mqtt_url), protocol=settings.mqtt_protocol)
+    await connect(
+        client,
+        MqttEndpoint.from_url(mqtt_url or settings.mqtt_url, ca_file=settings.mqtt_ca_file),
+        protocol=settings.mqtt_protocol,
+    )
     try:
         await subscribe_and_wait(client, [pressed_topic(root, device_id), ack_topic])
         request: dict[str, Any] = {"request_id": request_id}

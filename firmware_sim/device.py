@@ -50,8 +50,9 @@ from devices import (
 )
 from devices.messages import utcnow
 from firmware_sim.catalog import BATTERY_ONLY, DEFAULT_ALARM_TYPE, FIRMWARE, Resend, new_alarm_id
+from firmware_sim.credentials import device_endpoint
 from firmware_sim.outbox import EntryKind, Outbox, OutboxEntry
-from trygg.mqtt import MqttEndpoint, Will, connect, is_connected, make_client
+from trygg.mqtt import Will, connect, is_connected, make_client
 from trygg.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -524,7 +525,7 @@ class SimDevice:
 
     async def _connect_forever(self, url: str) -> None:
         """Connect to ``url`` (new client each attempt) until it works; gmqtt reconnects by itself after."""
-        endpoint = MqttEndpoint.from_url(url)
+        endpoint = device_endpoint(self.settings, url, self.device_id)
         delay = 0.5
         while True:
             client = self._new_client()

@@ -181,7 +181,11 @@ class Fleet:
 
     async def _start_control(self) -> None:
         client = make_client(f"trygg-sim-control-{secrets.token_hex(4)}", persistent=False, on_message=self._on_control)
-        await connect(client, MqttEndpoint.from_url(self.mqtt_url), protocol=self.settings.mqtt_protocol)
+        await connect(
+            client,
+            MqttEndpoint.from_url(self.mqtt_url, ca_file=self.settings.mqtt_ca_file),
+            protocol=self.settings.mqtt_protocol,
+        )
         await subscribe_and_wait(client, [press_filter(self.root)])
         self._control = client
 

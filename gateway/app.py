@@ -23,8 +23,10 @@ from gateway.checkin.routes import router as checkin_router
 from gateway.fleet.api import router as fleet_router
 from gateway.fleet.feature import FleetFeature
 from gateway.service import Gateway
+from trygg.audit import anchor
+from trygg.docs import mount_docs
 from trygg.errors import install_error_handlers
-from trygg.http import bearer, matches_metrics_token, metrics_response, unauthorized
+from trygg.http import bearer, client_tls, matches_metrics_token, metrics_response, unauthorized
 from trygg.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -40,21 +42,27 @@ def create_app(settings: Settings, gateway: Gateway | None = None, *, routers: S
     """``routers``: more routes under /api/v1 (a feature outside this package, a test's)."""
     gw = gateway or Gateway(settings)
 
-    checker = TokenChecker(settings.receiver_url)
+    checker = TokenChecker(settings.receiver_url, verify=client_tls(settings))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await gw.start()
+        anchor_ = anchor.service_checkpointer(gw.sessions, "gateway", settings)
+        if anchor_ is not None:
+            await anchor_.start()  # signed checkpoints of the supervision log (docs/audit.md)
         try:
             yield
         finally:
+            if anchor_ is not None:
+                await anchor_.stop()
             await gw.stop()
             await checker.close()
 
-    app = FastAPI(title="Trygg gateway", version="1", lifespan=lifespan)
+    app = FastAPI(title="Trygg gateway", version="1", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.gateway = gw
     app.state.port = gw.port
     app.state.features = gw.features
+    mount_docs(app)
     app.state.token_checker = checker
     api = APIRouter(prefix="/api/v1")
     api.include_router(dead_letters.router)

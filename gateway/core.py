@@ -27,7 +27,9 @@ from gateway.port import DeliveredListener, HeartbeatListener, StatusListener, S
 from gateway.records import Letter, Outcome, Received
 from trygg import mqtt
 from trygg.db import create_engine, session_factory, utcnow
+from trygg.http import client_tls
 from trygg.loops import run_forever
+from trygg.secrets import check_service_secrets
 from trygg.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -37,6 +39,8 @@ class GatewayCore:
     """Store, intake writer, forwarder, broker connection(s), installation-test window; a ``GatewayPort``."""
 
     def __init__(self, settings: Settings, engine: AsyncEngine | None = None) -> None:
+        check_service_secrets(settings, "gateway")  # before anything starts: no default or short secret
+        assert settings.intake_token is not None
         self._settings = settings
         self._topics = Topics(settings.topic_root)
         self._own_engine = engine is None
@@ -61,6 +65,7 @@ class GatewayCore:
             batch_max=settings.forward_batch_max,
             backoff_max_s=settings.forward_backoff_max_s,
             timeout_s=settings.forward_timeout_s,
+            verify=client_tls(settings),
         )
         self._install_tests = InstallTests(self._sessions)
         self._stored: list[StoredListener] = [self._install_tests.alarm_stored]
@@ -73,6 +78,7 @@ class GatewayCore:
             settings.mqtt_url,
             settings.gateway_mqtt_username,
             settings.gateway_mqtt_password.get_secret_value() if settings.gateway_mqtt_password else None,
+            ca_file=settings.mqtt_ca_file,
         )
         self.mqtt = mqtt.MqttConnection(
             settings.gateway_client_id,

@@ -8,6 +8,7 @@ after the POST, before marking rows delivered) changes nothing. Why HTTP and not
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import Callable, Collection, Sequence
 
 import httpx
@@ -76,8 +77,10 @@ class Forwarder:
         batch_max: int = 200,
         backoff_max_s: float = 30.0,
         timeout_s: float = 5.0,
+        verify: ssl.SSLContext | bool = True,
     ) -> None:
         self._sessions = sessions
+        self._verify = verify  # https:// receivers: the CA of http_ca_file, else the system's
         self._url = receiver_url.rstrip("/") + INTAKE_PATH
         self._headers = {"Authorization": f"Bearer {token}"}
         self._wake = wake
@@ -97,7 +100,7 @@ class Forwarder:
         self._task = asyncio.create_task(self._run(), name="forwarder")
 
     async def _run(self) -> None:
-        async with httpx.AsyncClient(timeout=self._timeout) as http:
+        async with httpx.AsyncClient(timeout=self._timeout, verify=self._verify) as http:
 
             async def forward() -> float | None:
                 sent = await self._forward_once(http)

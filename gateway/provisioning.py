@@ -2,8 +2,15 @@
 
 Every device gets its own MQTT login (username = device id) when it is provisioned; the gateway and the
 receiver have service accounts. The database holds only Mosquitto hashes, and Trygg renders Mosquitto's
-password file and ACL from it, so who may connect (and where they may publish) is decided in one place:
+password files and ACL from it, so who may connect (and where they may publish) is decided in one place:
 a retired device simply disappears from the password file and is refused at its next connect.
+
+Two password files, one per kind of listener (docs/fleet.md, "Client ids are bound to accounts"): devices log
+in only on the device listeners, where Mosquitto replaces the client id by the username
+(``use_username_as_clientid``), so no device can take over the session of the gateway or of another device;
+the services log in only on the service listener (private network), where their fixed client ids
+(``trygg-gateway``, ``trygg-gateway-fast``, ``trygg-receiver``, one set per instance) keep their persistent
+sessions. A device's password is worthless on the service listener and the reverse.
 
 The hash is Mosquitto 2.x's own format (``$7$``, PBKDF2-HMAC-SHA512), generated here so that no
 ``mosquitto_passwd`` binary is needed on the gateway's host.
@@ -229,15 +236,20 @@ def _check_root(topic_root: str) -> str:
 
 
 # --- files and the broker ---------------------------------------------------------------------------------
-async def password_entries(session: AsyncSession) -> list[PasswordEntry]:
-    """The service accounts and every non-retired device that has credentials."""
+async def device_password_entries(session: AsyncSession) -> list[PasswordEntry]:
+    """Every non-retired device that has credentials: the device listeners' password file."""
     devices = await session.execute(
         select(DeviceCredential.username, DeviceCredential.password_hash)
         .join(Device, Device.id == DeviceCredential.device_id)
         .where(Device.retired_at.is_(None))
     )
+    return [PasswordEntry(row[0], row[1]) for row in devices.all()]
+
+
+async def service_password_entries(session: AsyncSession) -> list[PasswordEntry]:
+    """The gateway's and receiver's accounts: the service listener's password file."""
     services = await session.execute(select(ServiceAccount.username, ServiceAccount.password_hash))
-    return [PasswordEntry(row[0], row[1]) for row in [*devices.all(), *services.all()]]
+    return [PasswordEntry(row[0], row[1]) for row in services.all()]
 
 
 async def service_users(session: AsyncSession, role: Role) -> list[str]:
@@ -247,21 +259,43 @@ async def service_users(session: AsyncSession, role: Role) -> list[str]:
 
 
 async def write_broker_auth(
-    session: AsyncSession, password_file: Path, acl_file: Path, topic_root: str, *, group: str | None = None
+    session: AsyncSession,
+    device_password_file: Path,
+    service_password_file: Path,
+    acl_file: Path,
+    topic_root: str,
+    *,
+    group: str | int | None = None,
 ) -> None:
-    """Write the broker's password file and ACL from the database, each atomically (mode 0640).
+    """Write the two password files and the ACL from the database, each atomically (mode 0640).
 
     Atomic (temp file + rename) because Mosquitto may read them at any moment (start, SIGHUP): it must
-    see the old file or the new one, never half of one. ``group`` (e.g. ``mosquitto``) is given the read
-    right the broker needs once it has dropped root.
+    see the old file or the new one, never half of one. ``group`` (a name such as ``mosquitto``, or a gid)
+    is given the read right the broker needs once it has dropped root.
     """
     acl = render_acl(
         topic_root, await service_users(session, Role.GATEWAY), await service_users(session, Role.RECEIVER)
     )
-    passwords = render_password_file(await password_entries(session))
-    gid = grp.getgrnam(group).gr_gid if group is not None else None
+    devices = render_password_file(await device_password_entries(session))
+    services = render_password_file(await service_password_entries(session))
+    gid = group if isinstance(group, int) or group is None else grp.getgrnam(group).gr_gid
     write_atomic(acl_file, acl, gid=gid)
-    write_atomic(password_file, passwords, gid=gid)
+    write_atomic(device_password_file, devices, gid=gid)
+    write_atomic(service_password_file, services, gid=gid)
+
+
+async def fleet_credentials(session: AsyncSession, device_ids: Iterable[str], known: dict[str, str]) -> dict[str, str]:
+    """A password for each of ``device_ids`` (e.g. a simulated fleet): the one in ``known`` while it still
+    matches the stored hash, otherwise a new one (issued and stored). Returns device id -> clear password."""
+    result: dict[str, str] = {}
+    for device_id in device_ids:
+        credential = await session.get(DeviceCredential, device_id)
+        old = known.get(device_id)
+        if credential is not None and old is not None and verify_mosquitto_hash(old, credential.password_hash):
+            result[device_id] = old
+        else:
+            result[device_id] = await issue_device_credentials(session, device_id)
+    return result
 
 
 def write_atomic(path: Path, text: str, *, mode: int = FILE_MODE, gid: int | None = None) -> None:

@@ -1,4 +1,8 @@
-"""A real Mosquitto for tests: own config, free port, optional password file and ACL."""
+"""A real Mosquitto for tests: own config, free port, optional password files and ACL.
+
+With ``device_password_file`` it has the shipped layout (config/mosquitto/mosquitto.conf): the service listener on
+``port`` (the services' password file) and a device listener on ``device_port`` whose client ids are the usernames.
+"""
 
 from __future__ import annotations
 
@@ -46,14 +50,38 @@ class Broker:
     acl_file: Path | None = None
     extra_config: str = ""
     proc: subprocess.Popen[bytes] | None = None
+    device_password_file: Path | None = None
+    device_port: int = field(default_factory=free_port)
 
     @property
     def url(self) -> str:
         return f"mqtt://127.0.0.1:{self.port}"
 
+    @property
+    def device_url(self) -> str:
+        """The device listener (only with ``device_password_file``)."""
+        return f"mqtt://127.0.0.1:{self.device_port}"
+
+    def _listener(self, port: int, password_file: Path | None, *, devices: bool = False) -> list[str]:
+        lines = [f"listener {port} 127.0.0.1"]
+        if password_file:
+            lines += ["allow_anonymous false", f"password_file {password_file}"]
+        else:
+            lines.append("allow_anonymous true")
+        if devices:
+            lines.append("use_username_as_clientid true")
+        if self.acl_file:
+            lines.append(f"acl_file {self.acl_file}")
+        return lines
+
     def config_text(self) -> str:
-        lines = [
-            f"listener {self.port} 127.0.0.1",
+        if self.device_password_file is not None:
+            lines = ["per_listener_settings true"]
+            lines += self._listener(self.port, self.password_file)
+            lines += self._listener(self.device_port, self.device_password_file, devices=True)
+        else:
+            lines = self._listener(self.port, self.password_file)
+        lines += [
             "log_dest stdout",
             "log_type error",
             "log_type warning",
@@ -63,12 +91,6 @@ class Broker:
             "set_tcp_nodelay true",
             "user root",
         ]
-        if self.password_file:
-            lines += ["allow_anonymous false", f"password_file {self.password_file}"]
-        else:
-            lines.append("allow_anonymous true")
-        if self.acl_file:
-            lines.append(f"acl_file {self.acl_file}")
         return "\n".join(lines) + "\n" + self.extra_config
 
     def start(self) -> None:
@@ -78,6 +100,8 @@ class Broker:
         log = open(self.workdir / "mosquitto.log", "ab")
         self.proc = subprocess.Popen([mosquitto_binary(), "-c", str(conf)], stdout=log, stderr=log)
         wait_port(self.port)
+        if self.device_password_file is not None:
+            wait_port(self.device_port)
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:

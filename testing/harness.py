@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -26,7 +27,7 @@ from testing.broker import free_port, wait_port
 from testing.sse import feed_events
 from trygg import mqtt
 from trygg.db import engine_scope, session_factory
-from trygg.serve import serving
+from trygg.serve import service_server, serving
 from trygg.settings import Settings
 
 
@@ -42,6 +43,9 @@ def make_settings(tmp_path: Path, mqtt_url: str, **overrides: Any) -> Settings:
         "receiver_http_port": free_port(),
         "sim_outbox_dir": tmp_path / "outbox",
         "forward_backoff_max_s": 1.0,
+        # Random secrets per test: the services refuse published defaults and short ones.
+        "intake_token": secrets.token_urlsafe(32),
+        "metrics_token": secrets.token_urlsafe(32),
     }
     values["receiver_url"] = f"http://127.0.0.1:{values['receiver_http_port']}"
     values["gateway_url"] = f"http://127.0.0.1:{values['gateway_http_port']}"
@@ -86,7 +90,8 @@ async def create_user(settings: Settings, username: str, role: str, password: st
 @asynccontextmanager
 async def running_receiver(settings: Settings) -> AsyncIterator[Any]:
     app = create_receiver_app(settings)
-    async with serving(app, settings.receiver_http_host, settings.receiver_http_port):
+    srv = service_server(app, settings, "receiver", handle_signals=False)
+    async with serving(app, settings.receiver_http_host, settings.receiver_http_port, srv=srv):
         yield app.state.receiver
 
 
@@ -101,7 +106,9 @@ async def running_gateway(settings: Settings, *, http: bool = False) -> AsyncIte
         finally:
             await gw.stop()
         return
-    async with serving(create_gateway_app(settings, gw), settings.gateway_http_host, settings.gateway_http_port):
+    app = create_gateway_app(settings, gw)
+    srv = service_server(app, settings, "gateway", handle_signals=False)
+    async with serving(app, settings.gateway_http_host, settings.gateway_http_port, srv=srv):
         yield gw
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,8 @@ from testing.harness import (
     running_receiver,
 )
 from trygg.db import engine_scope, session_factory
+
+SCRAPE_TOKEN = secrets.token_urlsafe(32)
 
 
 def now() -> str:
@@ -208,7 +211,7 @@ async def test_receiver_refuses_bad_requests_without_500(broker: Broker, tmp_pat
 
 
 async def test_metrics_need_a_token(broker: Broker, tmp_path: Path) -> None:
-    s = make_settings(tmp_path, broker.url, metrics_token="scrape-secret-123")
+    s = make_settings(tmp_path, broker.url, metrics_token=SCRAPE_TOKEN)
     await prepare_stores(s)
     await create_user(s, "op", "operator")
     await create_user(s, "tech", "technician")
@@ -217,7 +220,7 @@ async def test_metrics_need_a_token(broker: Broker, tmp_path: Path) -> None:
         async with httpx.AsyncClient() as http:
             for base in (s.receiver_url, gateway_url):
                 assert (await http.get(f"{base}/metrics")).status_code == 401
-                ok = await http.get(f"{base}/metrics", headers={"Authorization": "Bearer scrape-secret-123"})
+                ok = await http.get(f"{base}/metrics", headers={"Authorization": f"Bearer {SCRAPE_TOKEN}"})
                 assert ok.status_code == 200 and "trygg_" in ok.text
                 assert (await http.get(f"{base}/health")).status_code == 200
         op, tech = Api(s), Api(s)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -50,7 +51,8 @@ def test_trygg_services_run_a_trygg_subcommand() -> None:
         assert command[: len(subcommand)] == subcommand, f"{name}: {service.get('command')!r}"
         assert service.get("build") or service.get("image") == "trygg:local"
         env = service["environment"]
-        assert env["TRYGG_MQTT_URL"] == "mqtt://mosquitto:1883"
+        # the services on the service listener, the simulated devices on the device listener
+        assert env["TRYGG_MQTT_URL"] == ("mqtt://mosquitto:1884" if name == "sim" else "mqtt://mosquitto:1883")
         for key in ("TRYGG_GATEWAY_DATABASE_URL", "TRYGG_RECEIVER_DATABASE_URL"):
             assert str(env[key]).startswith("postgresql+asyncpg://"), key
         assert env["TRYGG_RECEIVER_URL"] == "http://receiver:8081"
@@ -76,20 +78,44 @@ def _compose_command() -> list[str] | None:
     return [legacy] if legacy else None
 
 
+def _compose_env(tmp_path: Path) -> Path:
+    """`.env.compose` as the documented command writes it."""
+    from typer.testing import CliRunner
+
+    from trygg_cli.app import app
+
+    out = tmp_path / ".env.compose"
+    result = CliRunner().invoke(app, ["secrets", "compose-env", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    return out
+
+
 def test_docker_compose_config_is_valid(tmp_path: Path) -> None:
     if shutil.which("docker") is None:
         pytest.skip("docker is not installed")
     compose = _compose_command()
     if compose is None:
         pytest.skip("neither the docker compose plugin nor docker-compose is installed (.ci/run installs it)")
+    env_file = _compose_env(tmp_path)
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("TRYGG_", "POSTGRES_"))}
 
-    def check(path: Path) -> subprocess.CompletedProcess[str]:
+    def check(path: Path, env_file: Path | None = env_file) -> subprocess.CompletedProcess[str]:
+        options = ["--env-file", str(env_file)] if env_file else ["--env-file", str(tmp_path / "empty.env")]
         return subprocess.run(
-            [*compose, "-f", str(path), "config", "-q"], capture_output=True, text=True, timeout=60, cwd=ROOT
+            [*compose, *options, "-f", str(path), "config", "-q"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=ROOT,
+            env=clean,
         )
 
     result = check(COMPOSE)
     assert result.returncode == 0, result.stderr
+    # without the secrets, Compose refuses and says which command makes them
+    (tmp_path / "empty.env").write_text("")
+    missing = check(COMPOSE, None)
+    assert missing.returncode != 0 and "trygg secrets compose-env" in missing.stderr, missing.stderr
     # the check can fail: the same file with a service option Compose does not know
     broken = yaml.safe_load(COMPOSE.read_text())
     broken["services"]["gateway"]["restart_policy_typo"] = "always"
@@ -115,3 +141,27 @@ def test_trygg_service_commands_exist_in_the_cli() -> None:
             args = args[1:]
         result = runner.invoke(app, [*args, "--help"])
         assert result.exit_code == 0, (name, args, result.output)
+
+
+def test_compose_broker_is_not_anonymous() -> None:
+    """compose.conf: every listener has its own password file and the ACL; devices' client ids are their usernames."""
+    conf = (ROOT / "config" / "mosquitto" / "compose.conf").read_text()
+    lines = [line.split("#", 1)[0].strip() for line in conf.splitlines()]
+    lines = [line for line in lines if line]
+    assert "per_listener_settings true" in lines and "allow_anonymous true" not in lines
+    listeners: list[list[str]] = []
+    for line in lines:
+        if line.startswith("listener "):
+            listeners.append([])
+        elif listeners:
+            listeners[-1].append(line)
+    assert len(listeners) == 2
+    for options in listeners:
+        assert "allow_anonymous false" in options
+        assert any(o.startswith("password_file ") for o in options) and any(o.startswith("acl_file ") for o in options)
+    assert "use_username_as_clientid true" in listeners[1] and "use_username_as_clientid true" not in listeners[0]
+    services = _compose()["services"]
+    assert services["mosquitto"]["depends_on"]["provision"]["condition"] == "service_completed_successfully"
+    for name in ("postgres", "gateway", "receiver"):
+        env = services[name]["environment"]
+        assert all("change-me" not in str(v) for v in env.values()), name

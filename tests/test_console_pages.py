@@ -107,7 +107,7 @@ async def test_shell_csp_roles_logout_expiry_language(console_system: ConsoleSys
     )
     await page.goto(f"{sys.base}/console/#/overview")
     await page.wait_for_selector("#login-form")
-    await page.wait_for_selector("#login-error:text('Sessionen har gått ut')")
+    await page.wait_for_selector("#login-error:text('Sessionen har avslutats')")  # auth.session_ended
 
     # language: Swedish by default, English on the switch, remembered
     await log_in(page, sys.base, "op")

@@ -7,13 +7,14 @@ stands beside a code. Also: the date fields are ISO in a browser whose own local
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from playwright.async_api import BrowserContext, Page, Response
+from playwright.async_api import BrowserContext, Page, Request, Response
 
 from gateway.fleet.feature import FleetFeature
 from gateway.fleet.supervision import DeviceBackOnline, RaiseAreaOutage, RaiseOffline, ResolveOffline
@@ -62,6 +63,27 @@ class EnglishSeen:
     def __init__(self, page: Page) -> None:
         self.texts: set[str] = set()
         page.on("response", self._on_response)
+        # The page's requests in flight, but the live feed: read with fetch() it stays open, so Playwright's
+        # "networkidle" never comes; idle here is every other request answered for 0.5 s.
+        self.pending: set[Request] = set()
+        self.changed_at = 0.0
+        page.on("request", self._started)
+        page.on("requestfinished", self._ended)
+        page.on("requestfailed", self._ended)
+
+    def _started(self, request: Request) -> None:
+        if "/api/v1/events" not in request.url:
+            self.pending.add(request)
+            self.changed_at = asyncio.get_running_loop().time()
+
+    def _ended(self, request: Request) -> None:
+        if request in self.pending:
+            self.pending.discard(request)
+            self.changed_at = asyncio.get_running_loop().time()
+
+    async def idle(self) -> None:
+        loop = asyncio.get_running_loop()
+        await eventually(lambda: not self.pending and loop.time() - self.changed_at >= 0.5, timeout=10, interval=0.1)
 
     async def _on_response(self, response: Response) -> None:
         if "/api/v1/" not in response.url or "events" in response.url:
@@ -94,7 +116,7 @@ class EnglishSeen:
                 self._walk(v)
 
     async def check(self, page: Page, where: str) -> None:
-        await page.wait_for_load_state("networkidle")
+        await self.idle()
         text = await page.evaluate(
             """() => [document.getElementById('top'), document.getElementById('status'),
                       document.getElementById('main'), document.getElementById('dialog')]

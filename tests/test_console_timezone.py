@@ -8,6 +8,7 @@ Python's lists.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -29,7 +30,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 ZONE = "Pacific/Kiritimati"
 BROWSER_ZONE = "Pacific/Pago_Pago"
-INTAKE_TOKEN = "tz-test-intake-token"
+INTAKE_TOKEN = secrets.token_urlsafe(32)  # the services refuse a short or published secret
 STORED_AT = datetime(2026, 1, 15, 2, 30, 0, tzinfo=UTC)  # 2026-01-15 16:30:00 there, 2026-01-14 15:30:00 here
 
 

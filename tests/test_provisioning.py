@@ -130,24 +130,32 @@ async def peers() -> AsyncIterator[PeerFactory]:
 @dataclass
 class Fleet:
     db_url: str
-    password_file: Path
+    password_file: Path  # the devices'
+    service_password_file: Path
     acl_file: Path
     passwords: dict[str, str] = field(default_factory=dict)
 
     async def write_auth(self) -> None:
         async with transaction(self.db_url, migrate_gateway) as session:
-            await write_broker_auth(session, self.password_file, self.acl_file, ROOT)
+            await write_broker_auth(session, self.password_file, self.service_password_file, self.acl_file, ROOT)
 
     def broker(self, workdir: Path, extra_config: str = "") -> Broker:
         return Broker(
-            workdir=workdir, password_file=self.password_file, acl_file=self.acl_file, extra_config=extra_config
+            workdir=workdir,
+            password_file=self.service_password_file,
+            device_password_file=self.password_file,
+            acl_file=self.acl_file,
+            extra_config=extra_config,
         )
 
 
 @pytest_asyncio.fixture
 async def fleet(tmp_path: Path) -> Fleet:
     """Three registered devices with credentials, the two service accounts, and the files written."""
-    f = Fleet(f"sqlite+aiosqlite:///{tmp_path}/gw.db", tmp_path / "auth" / "passwords", tmp_path / "auth" / "acl")
+    auth = tmp_path / "auth"
+    f = Fleet(
+        f"sqlite+aiosqlite:///{tmp_path}/gw.db", auth / "device-passwords", auth / "service-passwords", auth / "acl"
+    )
     async with transaction(f.db_url, migrate_gateway) as session:
         for device_id in DEVICES:
             await add_device(session, device_id, DeviceType.PENDANT)
@@ -169,9 +177,14 @@ def auth_broker(fleet: Fleet, tmp_path: Path) -> Iterator[Broker]:
         broker.stop()
 
 
+def port_for(broker: Broker, username: str) -> int:
+    """Services log in on the service listener, devices on the device listener."""
+    return broker.port if username in (GATEWAY, RECEIVER) else broker.device_port
+
+
 async def connected(make: PeerFactory, broker: Broker, fleet: Fleet, username: str) -> Peer:
     peer = make(username)
-    await peer.connect(broker.port, username, fleet.passwords[username])
+    await peer.connect(port_for(broker, username), username, fleet.passwords[username])
     return peer
 
 
@@ -248,7 +261,7 @@ async def test_wrong_password_is_refused(
     fleet: Fleet, auth_broker: Broker, peers: PeerFactory, username: str, password: str
 ) -> None:
     with pytest.raises(MQTTConnectError) as refused:
-        await peers(username).connect(auth_broker.port, username, password)
+        await peers(username).connect(port_for(auth_broker, username), username, password)
     assert refused.value._code in REFUSED
 
 
@@ -259,7 +272,7 @@ async def refused_eventually(make: PeerFactory, broker: Broker, username: str, p
     async def refused() -> int | None:
         peer = make(username)
         try:
-            await peer.connect(broker.port, username, password)
+            await peer.connect(port_for(broker, username), username, password)
         except MQTTConnectError as exc:
             return int(exc._code)
         await peer.close()
@@ -344,9 +357,11 @@ async def test_tls_listener_round_trip(fleet: Fleet, tmp_path: Path, peers: Peer
     certs = tmp_path / "certs"
     await asyncio.to_thread(make_test_ca, certs)
     tls_port = free_port()
-    # per_listener_settings is false (the default): the password file and ACL cover this listener too.
+    # per_listener_settings is true: the TLS device listener names its own password file and ACL.
     extra = (
         f"listener {tls_port} 127.0.0.1\n"
+        f"allow_anonymous false\nuse_username_as_clientid true\n"
+        f"password_file {fleet.password_file}\nacl_file {fleet.acl_file}\n"
         f"cafile {certs / 'ca.crt'}\ncertfile {certs / 'server.crt'}\nkeyfile {certs / 'server.key'}\n"
         "tls_version tlsv1.2\n"
     )
@@ -369,7 +384,8 @@ async def test_shipped_mosquitto_conf_works(fleet: Fleet, tmp_path: Path, peers:
     """config/mosquitto/mosquitto.conf as shipped, with only its paths and ports moved into the test."""
     confdir, plain, tls = tmp_path / "shipped", free_port(), free_port()
     await asyncio.to_thread(make_test_ca, confdir / "certs")
-    shutil.copy(fleet.password_file, confdir / "passwords")
+    shutil.copy(fleet.password_file, confdir / "device-passwords")
+    shutil.copy(fleet.service_password_file, confdir / "service-passwords")
     shutil.copy(fleet.acl_file, confdir / "acl")
     text = (REPO / "config" / "mosquitto" / "mosquitto.conf").read_text()
     for old, new in {
@@ -424,11 +440,14 @@ async def test_files_leave_out_retired_and_uncredentialed(fleet: Fleet) -> None:
         await retire_device(session, "dev-b")
     await fleet.write_auth()
     users = [line.split(":", 1)[0] for line in fleet.password_file.read_text().splitlines()]
-    assert users == ["dev-a", "dev-c", GATEWAY, RECEIVER]
+    assert users == ["dev-a", "dev-c"]
+    services = [line.split(":", 1)[0] for line in fleet.service_password_file.read_text().splitlines()]
+    assert services == [GATEWAY, RECEIVER]
     assert f"pattern readwrite {ROOT}/devices/%u/#" in fleet.acl_file.read_text()
-    for path in (fleet.password_file, fleet.acl_file):
+    for path in (fleet.password_file, fleet.service_password_file, fleet.acl_file):
         assert path.stat().st_mode & 0o777 == 0o640
-    assert sorted(p.name for p in fleet.password_file.parent.iterdir()) == ["acl", "passwords"]
+    names = sorted(p.name for p in fleet.password_file.parent.iterdir())
+    assert names == ["acl", "device-passwords", "service-passwords"]
 
 
 async def test_refusals(fleet: Fleet) -> None:
@@ -493,10 +512,19 @@ def test_cli_issues_and_writes(cli_db: str, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     password = result.output.split("password: ", 1)[1].strip()
     assert runner.invoke(broker_app, ["device-credentials", "nope"]).exit_code == 1
-    pw_file, acl_file = tmp_path / "out" / "passwords", tmp_path / "out" / "acl"
-    result = runner.invoke(broker_app, ["write-auth", "--password-file", str(pw_file), "--acl-file", str(acl_file)])
+    pw_file, svc_file, acl_file = tmp_path / "out" / "devices", tmp_path / "out" / "services", tmp_path / "out" / "acl"
+    args = [
+        "--device-password-file",
+        str(pw_file),
+        "--service-password-file",
+        str(svc_file),
+        "--acl-file",
+        str(acl_file),
+    ]
+    result = runner.invoke(broker_app, ["write-auth", *args])
     assert result.exit_code == 0, result.output
     hashes = dict(line.split(":", 1) for line in pw_file.read_text().splitlines())
-    assert sorted(hashes) == ["dev-cli", GATEWAY, RECEIVER]
-    assert verify_mosquitto_hash(password, hashes["dev-cli"]) and verify_mosquitto_hash("pw", hashes[RECEIVER])
+    services = dict(line.split(":", 1) for line in svc_file.read_text().splitlines())
+    assert sorted(hashes) == ["dev-cli"] and sorted(services) == [GATEWAY, RECEIVER]
+    assert verify_mosquitto_hash(password, hashes["dev-cli"]) and verify_mosquitto_hash("pw", services[RECEIVER])
     assert f"user {GATEWAY}" in acl_file.read_text()

@@ -11,8 +11,9 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from alarm_receiver import queue
-from alarm_receiver.auth import Role, authenticate, create_user, issue_token, revoke_token, user_for_token
+from alarm_receiver.auth import Role, create_user, issue_token, revoke_token, user_for_token
 from alarm_receiver.db import migrate as migrate_receiver
+from alarm_receiver.logins import LoginRefused, Logins
 from alarm_receiver.models import DeviceNotice
 from alarm_receiver.schemas import IntakeAlarm, IntakeCancel
 from devices import AlarmCancel, AlarmMessage, AlarmType, DeviceType
@@ -21,6 +22,7 @@ from gateway.intake import IntakeItem, Outcome, store_batch
 from gateway.models import OutboxRow, StoredAlarm
 from gateway.registry import add_device, retire_device
 from trygg.db import create_engine, session_factory
+from trygg.settings import Settings
 
 
 @pytest.fixture
@@ -168,9 +170,14 @@ async def test_tokens_expire_and_revoke(engine: AsyncEngine) -> None:
     sessions = session_factory(engine)
     async with sessions.begin() as s:
         user = await create_user(s, "op", "pw-long-enough", Role.OPERATOR)
-        assert await authenticate(s, "op", "wrong") is None
-        assert await authenticate(s, "nobody", "pw-long-enough") is None
-        assert (await authenticate(s, "op", "pw-long-enough")) is not None
+    logins = Logins(sessions, Settings())
+    for name, password in (("op", "wrong"), ("nobody", "pw-long-enough")):
+        with pytest.raises(LoginRefused) as refused:
+            await logins.login(name, password, "127.0.0.1")
+        assert refused.value.status_code == 401 and refused.value.code == "auth.bad_credentials"
+    assert (await logins.login("op", "pw-long-enough", "127.0.0.1")).role == "operator"
+    logins.close()
+    async with sessions.begin() as s:
         token, _ = await issue_token(s, user, ttl_s=3600)
         expired, _ = await issue_token(s, user, ttl_s=-1)
     async with sessions.begin() as s:

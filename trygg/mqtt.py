@@ -18,8 +18,10 @@ handler's to deal with (the gateway's dispatcher keeps them as dead letters).
 
 import asyncio
 import contextlib
+import ssl
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import Any, NamedTuple, Self
 from urllib.parse import unquote, urlsplit
@@ -40,9 +42,13 @@ class MqttEndpoint:
     username: str | None = None
     password: str | None = None
     tls: bool = False
+    # CA certificate(s) (PEM) to verify the broker with over TLS (the ``mqtt_ca_file`` setting); None: the system's.
+    ca_file: Path | None = None
 
     @classmethod
-    def from_url(cls, url: str, username: str | None = None, password: str | None = None) -> "MqttEndpoint":
+    def from_url(
+        cls, url: str, username: str | None = None, password: str | None = None, *, ca_file: Path | None = None
+    ) -> "MqttEndpoint":
         """``mqtt://[user:pass@]host[:port]`` or ``mqtts://...``; explicit credentials win over the URL's."""
         parts = urlsplit(url)
         if parts.scheme not in ("mqtt", "mqtts"):
@@ -54,7 +60,26 @@ class MqttEndpoint:
             username=username if username is not None else (unquote(parts.username) if parts.username else None),
             password=password if password is not None else (unquote(parts.password) if parts.password else None),
             tls=tls,
+            ca_file=ca_file,
         )
+
+    def ssl_context(self) -> ssl.SSLContext | bool:
+        """What gmqtt's ``connect(ssl=...)`` takes: False for plain MQTT, else a verifying context."""
+        if not self.tls:
+            return False
+        return ssl.create_default_context(cafile=str(self.ca_file) if self.ca_file else None)
+
+
+def parse_login_file(text: str) -> dict[str, str]:
+    """``username:password`` lines (blank lines and ``#`` comments ignored): the logins of simulated devices that
+    ``trygg broker provision --fleet-credentials`` writes and ``sim_credentials_file`` reads."""
+    pairs = (line.split(":", 1) for line in text.splitlines() if ":" in line and not line.startswith("#"))
+    return {user.strip(): password.strip() for user, password in pairs}
+
+
+def render_login_file(passwords: dict[str, str]) -> str:
+    header = "# Broker logins of simulated devices (trygg broker provision): device_id:password"
+    return "\n".join([header, *(f"{k}:{v}" for k, v in sorted(passwords.items()))]) + "\n"
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,7 +177,7 @@ async def connect(
         client.set_auth_credentials(endpoint.username, endpoint.password)
     version = MQTTv311 if protocol == "3.1.1" else MQTTv50
     await asyncio.wait_for(
-        client.connect(endpoint.host, endpoint.port, ssl=endpoint.tls, keepalive=keepalive, version=version),
+        client.connect(endpoint.host, endpoint.port, ssl=endpoint.ssl_context(), keepalive=keepalive, version=version),
         timeout_s,
     )
 

@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     # --- broker and contract
     mqtt_url: str = "mqtt://127.0.0.1:1883"
     mqtt_protocol: Literal["5", "3.1.1"] = "5"
+    # CA certificate(s) (PEM) that every MQTT client of Trygg trusts for mqtts:// URLs; unset: the system's store.
+    mqtt_ca_file: Path | None = None
     topic_root: str = "trygg/v1"
     # Never below the 8 KiB the contract promises devices.
     max_payload_bytes: int = Field(8192, ge=8192, le=262144)
@@ -49,6 +51,9 @@ class Settings(BaseSettings):
     gateway_session_expiry_s: int = Field(7 * 24 * 3600, ge=60)
     gateway_http_host: str = "127.0.0.1"
     gateway_http_port: int = 8080
+    # HTTPS for the gateway's own server (both or neither); unset: plain HTTP (behind a TLS proxy, or loopback).
+    gateway_tls_certfile: Path | None = None
+    gateway_tls_keyfile: Path | None = None
     intake_batch_max: int = Field(256, ge=1, le=10000)
     forward_batch_max: int = Field(200, ge=1, le=5000)
     forward_backoff_max_s: float = Field(30.0, gt=0)
@@ -72,13 +77,32 @@ class Settings(BaseSettings):
     gateway_url: str = "http://127.0.0.1:8080"  # where the receiver passes the console's /gw/api/v1 calls
     receiver_http_host: str = "127.0.0.1"
     receiver_http_port: int = 8081
+    receiver_tls_certfile: Path | None = None
+    receiver_tls_keyfile: Path | None = None
+    # CA certificate(s) (PEM) the services trust when they call each other over https://; unset: the system's store.
+    http_ca_file: Path | None = None
     receiver_client_id: str = "trygg-receiver"
     receiver_mqtt_username: str | None = None
     receiver_mqtt_password: SecretStr | None = None
-    intake_token: SecretStr = SecretStr("trygg-dev-intake-token-change-me")
+    # Shared secret gateway -> receiver. No default: the services refuse to start without one of their own
+    # (trygg/secrets.py; `trygg secrets token` makes one).
+    intake_token: SecretStr | None = None
     escalate_first_s: float = Field(60.0, gt=0)
     escalate_second_s: float = Field(180.0, gt=0)
     token_ttl_s: int = Field(12 * 3600, ge=60)
+    # Passwords of accounts: at least this long, and not on a list of common passwords (alarm_receiver/passwords.py).
+    password_min_length: int = Field(12, ge=12, le=256)
+    # Logins: argon2 runs in this many threads at most, never on the event loop; more waiting than
+    # login_queue_max are answered 429 at once. Failed logins per username and per client address are limited
+    # within a sliding window (alarm_receiver/login_throttle.py).
+    login_hash_threads: int = Field(1, ge=1, le=16)
+    login_queue_max: int = Field(32, ge=1, le=10000)
+    login_fail_per_account: int = Field(10, ge=1)
+    login_fail_per_address: int = Field(30, ge=1)
+    login_fail_window_s: float = Field(300.0, gt=0)
+    # Addresses (or CIDR networks) of reverse proxies whose X-Forwarded-For / X-Forwarded-Proto are believed.
+    # Empty: those headers are ignored and the client address is the TCP peer's.
+    trusted_proxies: list[str] = []
     # The night overview's nights (local time in `timezone`): from night_start to night_end the next morning.
     night_start: time = time(20, 0)
     night_end: time = time(8, 0)
@@ -89,6 +113,20 @@ class Settings(BaseSettings):
     sim_resend_max_s: float = Field(20.0, gt=0)
     sim_fallback_after_s: float = Field(60.0, gt=0)
     sim_fallback_mqtt_url: str | None = None
+    # `device_id:password` lines (`trygg broker provision --fleet-credentials`): each simulated device logs in
+    # to the broker with its own id and password, as real devices do. Unset: the URL's credentials, if any.
+    sim_credentials_file: Path | None = None
+
+    # --- the supervision log's anchor (trygg/audit/anchor.py, docs/audit.md)
+    # Ed25519 private key (PEM) the services sign checkpoints with; kept outside the database.
+    audit_signing_key_file: Path | None = None
+    # Append-only file (JSON lines) the signed checkpoints are added to; `trygg log verify` checks the chain
+    # against it. Put it where the database's owner cannot rewrite it (chattr +a, another host's mount).
+    audit_checkpoint_file: Path | None = None
+    audit_checkpoint_interval_s: float = Field(10.0, gt=0)
+    # Public keys (base64 of the 32 raw bytes) whose checkpoints `trygg log verify` trusts, old keys included
+    # after a rotation. Empty: the signing key's own public key.
+    audit_public_keys: list[str] = []
 
     # --- camera check-ins (media)
     # STUN/TURN URLs for the WebRTC peers (e.g. "stun:stun.example.org:3478", "turn:user:pass@turn.example.org");
@@ -132,6 +170,12 @@ class Settings(BaseSettings):
             raise ValueError(f"timezone {self.timezone!r} is not an IANA time zone name") from None
         if self.night_start == self.night_end:
             raise ValueError("night_start and night_end must differ")
+        if self.audit_signing_key_file is not None and self.audit_checkpoint_file is None:
+            raise ValueError("audit_signing_key_file needs audit_checkpoint_file: where the signed checkpoints go")
+        for service in ("gateway", "receiver"):
+            cert, key = getattr(self, f"{service}_tls_certfile"), getattr(self, f"{service}_tls_keyfile")
+            if (cert is None) != (key is None):
+                raise ValueError(f"{service}_tls_certfile and {service}_tls_keyfile go together: set both or neither")
         return self
 
     @classmethod

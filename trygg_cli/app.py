@@ -14,6 +14,7 @@ from trygg_cli.db import db_app
 from trygg_cli.dead_letters import dead_letters_app
 from trygg_cli.devices import devices_app
 from trygg_cli.log import log_app
+from trygg_cli.secrets import secrets_app
 from trygg_cli.sim import app as sim_app
 from trygg_cli.users import user_app
 
@@ -21,9 +22,10 @@ app = typer.Typer(help="Trygg: social alarms and camera check-ins for municipal 
 app.add_typer(devices_app, name="devices")
 app.add_typer(user_app, name="user")
 app.add_typer(db_app, name="db")
+app.add_typer(secrets_app, name="secrets")
 app.add_typer(sim_app, name="sim", help="Simulated devices: a fleet, or one button press.")
 app.add_typer(consent_app, name="consent", help="Camera check-in consents (case officers).")
-app.add_typer(log_app, name="log", help="The supervision log: verify the chain, a client's entries.")
+app.add_typer(log_app, name="log", help="The supervision log: chain, checkpoints, keys, a client's entries.")
 app.add_typer(broker_app, name="broker", help="Device and service credentials, the broker's password file and ACL.")
 app.add_typer(dead_letters_app, name="dead-letters", help="Device messages the gateway could not handle.")
 app.command()(services.gateway)

@@ -15,6 +15,7 @@ from typing import Annotated, TypeVar
 import typer
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from firmware_sim.fleet import device_ids
 from gateway.provisioning import (
     ProvisioningError,
     Role,
@@ -22,8 +23,12 @@ from gateway.provisioning import (
     issue_device_credentials,
     new_password,
     reload_broker,
+    write_atomic,
     write_broker_auth,
 )
+from gateway.provisioning import fleet_credentials as fleet_credentials_for
+from gateway.registry import add_device
+from trygg.mqtt import parse_login_file, render_login_file
 from trygg.settings import get_settings
 from trygg_cli.common import fail, gateway_store
 
@@ -48,24 +53,78 @@ def _in_transaction(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
         raise fail(f"error: {exc}") from None
 
 
+def _group(value: str | None) -> str | int | None:
+    return int(value) if value is not None and value.isdigit() else value
+
+
+DevicePasswordFile = Annotated[Path, typer.Option(help="password_file of the device listeners")]
+ServicePasswordFile = Annotated[Path, typer.Option(help="password_file of the service listener")]
+AclFile = Annotated[Path, typer.Option(help="acl_file of every listener")]
+Group = Annotated[str | None, typer.Option(help="group (name or gid) that may read the files, e.g. mosquitto")]
+
+
 @broker_app.command("write-auth")
 def write_auth(
-    password_file: Annotated[Path, typer.Option(help="Mosquitto's password_file")],
-    acl_file: Annotated[Path, typer.Option(help="Mosquitto's acl_file")],
+    device_password_file: DevicePasswordFile,
+    service_password_file: ServicePasswordFile,
+    acl_file: AclFile,
     reload_pid: Annotated[int | None, typer.Option(help="Mosquitto's pid: send it SIGHUP to reload")] = None,
-    group: Annotated[str | None, typer.Option(help="group that may read the files (e.g. mosquitto)")] = None,
+    group: Group = None,
 ) -> None:
-    """Write the password file and ACL from the database (retired devices left out), optionally reload."""
+    """Write both password files and the ACL from the database (retired devices left out), optionally reload."""
     root = get_settings().topic_root
 
     async def work(session: AsyncSession) -> None:
-        await write_broker_auth(session, password_file, acl_file, root, group=group)
+        await write_broker_auth(
+            session, device_password_file, service_password_file, acl_file, root, group=_group(group)
+        )
 
     _in_transaction(work)
-    typer.echo(f"wrote {password_file} and {acl_file}")
+    typer.echo(f"wrote {device_password_file}, {service_password_file} and {acl_file}")
     if reload_pid is not None:
         reload_broker(reload_pid)
         typer.echo(f"asked Mosquitto (pid {reload_pid}) to reload them")
+
+
+@broker_app.command("provision")
+def provision(
+    device_password_file: DevicePasswordFile,
+    service_password_file: ServicePasswordFile,
+    acl_file: AclFile,
+    group: Group = None,
+    fleet_count: Annotated[int, typer.Option(help="register this many simulated devices (trygg sim run)")] = 0,
+    fleet_prefix: Annotated[str, typer.Option(help="their id prefix")] = "sim",
+    fleet_credentials: Annotated[
+        Path | None, typer.Option(help="write their logins here (device_id:password), for TRYGG_SIM_CREDENTIALS_FILE")
+    ] = None,
+) -> None:
+    """One step for a fresh stack (docker compose): migrate the gateway's database, create the service accounts
+    from TRYGG_GATEWAY_MQTT_* and TRYGG_RECEIVER_MQTT_*, optionally register a simulated fleet with its own
+    logins (kept across runs while they still match), and write the broker's files."""
+    s = get_settings()
+    accounts = [
+        (s.gateway_mqtt_username, s.gateway_mqtt_password, Role.GATEWAY),
+        (s.receiver_mqtt_username, s.receiver_mqtt_password, Role.RECEIVER),
+    ]
+    known = parse_login_file(fleet_credentials.read_text()) if fleet_credentials and fleet_credentials.exists() else {}
+
+    async def work(session: AsyncSession) -> dict[str, str]:
+        for username, password, role in accounts:
+            if username and password:
+                await ensure_service_account(session, username, role.value, password.get_secret_value())
+        fleet = list(device_ids(fleet_count, fleet_prefix))
+        for device_id, device_type in fleet:
+            await add_device(session, device_id, device_type, exist_ok=True)
+        passwords = await fleet_credentials_for(session, [d for d, _ in fleet], known)
+        await write_broker_auth(
+            session, device_password_file, service_password_file, acl_file, s.topic_root, group=_group(group)
+        )
+        return passwords
+
+    passwords = _in_transaction(work)  # the gateway's store is migrated first
+    if fleet_credentials is not None:
+        write_atomic(fleet_credentials, render_login_file(passwords), mode=0o600)
+    typer.echo(f"wrote {device_password_file}, {service_password_file} and {acl_file}; {len(passwords)} fleet logins")
 
 
 @broker_app.command("service-account")

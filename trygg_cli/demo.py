@@ -29,12 +29,23 @@ from gateway.app import create_app as create_gateway_app
 from gateway.checkin.consent import ConsentIn, Person, create_consent, list_consents, withdraw_consent
 from gateway.db import migrate as migrate_gateway
 from gateway.registry import add_device
+from trygg.audit.anchor import generate_key
 from trygg.broker import LocalBroker, port_is_free
 from trygg.db import engine_scope, session_factory
-from trygg.serve import server
+from trygg.serve import service_server
 from trygg.settings import Settings
 
 log = structlog.get_logger(__name__)
+
+
+def _demo_anchor(settings: Settings) -> dict[str, object]:
+    """The supervision log's anchor in the data dir (docs/audit.md), unless the settings name one."""
+    if settings.audit_signing_key_file is not None:
+        return {}
+    key = settings.data_dir / "audit-signing.pem"
+    if not key.exists():
+        generate_key(key)
+    return {"audit_signing_key_file": key, "audit_checkpoint_file": settings.data_dir / "audit-checkpoints.jsonl"}
 
 
 def _demo_broker_port(preferred: int = 18830) -> int:
@@ -172,21 +183,18 @@ async def run_demo(
         update={
             "mqtt_url": broker.url,
             "mqtt_protocol": "5" if broker.kind == "mosquitto" else "3.1.1",
-            "intake_token": SecretStr(secrets.token_urlsafe(24)),
+            "intake_token": SecretStr(secrets.token_urlsafe(32)),
             "webrtc_host_addresses": settings.webrtc_host_addresses or ["127.0.0.1"],  # one machine: loopback
+            **_demo_anchor(settings),
         }
     )
     fleet_ids = device_ids(devices)
     creds = await _prepare(settings, list(fleet_ids))
-    receiver = server(
-        create_receiver_app(settings, run_migrations=False),
-        settings.receiver_http_host,
-        settings.receiver_http_port,
-        handle_signals=False,  # Ctrl-C is ours: everything stops in order below
+    # handle_signals=False: Ctrl-C is ours, everything stops in order below
+    receiver = service_server(
+        create_receiver_app(settings, run_migrations=False), settings, "receiver", handle_signals=False
     )
-    gateway = server(
-        create_gateway_app(settings), settings.gateway_http_host, settings.gateway_http_port, handle_signals=False
-    )
+    gateway = service_server(create_gateway_app(settings), settings, "gateway", handle_signals=False)
     tasks = [asyncio.create_task(receiver.serve()), asyncio.create_task(gateway.serve())]
     fleet = Fleet(settings, devices, press_every_s=press_every_s or None, cancel_after_s=clear_after_s or None)
     camera = SimCamera(DEMO_CAMERA, settings, scenario="in_bed")

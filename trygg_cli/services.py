@@ -1,9 +1,14 @@
-"""``trygg gateway``, ``trygg receiver``: each service on its own, served by uvicorn in this process."""
+"""``trygg gateway``, ``trygg receiver``: each service on its own, served by uvicorn in this process.
+
+A service refuses to start with a missing, short or published secret (``trygg.secrets``): exit code 2 and a
+message naming each setting.
+"""
 
 from __future__ import annotations
 
-from trygg.serve import server
-from trygg_cli.common import run, settings
+from trygg.secrets import InsecureSecret
+from trygg.serve import service_server
+from trygg_cli.common import fail, run, settings
 
 
 def gateway() -> None:
@@ -11,7 +16,11 @@ def gateway() -> None:
     from gateway.app import create_app
 
     s = settings()
-    run(server(create_app(s), s.gateway_http_host, s.gateway_http_port).serve())
+    try:
+        app = create_app(s)
+    except InsecureSecret as exc:
+        raise fail(f"error: {exc}", 2) from None
+    run(service_server(app, s, "gateway").serve())
 
 
 def receiver() -> None:
@@ -19,4 +28,8 @@ def receiver() -> None:
     from alarm_receiver.app import create_app
 
     s = settings()
-    run(server(create_app(s), s.receiver_http_host, s.receiver_http_port).serve())
+    try:
+        app = create_app(s)
+    except InsecureSecret as exc:
+        raise fail(f"error: {exc}", 2) from None
+    run(service_server(app, s, "receiver").serve())

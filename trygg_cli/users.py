@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from alarm_receiver.auth import AuthError, Role, create_user
+from alarm_receiver.auth import AuthError, Role, WeakPassword, create_user
 from trygg_cli.common import fail, receiver_store, run, settings
 
 user_app = typer.Typer(help="Operator, patrol, technician and admin accounts.", no_args_is_help=True)
@@ -35,10 +35,10 @@ def user_add(
 
     async def go(pw: str) -> None:
         async with receiver_store(s) as session:
-            await create_user(session, username, pw, role_, display_name)
+            await create_user(session, username, pw, role_, display_name, min_length=s.password_min_length)
 
     try:
         run(go(password))
-    except AuthError as exc:
+    except (AuthError, WeakPassword) as exc:
         raise fail(f"error: {exc}") from None
     typer.echo(f"created {role_.value} {username}" + (f" with password {password}" if generate else ""))

@@ -11,9 +11,10 @@ from alarm_receiver.api.deps import Operator, QueueReader, ReceiverDep, SessionD
 from alarm_receiver.models import QueueAlarm, User
 from alarm_receiver.queue import Action, State
 from alarm_receiver.schemas import AlarmDetailOut, AlarmOut, AssignIn, NoteIn, RequiredNoteIn, ResolveIn
-from trygg.errors import ApiError
+from trygg.errors import ApiError, responses
+from trygg.http import DbId
 
-router = APIRouter(prefix="/alarms", tags=["alarms"])
+router = APIRouter(prefix="/alarms", tags=["alarms"], responses=responses(401, 403, 404, 409, 422))
 
 
 def _is_patrol(user: User) -> bool:
@@ -51,7 +52,7 @@ async def list_alarms(
 
 
 @router.get("/{alarm_pk}", response_model=AlarmDetailOut)
-async def get_alarm(alarm_pk: int, session: SessionDep, user: QueueReader) -> QueueAlarm:
+async def get_alarm(alarm_pk: DbId, session: SessionDep, user: QueueReader) -> QueueAlarm:
     alarm = await queue.get_alarm(session, alarm_pk)
     if _is_patrol(user) and alarm.assigned_to != user.username:
         raise ApiError(404, "alarm.not_assigned", f"no alarm {alarm_pk} assigned to you", id=alarm_pk)
@@ -81,40 +82,42 @@ async def _act(
 
 @router.post("/{alarm_pk}/acknowledge", response_model=AlarmDetailOut)
 async def acknowledge(
-    alarm_pk: int, body: NoteIn, receiver: ReceiverDep, session: SessionDep, user: Operator
+    alarm_pk: DbId, body: NoteIn, receiver: ReceiverDep, session: SessionDep, user: Operator
 ) -> QueueAlarm:
     return await _act(receiver, session, user, alarm_pk, Action.ACKNOWLEDGE, note=body.note)
 
 
 @router.post("/{alarm_pk}/assign", response_model=AlarmDetailOut)
 async def assign(
-    alarm_pk: int, body: AssignIn, receiver: ReceiverDep, session: SessionDep, user: Operator
+    alarm_pk: DbId, body: AssignIn, receiver: ReceiverDep, session: SessionDep, user: Operator
 ) -> QueueAlarm:
     return await _act(receiver, session, user, alarm_pk, Action.ASSIGN, note=body.note, patrol=body.patrol)
 
 
 @router.post("/{alarm_pk}/on-site", response_model=AlarmDetailOut)
 async def on_site(
-    alarm_pk: int, body: NoteIn, receiver: ReceiverDep, session: SessionDep, user: QueueReader
+    alarm_pk: DbId, body: NoteIn, receiver: ReceiverDep, session: SessionDep, user: QueueReader
 ) -> QueueAlarm:
     return await _act(receiver, session, user, alarm_pk, Action.ON_SITE, note=body.note)
 
 
 @router.post("/{alarm_pk}/resolve", response_model=AlarmDetailOut)
 async def resolve(
-    alarm_pk: int, body: ResolveIn, receiver: ReceiverDep, session: SessionDep, user: QueueReader
+    alarm_pk: DbId, body: ResolveIn, receiver: ReceiverDep, session: SessionDep, user: QueueReader
 ) -> QueueAlarm:
     return await _act(receiver, session, user, alarm_pk, Action.RESOLVE, note=body.note, outcome=body.outcome)
 
 
 @router.post("/{alarm_pk}/cancel", response_model=AlarmDetailOut)
-async def cancel(alarm_pk: int, body: NoteIn, receiver: ReceiverDep, session: SessionDep, user: Operator) -> QueueAlarm:
+async def cancel(
+    alarm_pk: DbId, body: NoteIn, receiver: ReceiverDep, session: SessionDep, user: Operator
+) -> QueueAlarm:
     return await _act(receiver, session, user, alarm_pk, Action.CANCEL, note=body.note)
 
 
 @router.post("/{alarm_pk}/notes", response_model=AlarmDetailOut)
 async def add_note(
-    alarm_pk: int, body: RequiredNoteIn, receiver: ReceiverDep, session: SessionDep, user: QueueReader
+    alarm_pk: DbId, body: RequiredNoteIn, receiver: ReceiverDep, session: SessionDep, user: QueueReader
 ) -> QueueAlarm:
     await _check_patrol_owns(session, user, alarm_pk)
     alarm = await queue.add_note(session, alarm_pk, user.username, body.note)

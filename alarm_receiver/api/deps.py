@@ -6,7 +6,7 @@ import hmac
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import Depends, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -35,28 +35,36 @@ SessionDep = Annotated[AsyncSession, Depends(get_session)]
 BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 
-def _unauthorized(code: str, reason: str) -> HTTPException:
+def _unauthorized(code: str, reason: str) -> ApiError:
     return ApiError(status.HTTP_401_UNAUTHORIZED, code, reason, headers={"WWW-Authenticate": "Bearer"})
 
 
-def request_token(request: Request, creds: HTTPAuthorizationCredentials | None) -> str | None:
-    if creds is not None and creds.scheme.lower() == "bearer":
+def request_token(creds: HTTPAuthorizationCredentials | None) -> str | None:
+    """The bearer token of the Authorization header. Never from the URL (it would end up in logs and history)."""
+    if creds is not None and creds.scheme.lower() == "bearer" and creds.credentials:
         return creds.credentials
-    # EventSource cannot send headers: the live feed also takes ?access_token=
-    if request.url.path.endswith("/events"):
-        return request.query_params.get("access_token")
     return None
 
 
-async def get_current_user(request: Request, receiver: ReceiverDep, creds: BearerDep) -> User:
-    token = request_token(request, creds)
+async def get_token(creds: BearerDep) -> str:
+    token = request_token(creds)
     if not token:
-        raise _unauthorized("auth.required", "not logged in")
+        raise _unauthorized("auth.not_logged_in", "not logged in")
+    return token
+
+
+BearerToken = Annotated[str, Depends(get_token)]
+
+
+async def get_current_user(request: Request, receiver: ReceiverDep, token: BearerToken) -> User:
     # A session of its own, closed at once: a long response (the live feed) must not hold a connection.
     async with receiver.sessions() as session:
-        user = await auth.user_for_token(session, token)
-    if user is None:
-        raise _unauthorized("auth.expired", "session expired or token unknown; log in again")
+        try:
+            user, expires_at = await auth.open_session(session, token)
+        except auth.SessionEnded as exc:
+            raise _unauthorized(exc.code, "session expired or ended; log in again") from None
+    request.state.token_hash = auth.hash_token(token)
+    request.state.token_expires_at = expires_at
     return user
 
 
@@ -79,8 +87,9 @@ QueueReader = Annotated[User, Depends(require_roles(auth.Role.OPERATOR, auth.Rol
 
 
 def require_gateway(receiver: ReceiverDep, creds: BearerDep) -> None:
-    expected = receiver.settings.intake_token.get_secret_value()
-    if creds is None or not hmac.compare_digest(creds.credentials.encode(), expected.encode()):
+    token = receiver.settings.intake_token
+    expected = token.get_secret_value().encode() if token is not None else b""
+    if creds is None or not expected or not hmac.compare_digest(creds.credentials.encode(), expected):
         raise _unauthorized("auth.intake_token", "intake needs the gateway's token")
 
 

@@ -7,10 +7,11 @@ from fastapi import APIRouter
 
 from alarm_receiver import metrics, queue
 from alarm_receiver.api.deps import GatewayAuth, ReceiverDep, SessionDep
+from trygg.errors import responses
 from wire.intake import IntakeRequest, IntakeResponse
 
 log = structlog.get_logger(__name__)
-router = APIRouter(tags=["intake"])
+router = APIRouter(responses=responses(401, 422), tags=["intake"])
 
 
 @router.post("/intake", response_model=IntakeResponse, dependencies=[GatewayAuth])

@@ -17,8 +17,9 @@ from alarm_receiver.api.deps import Operator, ReceiverDep, SessionDep
 from alarm_receiver.models import User
 from alarm_receiver.overview import load_overview, night_period
 from trygg.db import utcnow
+from trygg.errors import responses
 
-router = APIRouter(tags=["console"])
+router = APIRouter(responses=responses(401, 403, 422), tags=["console"])
 
 
 @router.get("/overview/night")

@@ -13,10 +13,11 @@ from gateway import dead_letters
 from gateway.api.deps import ApiUser, SessionDep, require_roles
 from gateway.dead_letters import DeadLetterOut
 from trygg import audit
+from trygg.errors import responses
 
 Reader = Annotated[ApiUser, Depends(require_roles("technician", "operator"))]
 
-router = APIRouter(prefix="/dead-letters", tags=["dead letters"])
+router = APIRouter(prefix="/dead-letters", tags=["dead letters"], responses=responses(401, 403, 422, 503))
 
 
 @router.get("", response_model=list[DeadLetterOut])

@@ -1,15 +1,18 @@
 """Dependencies of the gateway's API as ``Annotated`` aliases: the port, a store session, the running features,
 the current user (token checked at the receiver) and role guards.
 
-The receiver owns accounts and tokens; the gateway asks it (``GET /api/v1/auth/me``) and remembers the answer
-for ``token_check_cache_s`` (10 s), so a logout or an expired token takes effect here within that time.
-Refusals are domain errors (``gateway/errors.py``), mapped to HTTP by the app's one handler.
+The receiver owns accounts and tokens; the gateway asks it (``GET /api/v1/auth/me``) on every request and
+remembers nothing: a logout or an expiry takes effect here at once, and nothing is cached past a token's end.
+A console page makes a few gateway calls a minute, so the check costs one loopback request each. A refused token
+is refused with the receiver's own code (``auth.session_expired``, ``auth.logged_out``, ``auth.session_ended``),
+so the console can say why the session ended. Refusals are domain errors (``gateway/errors.py``), mapped to HTTP
+by the app's one handler.
 """
 
 from __future__ import annotations
 
-import hashlib
-import time
+import re
+import ssl
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Annotated, TypeVar
 
@@ -28,40 +31,44 @@ __all__ = ["ApiUser", "CurrentUser", "PortDep", "SessionDep", "TokenChecker", "f
 log = structlog.get_logger(__name__)
 _bearer = HTTPBearer(auto_error=False)
 F = TypeVar("F")
+# The receiver's tokens are `secrets.token_urlsafe(32)`: anything else is refused without asking it.
+_TOKEN_SHAPE = re.compile(r"^[A-Za-z0-9_-]{20,128}$")
+
+
+def _cannot_check() -> Unavailable:
+    return Unavailable("auth.check_unavailable", "cannot check logins right now")
 
 
 class TokenChecker:
-    def __init__(self, receiver_url: str, cache_s: float = 10.0, timeout_s: float = 5.0) -> None:
+    def __init__(self, receiver_url: str, timeout_s: float = 5.0, verify: ssl.SSLContext | bool = True) -> None:
         self._url = receiver_url.rstrip("/") + "/api/v1/auth/me"
-        self._cache: dict[str, tuple[float, ApiUser | None]] = {}
-        self._cache_s = cache_s
-        self._http = httpx.AsyncClient(timeout=timeout_s)
+        self._http = httpx.AsyncClient(timeout=timeout_s, verify=verify)
 
     async def close(self) -> None:
         await self._http.aclose()
 
-    async def user(self, token: str) -> ApiUser | None:
-        key = hashlib.sha256(token.encode()).hexdigest()
-        now = time.monotonic()
-        hit = self._cache.get(key)
-        if hit is not None and hit[0] > now:
-            return hit[1]
+    async def user(self, token: str) -> ApiUser:
+        """Who the receiver says holds ``token`` right now; a 401 with the receiver's reason when nobody does."""
+        if not _TOKEN_SHAPE.match(token):
+            raise Unauthorized("auth.session_ended", "session expired or ended; log in again")
         try:
             resp = await self._http.get(self._url, headers={"Authorization": f"Bearer {token}"})
         except httpx.HTTPError as exc:
             log.error("cannot check a token at the receiver", error=str(exc) or type(exc).__name__)
-            raise Unavailable("auth.unavailable", "cannot check logins right now") from exc
-        user: ApiUser | None = None
-        if resp.status_code == 200:
-            body = resp.json()
-            user = ApiUser(username=str(body["username"]), role=str(body["role"]))
-        elif resp.status_code != 401:
+            raise _cannot_check() from exc
+        if resp.status_code == 401:
+            code = (
+                resp.json().get("code") if resp.headers.get("content-type", "").startswith("application/json") else None
+            )
+            raise Unauthorized(
+                code if isinstance(code, str) and code.startswith("auth.") else "auth.session_ended",
+                "session expired or ended; log in again",
+            )
+        if resp.status_code != 200:
             log.error("unexpected answer checking a token", status=resp.status_code)
-            raise Unavailable("auth.unavailable", "cannot check logins right now")
-        if len(self._cache) > 10_000:
-            self._cache.clear()
-        self._cache[key] = (now + self._cache_s, user)
-        return user
+            raise _cannot_check()
+        body = resp.json()
+        return ApiUser(username=str(body["username"]), role=str(body["role"]))
 
 
 def get_port(request: Request) -> GatewayPort:
@@ -98,11 +105,8 @@ async def get_current_user(
 ) -> ApiUser:
     checker: TokenChecker = request.app.state.token_checker
     if creds is None or creds.scheme.lower() != "bearer":
-        raise Unauthorized("auth.required", "not logged in")
-    user = await checker.user(creds.credentials)
-    if user is None:
-        raise Unauthorized("auth.expired", "session expired or token unknown; log in again")
-    return user
+        raise Unauthorized("auth.not_logged_in", "not logged in")
+    return await checker.user(creds.credentials)
 
 
 CurrentUser = Annotated[ApiUser, Depends(get_current_user)]

@@ -29,6 +29,8 @@ from gateway.checkin.schemas import (
 )
 from gateway.errors import NotFound
 from trygg import audit
+from trygg.errors import responses
+from trygg.http import DbId
 
 Reader = Annotated[ApiUser, Depends(require_roles("operator", "case_officer"))]
 CaseOfficer = Annotated[ApiUser, Depends(require_roles("case_officer"))]
@@ -36,7 +38,8 @@ ClientRequest = Annotated[ApiUser, Depends(require_roles("case_officer", "operat
 LogReader = Annotated[ApiUser, Depends(require_roles("case_officer"))]
 Checkins = Annotated[CheckinFeature, Depends(feature(CheckinFeature))]
 
-router = APIRouter(tags=["camera check-ins"])
+# 502: a camera's look failed; 503: the receiver, which checks every token, cannot be reached
+router = APIRouter(tags=["camera check-ins"], responses=responses(400, 401, 403, 404, 409, 422, 502, 503))
 
 
 @router.get("/consents", response_model=list[ConsentOut])
@@ -48,7 +51,7 @@ async def list_consents(
 
 
 @router.get("/consents/{consent_id}", response_model=ConsentOut)
-async def get_consent(consent_id: int, user: Reader, session: SessionDep) -> ConsentOut:
+async def get_consent(consent_id: DbId, user: Reader, session: SessionDep) -> ConsentOut:
     return await consents.describe(session, await consents.get_consent(session, consent_id))
 
 
@@ -63,7 +66,7 @@ async def create_consent(body: ConsentIn, user: CaseOfficer, session: SessionDep
 
 @router.patch("/consents/{consent_id}", response_model=ConsentOut)
 async def change_consent(
-    consent_id: int, body: ConsentChange, user: CaseOfficer, session: SessionDep, checkins: Checkins
+    consent_id: DbId, body: ConsentChange, user: CaseOfficer, session: SessionDep, checkins: Checkins
 ) -> ConsentOut:
     c = await consents.change_consent(session, consent_id, body, actor=user.username, now=checkins.now())
     out = await consents.describe(session, c)
@@ -72,13 +75,13 @@ async def change_consent(
 
 
 @router.post("/consents/{consent_id}/skip", status_code=204)
-async def skip_night(consent_id: int, body: SkipIn, user: ClientRequest, checkins: Checkins) -> None:
+async def skip_night(consent_id: DbId, body: SkipIn, user: ClientRequest, checkins: Checkins) -> None:
     await checkins.skip(consent_id, body, user)
 
 
 @router.post("/consents/{consent_id}/withdraw", response_model=ConsentOut)
 async def withdraw(
-    consent_id: int, body: WithdrawIn, user: ClientRequest, session: SessionDep, checkins: Checkins
+    consent_id: DbId, body: WithdrawIn, user: ClientRequest, session: SessionDep, checkins: Checkins
 ) -> ConsentOut:
     c = await checkins.withdraw(consent_id, user, body.reason)
     return await consents.describe(session, c)
@@ -101,7 +104,7 @@ async def list_checkins(
 
 
 @router.get("/checkins/{checkin_id}", response_model=CheckinOut)
-async def get_checkin(checkin_id: int, user: Reader, session: SessionDep) -> Checkin:
+async def get_checkin(checkin_id: DbId, user: Reader, session: SessionDep) -> Checkin:
     ck = await session.get(Checkin, checkin_id)
     if ck is None:
         raise NotFound("checkin.not_found", f"no check-in {checkin_id}", checkin_id=checkin_id)
@@ -109,12 +112,12 @@ async def get_checkin(checkin_id: int, user: Reader, session: SessionDep) -> Che
 
 
 @router.post("/checkins/{checkin_id}/look")
-async def look(checkin_id: int, body: OfferIn, user: CurrentUser, checkins: Checkins) -> dict[str, Any]:
+async def look(checkin_id: DbId, body: OfferIn, user: CurrentUser, checkins: Checkins) -> dict[str, Any]:
     return await checkins.start_look(checkin_id, body, user)
 
 
 @router.post("/consents/{consent_id}/alarm-look")
-async def alarm_look(consent_id: int, body: AlarmLookIn, user: CurrentUser, checkins: Checkins) -> dict[str, Any]:
+async def alarm_look(consent_id: DbId, body: AlarmLookIn, user: CurrentUser, checkins: Checkins) -> dict[str, Any]:
     return await checkins.start_alarm_look(consent_id, body, user)
 
 
@@ -124,7 +127,7 @@ async def end_look(look_id: str, user: CurrentUser, checkins: Checkins, body: En
 
 
 @router.post("/checkins/{checkin_id}/outcome", response_model=CheckinOut)
-async def outcome(checkin_id: int, body: OutcomeIn, user: CurrentUser, checkins: Checkins) -> Checkin:
+async def outcome(checkin_id: DbId, body: OutcomeIn, user: CurrentUser, checkins: Checkins) -> Checkin:
     return await checkins.record_outcome(checkin_id, body, user)
 
 

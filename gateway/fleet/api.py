@@ -22,6 +22,7 @@ from gateway.fleet.feature import FleetFeature
 from gateway.fleet.supervision import DeviceState
 from gateway.models import Device, InstallTest, StoredAlarm
 from gateway.registry import RegistryError, add_device, retire_device
+from trygg.errors import responses
 
 Technician = Annotated[ApiUser, Depends(require_roles("technician"))]
 HealthReader = Annotated[ApiUser, Depends(require_roles("technician", "operator"))]
@@ -197,7 +198,8 @@ def device_out(fleet: FleetFeature, device: Device) -> dict[str, Any]:
     }
 
 
-router = APIRouter(prefix="/devices", tags=["devices"])
+# 503: the receiver, which checks every token, cannot be reached (auth.check_unavailable)
+router = APIRouter(prefix="/devices", tags=["devices"], responses=responses(401, 403, 404, 409, 422, 503))
 
 
 async def _device(session: SessionDep, device_id: str) -> Device:

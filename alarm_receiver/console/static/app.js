@@ -117,7 +117,7 @@ async function start() {
   await loadConfig();
   if (new URLSearchParams(location.search).get("loopback") === "1") config.loopback_only = true;
   // The session ended: to the login page, which says why (?reason=expired | logout | ended, and the server's
-  // code when it gave one: ?code=auth.expired). In the URL, so no second routing can lose it.
+  // code when it gave one: ?code=auth.session_expired). In the URL, so no second routing can lose it.
   onSessionEnd((why, code) => {
     const target = `#/login?reason=${encodeURIComponent(why)}${code ? `&code=${encodeURIComponent(code)}` : ""}`;
     if (location.hash !== target) location.replace(target);

@@ -29,7 +29,13 @@ export function render(main, _params, ctx) {
       location.hash = ctx.landing(s.role);
     } catch (err) {
       msg.className = "error";
-      msg.textContent = err.status === 401 ? t("login_failed") : t("error", { msg: describe(err) });
+      if (err.status === 401) msg.textContent = t("login_failed");
+      else if (err.status === 429)
+        // throttled (auth.login_throttled) or busy (auth.login_busy): said plainly, with when to try again
+        msg.textContent = tr(err.code || "auth.login_throttled", {
+          retry_after_s: (err.params && err.params.retry_after_s) ?? err.retryAfter ?? 60,
+        });
+      else msg.textContent = t("error", { msg: describe(err) });
     }
   });
   main.replaceChildren(form);
