@@ -23,6 +23,8 @@ from gateway.checkin.routes import router as checkin_router
 from gateway.fleet.api import router as fleet_router
 from gateway.fleet.feature import FleetFeature
 from gateway.service import Gateway
+from gateway.voice.feature import VoiceFeature
+from gateway.voice.routes import router as voice_router
 from trygg.audit import anchor
 from trygg.docs import mount_docs
 from trygg.errors import install_error_handlers
@@ -35,6 +37,7 @@ log = structlog.get_logger(__name__)
 FEATURE_ROUTERS: tuple[tuple[type[object], APIRouter], ...] = (
     (FleetFeature, fleet_router),
     (CheckinFeature, checkin_router),
+    (VoiceFeature, voice_router),
 )
 
 

@@ -31,11 +31,14 @@ def default_features(port: GatewayPort) -> list[Feature]:
     from gateway.checkin.feature import CheckinFeature
     from gateway.checkin.media import CameraRelayFeature
     from gateway.fleet.feature import FleetFeature
+    from gateway.voice.feature import VoiceFeature
+    from gateway.voice.relay import VoiceRelayFeature
 
     fleet = FleetFeature(port)
     relay = CameraRelayFeature(port)
+    voice = VoiceRelayFeature(port)
     # The fleet feature supervises the devices' status; check-ins ask it whether a camera is online.
-    return [fleet, relay, CheckinFeature(port, relay, status_source=fleet.is_online)]
+    return [fleet, relay, CheckinFeature(port, relay, status_source=fleet.is_online), voice, VoiceFeature(port, voice)]
 
 
 class Gateway:

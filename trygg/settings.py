@@ -158,6 +158,12 @@ class Settings(BaseSettings):
     checkin_scheduler_period_s: float = Field(1.0, gt=0)
     checkin_catch_up_s: float = Field(12 * 3600.0, ge=0)
 
+    # --- voice calls (docs/voice.md)
+    # How long the gateway waits for a unit's voice/answer before telling the operator the unit did not answer.
+    voice_answer_timeout_s: float = Field(10.0, gt=0, le=120)
+    # The longest call; the gateway (and the unit, on its own clock) ends it then.
+    voice_max_call_s: float = Field(1800.0, gt=0, le=7200)
+
     @model_validator(mode="after")
     def _consistent(self) -> "Settings":
         if self.sim_resend_max_s < self.sim_resend_min_s:
