@@ -63,6 +63,10 @@ function fillSlot(slot) {
   const ring = ringFor(a);
   const open = ["new", "acknowledged", "assigned", "on_site"].includes(a.state);
   const patrol = slot.dataset.callSlot === "patrol";
+  // only when something changed: the page's observer sees every change this makes
+  const want = ring && !patrol ? `answer:${ring.call_id}` : open && !active ? "callback" : "none";
+  if (slot.dataset.callState === want) return;
+  slot.dataset.callState = want;
   const buttons = [];
   if (ring && !patrol) {
     buttons.push(h("button", { class: "btn primary ringing", id: patrol ? `p-answer-${a.id}` : "d-answer", text: `☎ ${t("call_answer")}`, onclick: () => answer(ring) }));
@@ -237,8 +241,9 @@ function tickTimer() {
 async function hangUp() {
   if (!active) return;
   const id = active.call_id;
-  finish("ended", "operator");
+  // the gateway first, so that it records "the operator hung up", not "the operator's side closed"
   if (id) await post(`/gw/api/v1/voice/calls/${encodeURIComponent(id)}/end`, {}).catch(() => null);
+  finish("ended", "operator");
 }
 
 function finish(how, reason, err) {
