@@ -15,7 +15,7 @@ from trygg.errors import responses
 from trygg.http import DbId
 from wire.voice import CallEvent, VoiceRight, VoiceRightRequest
 
-router = APIRouter(tags=["voice"], responses=responses(401, 403, 404, 422))
+router = APIRouter(tags=["voice"], responses=responses(401, 403, 404, 409, 422))
 
 
 @router.post("/voice/rights", response_model=VoiceRight)
