@@ -1,5 +1,5 @@
 """The base units of ``bench.voice``: SimBaseUnits in their own process, each sending a marker burst (3 kHz,
-60 ms) every second and listening for the operator's (2 kHz).
+60 ms) every 2 s and listening for the operator's (2 kHz).
 
     python -m bench._voice_units --mqtt-url mqtt://127.0.0.1:PORT --workdir DIR --count 8
 
@@ -23,6 +23,7 @@ from trygg.logging import configure_logging
 
 UNIT_MARKER_HZ = 3000.0
 OPERATOR_MARKER_HZ = 2000.0
+MARKER_EVERY_S = 2.0  # far apart: a burst heard late is never taken for the next one
 
 
 async def main() -> None:

@@ -74,6 +74,7 @@ class SimBaseUnit:
         pendants: Sequence[SimDevice] = (),
         tone_hz: float | None = 1000.0,
         marker_hz: float | None = None,
+        marker_every_s: float = 2.0,
         listen_marker_hz: float | None = None,
         max_ring_s: float = 120.0,
         capabilities: Sequence[Capability] = (Capability.SPEAKER, Capability.MICROPHONE),
@@ -89,6 +90,7 @@ class SimBaseUnit:
         self.pendants = list(pendants)
         self.tone_hz = tone_hz
         self.marker_hz = marker_hz
+        self.marker_every_s = marker_every_s
         self.listen_marker_hz = listen_marker_hz
         self.max_ring_s = max_ring_s
         self.capabilities = list(capabilities)
@@ -278,7 +280,7 @@ class SimBaseUnit:
                     self._spawn(call.heard.consume(track))
 
             await pc.setRemoteDescription(RTCSessionDescription(sdp=request.sdp, type="offer"))
-            call.tone = ToneTrack(self.tone_hz, marker_hz=self.marker_hz)
+            call.tone = ToneTrack(self.tone_hz, marker_hz=self.marker_hz, marker_every_s=self.marker_every_s)
             pc.addTrack(call.tone)
             await pc.setLocalDescription(await pc.createAnswer())
         except Exception as exc:
