@@ -16,7 +16,8 @@ acoustic path: those add their own tens of milliseconds on a real unit and a rea
 
 Capacity: k = 1, 2, 4, ... ``--max-calls`` simultaneous calls, ``--seconds`` each after a 2 s warm-up; the
 answer is the largest k whose p95 (both directions together) stays under ``--limit-ms`` (250 ms; ITU-T G.114:
-under 150 ms one way is good, 400 ms the limit).
+under 150 ms one way is good, 400 ms the limit). The floor, in the same run: two aiortc peers of this process
+talking directly (one hop: what the relay's second hop adds is the difference).
 """
 
 from __future__ import annotations
@@ -84,6 +85,31 @@ class Operator:
         return answer["call_id"]
 
 
+async def direct_floor(settings: Any, seconds: float) -> dict[str, Any]:
+    """The floor, in the same run: two peers of this process talking directly (one hop, no relay, no MQTT)."""
+    a, b = new_peer_connection(settings), new_peer_connection(settings)
+    tone_a = ToneTrack(None, marker_hz=OPERATOR_MARKER_HZ, marker_every_s=MARKER_EVERY_S)
+    tone_b = ToneTrack(None, marker_hz=UNIT_MARKER_HZ, marker_every_s=MARKER_EVERY_S)
+    heard_a, heard_b = Listener(marker_hz=UNIT_MARKER_HZ), Listener(marker_hz=OPERATOR_MARKER_HZ)
+    tasks: list[asyncio.Future[None]] = []
+    for pc, tone, heard in ((a, tone_a, heard_a), (b, tone_b, heard_b)):
+        pc.addTrack(tone)
+        pc.on("track", lambda track, heard=heard: tasks.append(asyncio.ensure_future(heard.consume(track))))
+    await a.setLocalDescription(await a.createOffer())
+    await b.setRemoteDescription(a.localDescription)
+    await b.setLocalDescription(await b.createAnswer())
+    await a.setRemoteDescription(b.localDescription)
+    await asyncio.sleep(2.0)
+    lo = time.monotonic()
+    await asyncio.sleep(seconds)
+    hi = time.monotonic()
+    await a.close()
+    await b.close()
+    ab = pair([t for t in tone_a.marker_times if lo <= t <= hi], heard_b.marker_times)
+    ba = pair([t for t in tone_b.marker_times if lo <= t <= hi], heard_a.marker_times)
+    return {"one_way": latency_summary(ab + ba)}
+
+
 async def run_k(relay: VoiceRelayFeature, settings: Any, unit_ids: list[str], seconds: float) -> dict[str, Any]:
     ops = [Operator(settings) for _ in unit_ids]
     t_start = time.monotonic()
@@ -140,6 +166,7 @@ async def main() -> None:
     assert (await units.stdout.readline()).decode().strip() == "ready"
     load_before = os.getloadavg()
     runs = []
+    floor = await direct_floor(settings, args.seconds)
     try:
         for k in ks:
             ids = [f"unit-{i}" for i in range(k)]
@@ -188,6 +215,7 @@ async def main() -> None:
         "note": "machine shared with other engineers' work while measuring",
         "limit_ms": args.limit_ms,
         "max_calls_under_limit": max(ok) if ok else 0,
+        "floor_direct_one_hop": floor,
         "runs": results,
     }
     rows = [
@@ -203,6 +231,7 @@ async def main() -> None:
         for r in results
     ]
     print(table(["calls", "op->unit p50", "p95", "unit->op p50", "p95", "markers", "CPU % (gw+ops)"], rows))
+    print(f"floor (two peers directly, one hop, same run): {floor['one_way']}")
     print(f"max simultaneous calls with p95 < {args.limit_ms:g} ms: {data['max_calls_under_limit']}")
     print(f"load average before/after: {load_before} / {data['loadavg_after']} (nproc {os.cpu_count()}, shared)")
     write_json(args.out, data)
