@@ -35,7 +35,12 @@ def default_features(port: GatewayPort) -> list[Feature]:
     fleet = FleetFeature(port)
     relay = CameraRelayFeature(port)
     # The fleet feature supervises the devices' status; check-ins ask it whether a camera is online.
-    return [fleet, relay, CheckinFeature(port, relay, status_source=fleet.is_online)]
+    features: list[Feature] = [fleet, relay, CheckinFeature(port, relay, status_source=fleet.is_online)]
+    if port.settings.scaip_port is not None:  # the SCAIP receiver, when configured (docs/protocols-scaip.md)
+        from gateway.protocols.scaip.feature import ScaipFeature
+
+        features.append(ScaipFeature(port))
+    return features
 
 
 class Gateway:
