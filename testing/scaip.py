@@ -77,6 +77,7 @@ class Unit:
     _writer: asyncio.StreamWriter | None = None
     _task: asyncio.Task[None] | None = None
     local: tuple[str, int] = ("127.0.0.1", 0)
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def open(self) -> Unit:
         loop = asyncio.get_running_loop()
@@ -95,16 +96,19 @@ class Unit:
         return self
 
     async def _connect(self) -> None:
-        self._reader, self._writer = await asyncio.open_connection(*self.remote)
-        self.local = self._writer.get_extra_info("sockname")[:2]
-        self._task = asyncio.create_task(self._read_tcp())
+        async with self._lock:
+            if self._writer is not None and not self._writer.is_closing():
+                return  # another send connected meanwhile
+            self._reader, self._writer = await asyncio.open_connection(*self.remote)
+            self.local = self._writer.get_extra_info("sockname")[:2]
+            self._task = asyncio.create_task(self._read_tcp())
 
     async def _read_tcp(self) -> None:
         assert self._reader is not None and self._writer is not None
         buffer = b""
-        writer = self._writer
+        reader, writer = self._reader, self._writer
         with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
-            while chunk := await self._reader.read(65536):
+            while chunk := await reader.read(65536):
                 buffer += chunk
                 while b"\r\n\r\n" in buffer:
                     head, rest = buffer.split(b"\r\n\r\n", 1)
@@ -114,6 +118,7 @@ class Unit:
                         break
                     self._received(head + b"\r\n\r\n" + rest[:length], writer.write)
                     buffer = rest[length:]
+        writer.close()  # the receiver went away: the next send connects again
 
     def _received(self, data: bytes, reply: object) -> None:
         if not data.startswith(b"MESSAGE "):
@@ -140,7 +145,8 @@ class Unit:
                 self._writer.write(data)
                 await self._writer.drain()
         except (ConnectionError, OSError):
-            self._writer = None
+            if self._writer is not None:
+                self._writer.close()
             return None
         try:
             return await asyncio.wait_for(queue.get(), timeout)
