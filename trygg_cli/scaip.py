@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
+from gateway.protocols.scaip.feature import ScaipFeature
 from gateway.protocols.scaip.registry import UnitError, add_unit, list_units, remove_unit
 from trygg_cli.common import fail, gateway_store, run, settings
 
@@ -68,3 +69,15 @@ def scaip_remove(unit_id: int) -> None:
     except UnitError as exc:
         raise fail(f"error: {exc}") from None
     typer.echo(f"removed SCAIP unit {unit_id}")
+
+
+def scaip_banner(gateway_app: Any) -> str:
+    """``trygg demo``'s lines about its SCAIP receiver: where it listens, and how to map a unit."""
+    try:
+        server = gateway_app.state.gateway.feature(ScaipFeature).server
+    except LookupError:
+        return ""
+    return (
+        f"    scaip     SIP MESSAGE on {server.host} udp {server.udp_port} tcp {server.tcp_port}"
+        " (map a unit first: trygg scaip add CID DEVICE; docs/protocols-scaip.md)\n"
+    )
