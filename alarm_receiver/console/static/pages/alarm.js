@@ -102,6 +102,7 @@ export async function render(main, params) {
             [t("text"), describeAlarm(a)],
             [t("stored"), fmtDateTime(a.stored_at)],
             [t("received"), fmtDateTime(a.received_at)],
+            [t("protocol"), (d.device_extra || {}).protocol || "mqtt"],
             [t("patrol"), a.assigned_to],
             [t("outcome"), outcomeText(a)],
           ]),
