@@ -31,6 +31,11 @@ class AlarmType(StrEnum):
     # Tasks the gateway puts in the operators' queue on the same path (camera check-ins, patrol visits).
     CHECKIN_DUE = "checkin_due"
     PATROL_VISIT = "patrol_visit"
+    # Alarm units on SCAIP and SIA DC-09 (issue 11): a code with no mapping, and what those protocols report.
+    GENERIC = "generic"
+    BATTERY_OK = "battery_ok"
+    LINK_FAILURE = "link_failure"
+    LINK_RESTORED = "link_restored"
 
 
 # Priority first (fire and falls above a call for assistance, above technical), then age.
@@ -50,6 +55,10 @@ DEFAULT_PRIORITY: dict[AlarmType, int] = {
     AlarmType.LOW_BATTERY: 3,
     AlarmType.DEVICE_ONLINE: 1,
     AlarmType.MAINS_RESTORED: 1,
+    AlarmType.GENERIC: 5,
+    AlarmType.BATTERY_OK: 1,
+    AlarmType.LINK_FAILURE: 4,
+    AlarmType.LINK_RESTORED: 1,
 }
 
 # Alarm types a device may send on its own alarm topic (the gateway raises the rest).
@@ -74,6 +83,7 @@ TECHNICAL_ALARM_TYPES: frozenset[AlarmType] = frozenset(
         AlarmType.LOW_BATTERY,
         AlarmType.MAINS_LOST,
         AlarmType.TAMPER,
+        AlarmType.LINK_FAILURE,
     }
 )
 TASK_TYPES: frozenset[AlarmType] = frozenset({AlarmType.CHECKIN_DUE, AlarmType.PATROL_VISIT})

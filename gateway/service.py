@@ -35,7 +35,13 @@ def default_features(port: GatewayPort) -> list[Feature]:
     fleet = FleetFeature(port)
     relay = CameraRelayFeature(port)
     # The fleet feature supervises the devices' status; check-ins ask it whether a camera is online.
-    return [fleet, relay, CheckinFeature(port, relay, status_source=fleet.is_online)]
+    features: list[Feature] = [fleet, relay, CheckinFeature(port, relay, status_source=fleet.is_online)]
+    # Protocol adapters for alarm units, each when configured (issue 11).
+    if port.settings.dc09_port is not None:
+        from gateway.protocols.dc09.receiver import Dc09Receiver
+
+        features.append(Dc09Receiver(port))
+    return features
 
 
 class Gateway:
