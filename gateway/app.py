@@ -24,6 +24,7 @@ from gateway.fleet.api import router as fleet_router
 from gateway.fleet.feature import FleetFeature
 from gateway.protocols.scaip.api import router as scaip_router
 from gateway.protocols.scaip.feature import ScaipFeature
+from gateway.protocols.dc09.api import router as dc09_router
 from gateway.service import Gateway
 from trygg.audit import anchor
 from trygg.docs import mount_docs
@@ -69,6 +70,7 @@ def create_app(settings: Settings, gateway: Gateway | None = None, *, routers: S
     app.state.token_checker = checker
     api = APIRouter(prefix="/api/v1")
     api.include_router(dead_letters.router)
+    api.include_router(dc09_router)  # the registry, also while the DC-09 receiver is off
     for cls, router in FEATURE_ROUTERS:
         if any(isinstance(feature, cls) for feature in gw.features):
             api.include_router(router)

@@ -40,6 +40,11 @@ def default_features(port: GatewayPort) -> list[Feature]:
         from gateway.protocols.scaip.feature import ScaipFeature
 
         features.append(ScaipFeature(port))
+    # Protocol adapters for alarm units, each when configured (issue 11).
+    if port.settings.dc09_port is not None:
+        from gateway.protocols.dc09.receiver import Dc09Receiver
+
+        features.append(Dc09Receiver(port))
     return features
 
 

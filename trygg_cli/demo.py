@@ -28,6 +28,7 @@ from firmware_sim.fleet import Fleet, device_ids
 from gateway.app import create_app as create_gateway_app
 from gateway.checkin.consent import ConsentIn, Person, create_consent, list_consents, withdraw_consent
 from gateway.db import migrate as migrate_gateway
+from gateway.protocols.dc09.accounts import add_account, list_accounts
 from gateway.registry import add_device
 from trygg.audit.anchor import generate_key
 from trygg.broker import LocalBroker, port_is_free
@@ -57,6 +58,14 @@ def _demo_broker_port(preferred: int = 18830) -> int:
     raise RuntimeError(f"no free port in {preferred}-{preferred + 49} for the demo broker")
 
 
+def _demo_dc09_port(settings: Settings, preferred: int = 18090) -> int:
+    """The DC-09 receiver's port (issue 11): the configured one, else a free one from ``preferred`` on."""
+    if settings.dc09_port:
+        return settings.dc09_port
+    return next(p for p in range(preferred, preferred + 50) if port_is_free(settings.dc09_host, p))
+
+
+DEMO_DC09_UNIT, DEMO_DC09_ACCOUNT = "dc09-carephone-001", "1234"  # a plain (unencrypted) DC-09 unit to try
 DEMO_CAMERA = "sim-camera-001"
 DEMO_CLIENT = "demo-client-1"
 
@@ -84,6 +93,9 @@ async def _prepare(settings: Settings, fleet_ids: list[tuple[str, object]]) -> d
             for device_id, device_type in fleet_ids:
                 await add_device(session, device_id, device_type, exist_ok=True)  # type: ignore[arg-type]
             await add_device(session, DEMO_CAMERA, DeviceType.CAMERA, client_ref=DEMO_CLIENT, exist_ok=True)
+            await add_device(session, DEMO_DC09_UNIT, DeviceType.BASE_UNIT, exist_ok=True)
+            if not await list_accounts(session, DEMO_DC09_UNIT):
+                await add_account(session, DEMO_DC09_ACCOUNT, DEMO_DC09_UNIT)
             # A fresh consent each run, so its check-in times lie ahead of this run (not already missed).
             for old in await list_consents(session, client_ref=DEMO_CLIENT):
                 await withdraw_consent(session, old.id, actor="demo", reason="demo restarted")
@@ -146,6 +158,8 @@ def _banner(
               technician / {creds["technician"]}    case_officer / {creds["case_officer"]}
     devices   {devices} simulated alarm devices: {presses}
     camera    {DEMO_CAMERA} (client {DEMO_CLIENT}): check-ins due every 10 minutes from 2 minutes on
+    dc09      SIA DC-09, TCP and UDP, {settings.dc09_host}:{settings.dc09_port}
+              account {DEMO_DC09_ACCOUNT} is {DEMO_DC09_UNIT} (plain; `trygg dc09 add` registers more)
 
   Try:
     TOKEN=$(curl -s -X POST {r}/api/v1/auth/token -H 'content-type: application/json' \\
@@ -188,6 +202,7 @@ async def run_demo(
             "webrtc_host_addresses": settings.webrtc_host_addresses or ["127.0.0.1"],  # one machine: loopback
             **_demo_anchor(settings),
             "scaip_port": 0 if settings.scaip_port is None else settings.scaip_port,  # SCAIP units, on a free port
+            "dc09_port": _demo_dc09_port(settings),
         }
     )
     fleet_ids = device_ids(devices)

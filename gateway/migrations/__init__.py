@@ -10,6 +10,7 @@ def metadata() -> MetaData:
     import gateway.fleet.models
     import gateway.models
     import gateway.protocols.scaip.models  # noqa: F401
+    import gateway.protocols.dc09.models  # noqa: F401
     from gateway.db import Base
 
     return Base.metadata

@@ -103,6 +103,9 @@ const dict = {
     log_consent_changed: "samtycke ändrat", log_consent_withdrawn: "samtycke återkallat", log_consent_night_skipped: "natt överhoppad",
     log_log_read: "loggen läst", log_escalation_patrol_visit: "patrullbesök", log_escalation_recheck: "ny tillsyn",
     log_escalation_phone: "ring brukaren",
+    // alarm units on SIA DC-09 and SCAIP (issue 11): the protocol in an alarm's details, their alarm types
+    proto_mqtt: "MQTT", proto_dc09: "SIA DC-09", proto_scaip: "SCAIP", ty_mains_restored: "Nätström åter",
+    log_dc09_account_added: "DC-09-konto tillagt", log_dc09_account_removed: "DC-09-konto borttaget",
   },
   en: {
     app: "Trygg", login: "Log in", username: "Username", password: "Password", logout: "Log out",
@@ -207,6 +210,9 @@ const dict = {
     log_consent_changed: "consent changed", log_consent_withdrawn: "consent withdrawn", log_consent_night_skipped: "night skipped",
     log_log_read: "log read", log_escalation_patrol_visit: "patrol visit", log_escalation_recheck: "recheck",
     log_escalation_phone: "phone the client",
+    // alarm units on SIA DC-09 and SCAIP (issue 11): the protocol in an alarm's details, their alarm types
+    proto_mqtt: "MQTT", proto_dc09: "SIA DC-09", proto_scaip: "SCAIP", ty_mains_restored: "Mains restored",
+    log_dc09_account_added: "DC-09 account added", log_dc09_account_removed: "DC-09 account removed",
   },
 };
 
