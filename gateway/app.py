@@ -22,9 +22,9 @@ from gateway.checkin.feature import CheckinFeature
 from gateway.checkin.routes import router as checkin_router
 from gateway.fleet.api import router as fleet_router
 from gateway.fleet.feature import FleetFeature
+from gateway.protocols.dc09.api import router as dc09_router
 from gateway.protocols.scaip.api import router as scaip_router
 from gateway.protocols.scaip.feature import ScaipFeature
-from gateway.protocols.dc09.api import router as dc09_router
 from gateway.service import Gateway
 from trygg.audit import anchor
 from trygg.docs import mount_docs
