@@ -234,7 +234,9 @@ async def run_demo(
         log.info("demo stopping")
         await camera.stop()
         await fleet.stop()
+        # The gateway first: its forwarder must not post to a receiver that is already going away.
         gateway.should_exit = True
+        await asyncio.gather(tasks[1], return_exceptions=True)
         receiver.should_exit = True
         await asyncio.gather(*tasks, return_exceptions=True)
         await broker.stop()
