@@ -106,6 +106,7 @@ export async function render(main, params) {
             [t("received"), fmtDateTime(a.received_at)],
             [t("patrol"), a.assigned_to],
             [t("outcome"), outcomeText(a)],
+            d.protocol ? [t("protocol"), label("proto", d.protocol)] : null,
           ]),
         ),
         h("div", {}, h("h2", { text: t("device_health") }), healthView(dev)),
