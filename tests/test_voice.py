@@ -328,3 +328,21 @@ async def test_bad_voice_signalling_is_refused_counted_and_harmless(rig: Rig) ->
         return rig.relay.call(call["call_id"]) is None
 
     assert await eventually(gone, timeout=10)
+
+
+async def test_a_callback_to_an_offline_unit_is_said_plainly(rig: Rig) -> None:
+    alarm_id = await rig.other.device.press("assistance")
+    await rig.other.device.wait_for_status(alarm_id, "stored", 15)
+    await rig.other.device.stop()  # the unit says offline (retained status)
+    try:
+        await eventually(lambda: rig.relay.is_offline("unit2"), timeout=10)
+        op = Operator(rig.settings)
+        body = {**(await op.offer()), "device_id": "unit2", "alarm_id": alarm_id}
+        async with await rig.http("op") as http:
+            r = await http.post("/gw/api/v1/voice/callback", json=body)
+        await op.close()
+        assert r.status_code == 502 and r.json()["code"] == "voice.unit_offline", r.text
+        assert rig.other.current is None
+    finally:
+        await rig.other.device.start()
+    assert (await rig.alarm(alarm_id))["state"] == "new"

@@ -210,6 +210,10 @@ class VoiceRelayFeature:
     def unit_state(self, unit_id: str) -> VoiceState | None:
         return self._units.get(unit_id)
 
+    def is_offline(self, unit_id: str) -> bool:
+        """The unit's last status was ``offline`` (its will, or its own word)."""
+        return unit_id in self._offline
+
     def voice_units(self) -> list[str]:
         return [unit for unit, state in self._units.items() if state.can_talk()]
 
