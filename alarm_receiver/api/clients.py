@@ -4,6 +4,7 @@ Logic lives in ``alarm_receiver.clients``."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -12,7 +13,7 @@ from pydantic import BaseModel
 
 from alarm_receiver import auth, metrics, queue
 from alarm_receiver.api.deps import CurrentUser, SessionDep, require_roles
-from alarm_receiver.clients import access, csv_io, repository
+from alarm_receiver.clients import access, csv_io, repository, timeline
 from alarm_receiver.clients.schemas import (
     ClientIn,
     ClientSummary,
@@ -210,6 +211,28 @@ async def unlink(client_id: DbId, device_id: str, session: SessionDep, user: Man
 async def alarms(client_id: DbId, session: SessionDep, user: Manager) -> list[QueueAlarm]:
     await repository.get_client(session, client_id)
     return list(await queue.list_alarms(session, client_id=client_id, limit=500))
+
+
+class TimelineItemOut(BaseModel):
+    at: datetime
+    alarm_id: int
+    alarm_type: str
+    action: str
+    actor: str
+    code: str | None
+    params: dict[str, object]
+
+
+@router.get("/{client_id}/timeline", response_model=list[TimelineItemOut])
+async def client_timeline(
+    client_id: DbId, session: SessionDep, user: CurrentUser, alarm: AlarmQuery = None
+) -> list[TimelineItemOut]:
+    """Alarms, tasks, notes, visits, unlocks and door events, newest first (case officers; operators with an open
+    alarm of the client, ``?alarm=``)."""
+    await access.check_timeline(session, user, client_id, alarm)
+    items = await timeline.timeline(session, client_id)
+    await session.commit()
+    return [TimelineItemOut.model_validate(i, from_attributes=True) for i in items]
 
 
 @router.get("/{client_id}/log", response_model=list[LogEntryOut])

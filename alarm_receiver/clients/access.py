@@ -141,3 +141,15 @@ async def view_protected(session: AsyncSession, user: User, client_id: int, alar
 async def log_change(session: AsyncSession, user: User, client: Client, action: str, **details: Any) -> None:
     """A change to a record (created, replaced, a device linked or moved), logged without its values."""
     await _log(session, user, action, client, None, **details)
+
+
+async def check_timeline(session: AsyncSession, user: User, client_id: int, alarm_pk: int | None) -> Client:
+    """The client's history is for case officers, and for operators while handling an open alarm of the client."""
+    client = await repository.get_client(session, client_id)
+    if user.role in MANAGERS:
+        return client
+    if user.role != "operator":
+        raise AccessRefused("auth.forbidden", f"role {user.role!r} may not see a client's history", role=user.role)
+    alarm = await _alarm_for(session, user, client, alarm_pk)
+    await _log(session, user, "client.history_viewed", client, alarm, reason="alarm")
+    return client

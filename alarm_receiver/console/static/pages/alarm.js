@@ -3,6 +3,7 @@ import { describe, get, liveFeed } from "../api.js";
 import { label, t } from "../i18n.js";
 import { dl, flash, fmtAge, fmtDateTime, fmtTime, h, priorityBadge } from "../ui.js";
 import { OPEN_STATES, acknowledge, addNote, assign, clientOf, describeAlarm, eventText, outcomeText, resolve } from "./common.js";
+import { clientPanel } from "../client_panel.js";
 
 // Mains: on, lost, or none at all (a battery-only device says so: never "lost").
 export function mainsText(hl) {
@@ -46,6 +47,7 @@ export async function render(main, params) {
     dev = null;
   }
   const body = h("div", { class: "detail" });
+  const panel = await clientPanel(a); // the person behind the alarm (issue 10)
   main.replaceChildren(body);
   let age = null;
 
@@ -108,6 +110,7 @@ export async function render(main, params) {
         ),
         h("div", {}, h("h2", { text: t("device_health") }), healthView(dev)),
       ),
+      panel,
       h("h2", { text: t("history") }),
       h(
         "ol",
