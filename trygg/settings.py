@@ -158,6 +158,14 @@ class Settings(BaseSettings):
     checkin_scheduler_period_s: float = Field(1.0, gt=0)
     checkin_catch_up_s: float = Field(12 * 3600.0, ge=0)
 
+    # --- client register and digital locks (issue 10; docs/clients.md)
+    # The receiver signs unlock grants with this Ed25519 key (made by `trygg log keygen`); unset: no unlocks.
+    lock_grant_signing_key_file: Path | None = None
+    # The gateway accepts grants signed by these public keys (base64, as `trygg log keygen` prints them).
+    lock_grant_public_keys: list[str] = []
+    lock_grant_ttl_s: float = Field(900.0, gt=0, le=3600)  # a grant is good for 15 min
+    lock_relock_after_s: float = Field(30.0, gt=0, le=600)  # the unlock command asks the lock to relock after
+
     @model_validator(mode="after")
     def _consistent(self) -> "Settings":
         if self.sim_resend_max_s < self.sim_resend_min_s:
