@@ -20,6 +20,9 @@ class DeviceTopic(StrEnum):
     CAMERA_ANSWER = "camera/answer"
     CAMERA_END = "camera/end"
     CAMERA_STATE = "camera/state"
+    # Digital locks (issue 10; docs/contract.md, "Digital locks")
+    LOCK_STATE = "lock/state"
+    LOCK_COMMAND = "lock/command"
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,8 @@ from gateway.checkin.feature import CheckinFeature
 from gateway.checkin.routes import router as checkin_router
 from gateway.fleet.api import router as fleet_router
 from gateway.fleet.feature import FleetFeature
+from gateway.locks.feature import LockFeature
+from gateway.locks.routes import router as locks_router
 from gateway.service import Gateway
 from trygg.audit import anchor
 from trygg.docs import mount_docs
@@ -35,6 +37,7 @@ log = structlog.get_logger(__name__)
 FEATURE_ROUTERS: tuple[tuple[type[object], APIRouter], ...] = (
     (FleetFeature, fleet_router),
     (CheckinFeature, checkin_router),
+    (LockFeature, locks_router),
 )
 
 

@@ -31,11 +31,12 @@ def default_features(port: GatewayPort) -> list[Feature]:
     from gateway.checkin.feature import CheckinFeature
     from gateway.checkin.media import CameraRelayFeature
     from gateway.fleet.feature import FleetFeature
+    from gateway.locks.feature import LockFeature
 
     fleet = FleetFeature(port)
     relay = CameraRelayFeature(port)
     # The fleet feature supervises the devices' status; check-ins ask it whether a camera is online.
-    return [fleet, relay, CheckinFeature(port, relay, status_source=fleet.is_online)]
+    return [fleet, relay, CheckinFeature(port, relay, status_source=fleet.is_online), LockFeature(port)]
 
 
 class Gateway:
