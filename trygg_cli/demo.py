@@ -25,6 +25,7 @@ from alarm_receiver.db import migrate as migrate_receiver
 from devices import DeviceType
 from firmware_sim.camera import SimCamera
 from firmware_sim.fleet import Fleet, device_ids
+from firmware_sim.lock import SimLock
 from gateway.app import create_app as create_gateway_app
 from gateway.checkin.consent import ConsentIn, Person, create_consent, list_consents, withdraw_consent
 from gateway.db import migrate as migrate_gateway
@@ -34,6 +35,7 @@ from trygg.broker import LocalBroker, port_is_free
 from trygg.db import engine_scope, session_factory
 from trygg.serve import service_server
 from trygg.settings import Settings
+from trygg_cli import demo_clients
 
 log = structlog.get_logger(__name__)
 
@@ -186,10 +188,12 @@ async def run_demo(
             "intake_token": SecretStr(secrets.token_urlsafe(32)),
             "webrtc_host_addresses": settings.webrtc_host_addresses or ["127.0.0.1"],  # one machine: loopback
             **_demo_anchor(settings),
+            **demo_clients.grant_keys(settings),
         }
     )
     fleet_ids = device_ids(devices)
     creds = await _prepare(settings, list(fleet_ids))
+    await demo_clients.seed(settings, fleet_ids, DEMO_CAMERA, DEMO_CLIENT)  # clients in Ekby (issue 10)
     # handle_signals=False: Ctrl-C is ours, everything stops in order below
     receiver = service_server(
         create_receiver_app(settings, run_migrations=False), settings, "receiver", handle_signals=False
@@ -198,6 +202,7 @@ async def run_demo(
     tasks = [asyncio.create_task(receiver.serve()), asyncio.create_task(gateway.serve())]
     fleet = Fleet(settings, devices, press_every_s=press_every_s or None, cancel_after_s=clear_after_s or None)
     camera = SimCamera(DEMO_CAMERA, settings, scenario="in_bed")
+    lock = SimLock(demo_clients.DEMO_LOCK, settings)
     try:
         while not (receiver.started and gateway.started):
             for t in tasks:
@@ -207,6 +212,7 @@ async def run_demo(
             await asyncio.sleep(0.05)
         await fleet.start()
         await camera.start()
+        await lock.start()
         banner = _banner(
             settings, broker, creds, devices=devices, press_every_s=press_every_s, clear_after_s=clear_after_s
         )
@@ -214,6 +220,7 @@ async def run_demo(
         await stop.wait()
     finally:
         log.info("demo stopping")
+        await lock.stop()
         await camera.stop()
         await fleet.stop()
         gateway.should_exit = True
