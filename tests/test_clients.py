@@ -3,10 +3,14 @@ supervision log and in the client's extract, device moves keeping history, routi
 
 from __future__ import annotations
 
+import asyncio
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 from testing.broker import Broker
+from testing.harness import settings_env
 from tests.clients_support import DOOR_CODE, HEALTH, KEY_SAFE_CODE, client_body, rig
 
 PROTECTED = ("health_notes", "door_code", "key_safe_code")
@@ -84,6 +88,20 @@ async def test_need_to_know_and_the_log(tmp_path: Path, broker: Broker) -> None:
         text = json.dumps(log, ensure_ascii=False)
         for secret in (HEALTH, DOOR_CODE, KEY_SAFE_CODE, "Astrid"):
             assert secret not in text  # what was seen is logged, never the values
+
+        # the client's own extract from the command line (loggkontroll): who viewed the record, why, which alarm
+        proc = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "trygg_cli", "log", "client", "c-100", "--db", "receiver"],
+            env=settings_env(r.settings),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert proc.returncode == 0, proc.stderr
+        lines = [ln for ln in proc.stdout.splitlines() if "client.protected_viewed" in ln]
+        assert len(lines) == 2 and f"why: alarm alarm {pk} (operator)" in lines[0] and " p1 " in lines[1], lines
+        assert HEALTH not in proc.stdout and DOOR_CODE not in proc.stdout
 
 
 async def test_device_moves_routing_missing_and_search(tmp_path: Path, broker: Broker) -> None:
