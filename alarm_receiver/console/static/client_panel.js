@@ -6,6 +6,7 @@ import { describe, get } from "./api.js";
 import { label, t } from "./i18n.js";
 import { tr } from "./messages.js";
 import { dl, flash, fmtDateTime, h } from "./ui.js";
+import { OPEN_STATES } from "./config.js";
 
 export const BROKEN_LOCK = new Set(["jammed", "offline"]);
 
@@ -83,9 +84,11 @@ export async function clientPanel(a, { timeline = true } = {}) {
     box.replaceChildren(h("p", { class: "notice", id: "client-none", text: t("client_no_client") }));
     return box;
   }
+  // the alarm gives the reason to look while it is open; afterwards an operator sees the record without it
+  const open = OPEN_STATES.has(a.state);
   let c;
   try {
-    c = await get(`/api/v1/clients/${a.client_id}?alarm=${a.id}`);
+    c = await get(`/api/v1/clients/${a.client_id}${open ? `?alarm=${a.id}` : ""}`);
   } catch (err) {
     box.replaceChildren(h("p", { class: "notice error", text: t("error", { msg: describe(err) }) }));
     return box;
@@ -105,7 +108,7 @@ export async function clientPanel(a, { timeline = true } = {}) {
         [t("client_area"), c.area],
       ]),
       h("dl", { class: "dl" }, h("dt", { text: t("client_health") }), health),
-      prot ? null : showBtn,
+      prot || !open ? null : showBtn,
     );
     health.textContent = prot ? prot.health_notes || t("none") : "";
   };
@@ -118,7 +121,7 @@ export async function clientPanel(a, { timeline = true } = {}) {
     }
   });
   draw();
-  if (timeline) box.append(await timelineView(c, a));
+  if (timeline && open) box.append(await timelineView(c, a));
   return box;
 }
 
