@@ -186,19 +186,8 @@ async def ingest(
                 priority=item.priority,
                 test=item.is_test or None,
             )
-            if routing_missing:
-                why = "no client" if client is None else "client has no patrol area"
+            if routing_missing:  # marked on the row (no history line: the alarm itself is as it came)
                 metrics.ROUTING_MISSING.labels("no_client" if client is None else "no_area").inc()
-                session.add(
-                    AlarmEvent(
-                        alarm_pk=pk,
-                        actor="system",
-                        action="routing_missing",
-                        note=f"routing missing: {why}",
-                        code="alarm.routing_missing_client" if client is None else "alarm.routing_missing_area",
-                        params={},
-                    )
-                )
             if item.is_test:
                 # An installation test: the whole chain is proven, the patrol never sees it, the device hears
                 # "acknowledged" as it would for a real alarm.
