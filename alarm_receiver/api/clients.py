@@ -100,7 +100,7 @@ async def import_csv(request: Request, session: SessionDep, user: Manager, dry_r
     reason); a file with any bad row imports nothing (422 ``client.import_bad_rows`` with the same report)."""
     raw = await request.body()
     if len(raw) > MAX_CSV_BYTES:
-        raise ApiError(413, "request.too_large", "the file is larger than 5 MiB")
+        raise ApiError(422, "client.import_too_large", "the file is larger than 5 MiB", max_bytes=MAX_CSV_BYTES)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:

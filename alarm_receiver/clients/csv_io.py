@@ -163,12 +163,20 @@ def _parse_row(line: int, raw: dict[str, str], errors: list[RowError]) -> _Row |
 
 
 def parse(text: str) -> tuple[list[_Row], list[RowError]]:
-    """Every row checked; the good ones and every error."""
+    """Every row checked; the good ones and every error (a file the CSV reader cannot read: its line, ``bad_csv``)."""
+    errors: list[RowError] = []
+    try:
+        return _parse(text, errors)
+    except csv.Error:
+        errors.append(RowError(0, "", "bad_csv"))
+        return [], errors
+
+
+def _parse(text: str, errors: list[RowError]) -> tuple[list[_Row], list[RowError]]:
     text = text.removeprefix("\ufeff")
     first = text.split("\n", 1)[0]
     delimiter = ";" if first.count(";") > first.count(",") else ","
     reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
-    errors: list[RowError] = []
     header = [h.strip() for h in reader.fieldnames or []]
     reader.fieldnames = header
     unknown = [h for h in header if h not in COLUMNS]
