@@ -214,3 +214,19 @@ async def test_technicians_map_units_over_the_api(broker: Broker, tmp_path: Path
                 await unit.close()
         await tech.close()
         await op.close()
+
+
+@pytest.mark.parametrize("gateway", [{"scaip_ref_window_s": 0.5}], indirect=True)
+async def test_a_ref_used_again_after_the_window_is_a_new_alarm(gateway: Gateway) -> None:
+    """The unit's counter came round: its old ref names a new alarm, stored beside the old one; a resend of the
+    new one within the window is answered OK and stored once."""
+    unit = await Unit(("127.0.0.1", ports(gateway)[0]), CID).open()
+    try:
+        assert (await unit.send_until_ok(mrq("w1", CID), "w1")).snu == 0
+        await asyncio.sleep(0.7)  # the time under test: the window passes
+        assert (await unit.send_until_ok(mrq("w1", CID), "w1")).snu == 0
+        assert (await unit.send_until_ok(mrq("w1", CID), "w1")).snu == 0  # a resend of the new one
+        ids = [a.alarm_id for a in await alarms(gateway)]
+        assert len(ids) == 2 and ids[0] == "w1" and ids[1].startswith("w1-")
+    finally:
+        await unit.close()
