@@ -230,3 +230,33 @@ async def test_a_ref_used_again_after_the_window_is_a_new_alarm(gateway: Gateway
         assert len(ids) == 2 and ids[0] == "w1" and ids[1].startswith("w1-")
     finally:
         await unit.close()
+
+
+async def test_identity_picks_the_devices_own_entry_and_checks_the_caller_id(gateway: Gateway) -> None:
+    """did 7 of the controller has an entry of its own (another device); an entry with crd set takes only that
+    caller; an IN (information) is stored like an alarm, typed by its code."""
+    async with gateway.sessions.begin() as session:
+        await add_unit(session, CID, "pendant-3", did="7")
+        await add_unit(session, "4670077", "pendant-3", crd="sip:unit77@example.org")
+    gateway.feature(ScaipFeature).handler.forget(CID)
+    unit = await Unit(("127.0.0.1", ports(gateway)[0]), CID).open()
+    caller = await Unit(("127.0.0.1", ports(gateway)[0]), "4670077").open()
+    try:
+        assert (await unit.send_until_ok(mrq("i1", CID, did="7"), "i1")).snu == 0
+        assert (await unit.send_until_ok(mrq("i2", CID, did="8"), "i2")).snu == 0
+        info = mrq("i3", CID, mty="IN", stc="0016")
+        assert (await unit.send_until_ok(info, "i3")).snu == 0
+        wrong = await caller.send(mrq("i4", "4670077", crd="sip:someone@else"), "i4")
+        assert wrong is not None and wrong.snu == 5
+        right = await caller.send(mrq("i5", "4670077", crd="sip:unit77@example.org"), "i5")
+        assert right is not None and right.snu == 0
+        stored = {(a.device_id, a.alarm_id, a.type) for a in await alarms(gateway)}
+        assert stored == {
+            ("pendant-3", "i1", "assistance"),
+            ("pendant-2", "i2", "assistance"),
+            ("pendant-2", "i3", "low_battery"),
+            ("pendant-3", "i5", "assistance"),
+        }
+    finally:
+        await unit.close()
+        await caller.close()
