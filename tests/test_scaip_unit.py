@@ -246,6 +246,8 @@ async def test_identity_picks_the_devices_own_entry_and_checks_the_caller_id(gat
         assert (await unit.send_until_ok(mrq("i2", CID, did="8"), "i2")).snu == 0
         info = mrq("i3", CID, mty="IN", stc="0016")
         assert (await unit.send_until_ok(info, "i3")).snu == 0
+        bare = mrq("i6", CID, mty="IN", stc=None, ico="0042")
+        assert (await unit.send_until_ok(bare, "i6")).snu == 0
         wrong = await caller.send(mrq("i4", "4670077", crd="sip:someone@else"), "i4")
         assert wrong is not None and wrong.snu == 5
         right = await caller.send(mrq("i5", "4670077", crd="sip:unit77@example.org"), "i5")
@@ -256,6 +258,7 @@ async def test_identity_picks_the_devices_own_entry_and_checks_the_caller_id(gat
             ("pendant-2", "i2", "assistance"),
             ("pendant-2", "i3", "low_battery"),
             ("pendant-3", "i5", "assistance"),
+            ("pendant-2", "i6", "generic_alarm"),
         }
     finally:
         await unit.close()

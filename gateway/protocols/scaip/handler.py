@@ -180,13 +180,17 @@ class ScaipHandler:
         return row.alarm_id, row.device_ts
 
     def _message(self, mrq: Mrq, alarm_id: str, ts: datetime) -> AlarmMessage:
-        alarm_type, mapped = codes.alarm_type(mrq.stc, int(mrq.dty))
+        if mrq.mty is MessageType.INFO and mrq.stc is None:
+            # information without a status code (an info code ``ico`` at most): not the device's alarm
+            alarm_type, mapped = AlarmType.GENERIC_ALARM, False
+        else:
+            alarm_type, mapped = codes.alarm_type(mrq.stc, int(mrq.dty))
         raw: dict[str, object] = {"mty": mrq.mty.value, "cid": mrq.cid, "dty": mrq.dty, "ref": mrq.ref, **mrq.fields}
         if mrq.geo:
             raw["lge"] = dict(mrq.geo)
         extra: dict[str, object] = {"protocol": "scaip", "scaip": raw}
         if not mapped:
-            extra["raw_code"] = mrq.get("stc") or f"dty {mrq.dty}"
+            extra["raw_code"] = mrq.get("stc") or (f"ico {mrq.get('ico')}" if mrq.get("ico") else f"dty {mrq.dty}")
         return AlarmMessage.model_validate(
             {
                 "alarm_id": alarm_id,
