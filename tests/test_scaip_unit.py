@@ -166,15 +166,25 @@ async def test_sip_level_refusals_are_answered_counted_and_survived(gateway: Gat
         assert answer.startswith(b"SIP/2.0 413") and reader.at_eof()
         writer.close()
         assert rejected("oversize") == before["oversize"] + 1
+        # a flood of strangers (random controller ids): look-ups are limited, the rest answered HOLD
+        for i in range(300):
+            stranger_body = mrq(f"f{i}", f"9{i:08d}")
+            sock.sendto(
+                message(stranger_body, cid="0", local=local, remote=("127.0.0.1", udp), transport="udp"),
+                ("127.0.0.1", udp),
+            )
+        await eventually(lambda: rejected("lookup_limit") > 0, 30)
+        strangers = rejected("unknown_unit")
+        assert before["unknown_unit"] < strangers <= before["unknown_unit"] + 300
         # an unknown unit is answered snu 5 and nothing is stored; a good alarm after all this is stored
         stranger = await Unit(("127.0.0.1", udp), "123456789").open()
         unit = await Unit(("127.0.0.1", udp), CID).open()
         try:
-            refused = await stranger.send(mrq("u1", "123456789"), "u1")
-            assert refused is not None and refused.snu == 5
-            assert rejected("unknown_unit") == before["unknown_unit"] + 1
-            ok = await unit.send(mrq("g1", CID), "g1")
-            assert ok is not None and ok.snu == 0
+            refused = await stranger.send_until_ok(mrq("u1", "123456789"), "u1", deadline_s=30)
+            assert refused.snu == 5
+            assert rejected("unknown_unit") >= strangers + 1
+            ok = await unit.send_until_ok(mrq("g1", CID), "g1", deadline_s=30)
+            assert ok.snu == 0
         finally:
             await stranger.close()
             await unit.close()

@@ -26,7 +26,7 @@ from devices import DeviceTopic
 from gateway.features import Subscription
 from gateway.port import GatewayPort
 from gateway.protocols.scaip import metrics, sip
-from gateway.protocols.scaip.handler import ScaipHandler
+from gateway.protocols.scaip.handler import LookupLimit, ScaipHandler
 from gateway.protocols.scaip.mrq import CONTENT_TYPE, Mrs, Refusal, Snu, parse_mrq
 from gateway.protocols.scaip.server import Peer, ScaipServer
 from gateway.records import Letter, Received
@@ -121,6 +121,11 @@ class ScaipFeature:
             return
         try:
             unit = await self.handler.identify(mrq)
+        except LookupLimit:
+            self._refuse(peer, "lookup_limit", "too many unknown identities this second")
+            self._answer(peer, key, sip.response(request, 200))
+            self._send_mrs(request, peer, Mrs(mrq.ref, Snu.HOLD, "hold, resend later"))
+            return
         except Exception as exc:  # the store cannot be read now: the unit holds its alarm and resends
             log.error("scaip registry look-up failed", error_type=type(exc).__name__)
             self._answer(peer, key, sip.response(request, 200))

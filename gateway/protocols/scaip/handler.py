@@ -40,6 +40,12 @@ log = structlog.get_logger(__name__)
 UNITS_KEPT_S = 30.0  # a registry change made elsewhere (trygg scaip) takes effect within this
 UNKNOWN_KEPT_S = 5.0  # an unknown controller is looked up at most this often (a flood of strangers costs no reads)
 RECENT_KEPT = 100_000
+LOOKUPS_PER_S = 50  # registry reads for identities not in memory, at most; beyond: HOLD (the unit resends)
+
+
+class LookupLimit(Exception):
+    """Too many identities not in memory this second: answered HOLD, and the unit resends."""
+
 
 _SNU_OF: dict[Outcome, tuple[Snu, str]] = {
     Outcome.STORED: (Snu.OK, "stored"),
@@ -67,13 +73,20 @@ class ScaipHandler:
         # (device_id, ref) -> (alarm_id, ts, when) of alarms stored by this process: a resend needs no look-up
         self._recent: OrderedDict[tuple[str, str], tuple[str, datetime, float]] = OrderedDict()
         self._units: dict[str, tuple[list[ScaipUnit], float]] = {}  # cid -> its registry entries, until when
+        self._lookup_window, self._lookups = 0.0, 0
 
     async def identify(self, mrq: Mrq) -> ScaipUnit | None:
         """The registry entry of a request's identity: from memory (a controller's entries are read once, kept
-        ``UNITS_KEPT_S``; an unknown controller is looked up again at most every ``UNKNOWN_KEPT_S``)."""
+        ``UNITS_KEPT_S``; an unknown controller is looked up again at most every ``UNKNOWN_KEPT_S``, and at most
+        ``LOOKUPS_PER_S`` look-ups a second are made: beyond, :class:`LookupLimit`)."""
         now = time.monotonic()
         cached = self._units.get(mrq.cid)
         if cached is None or cached[1] < now:
+            if now - self._lookup_window >= 1.0:
+                self._lookup_window, self._lookups = now, 0
+            self._lookups += 1
+            if self._lookups > LOOKUPS_PER_S:  # a flood of strangers must not keep the store from the alarms
+                raise LookupLimit
             async with self.port.sessions() as session:
                 units = await units_of(session, mrq.cid)
                 for unit in units:
