@@ -85,7 +85,7 @@ async def test_alarm_is_answered_ok_after_it_is_stored(running: Running, transpo
     assert code == 0, log
     [alarm] = await running.alarms()
     assert (alarm.device_id, alarm.alarm_id, alarm.type) == ("pendant-1", "A1", "assistance")
-    assert alarm.payload["device_extra"]["protocol"] == "scaip"  # type: ignore[index]
+    assert alarm.payload["protocol"] == "scaip"
     assert await running.outbox("alarm") == 1
 
 

@@ -11,6 +11,7 @@ from trygg_cli.broker import broker_app
 from trygg_cli.common import run, settings
 from trygg_cli.consent import consent_app
 from trygg_cli.db import db_app
+from trygg_cli.dc09 import dc09_app
 from trygg_cli.dead_letters import dead_letters_app
 from trygg_cli.devices import devices_app
 from trygg_cli.log import log_app
@@ -30,6 +31,7 @@ app.add_typer(log_app, name="log", help="The supervision log: chain, checkpoints
 app.add_typer(broker_app, name="broker", help="Device and service credentials, the broker's password file and ACL.")
 app.add_typer(dead_letters_app, name="dead-letters", help="Device messages the gateway could not handle.")
 app.add_typer(scaip_app, name="scaip")
+app.add_typer(dc09_app, name="dc09", help="SIA DC-09 accounts of alarm units (technicians).")
 app.command()(services.gateway)
 app.command()(services.receiver)
 

@@ -120,7 +120,7 @@ class ScaipFeature:
             self._answer(peer, key, sip.response(request, 200))
             self._send_mrs(request, peer, Mrs(mrq.ref, mrq.snu, mrq.reason))
             code = f"scaip_{mrq.snu.name.lower()}"
-            letter = Letter(Received(peer.label, request.body), code, mrq.reason, None, "mrq")
+            letter = Letter(Received(peer.label, request.body, "scaip"), code, mrq.reason, None, "mrq")
             await self.port.keep_dead_letter(letter)
             return
         try:
@@ -143,7 +143,7 @@ class ScaipFeature:
         if not unit.mrs_in_200:
             self._answer(peer, key, sip.response(request, 200))
         try:
-            mrs = await self.handler.handle(mrq, unit, Received(peer.label, request.body))
+            mrs = await self.handler.handle(mrq, unit, Received(peer.label, request.body, "scaip"))
         except Exception as exc:
             log.error("scaip request could not be handled", device_id=unit.device_id, exc_info=exc)
             mrs = Mrs(mrq.ref, Snu.HOLD, "hold, resend later", mre=unit.mre, hbi=unit.hbi)

@@ -201,7 +201,7 @@ class ScaipHandler:
         raw: dict[str, object] = {"mty": mrq.mty.value, "cid": mrq.cid, "dty": mrq.dty, "ref": mrq.ref, **mrq.fields}
         if mrq.geo:
             raw["lge"] = dict(mrq.geo)
-        extra: dict[str, object] = {"protocol": "scaip", "scaip": raw}
+        extra: dict[str, object] = {"scaip": raw}
         if not mapped:
             extra["raw_code"] = mrq.get("stc") or (f"ico {mrq.get('ico')}" if mrq.get("ico") else f"dty {mrq.dty}")
         return AlarmMessage.model_validate(
