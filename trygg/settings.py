@@ -195,6 +195,13 @@ class Settings(BaseSettings):
     voice_answer_timeout_s: float = Field(10.0, gt=0, le=120)
     # The longest call; the gateway (and the unit, on its own clock) ends it then.
     voice_max_call_s: float = Field(1800.0, gt=0, le=7200)
+    # --- client register and digital locks (issue 10; docs/clients.md)
+    # The receiver signs unlock grants with this Ed25519 key (made by `trygg log keygen`); unset: no unlocks.
+    lock_grant_signing_key_file: Path | None = None
+    # The gateway accepts grants signed by these public keys (base64, as `trygg log keygen` prints them).
+    lock_grant_public_keys: list[str] = []
+    lock_grant_ttl_s: float = Field(900.0, gt=0, le=3600)  # a grant is good for 15 min
+    lock_relock_after_s: float = Field(30.0, gt=0, le=600)  # the unlock command asks the lock to relock after
 
     @model_validator(mode="after")
     def _consistent(self) -> "Settings":
