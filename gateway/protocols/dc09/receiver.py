@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -47,6 +48,7 @@ log = structlog.get_logger(__name__)
 PROTOCOL = "dc09"
 _ACKED = {Outcome.STORED, Outcome.DUPLICATE, Outcome.ALARM_ID_REUSED, Outcome.CANCELLED, Outcome.CANCEL_DUPLICATE}
 UDP_PENDING_MAX = 1000
+ACCOUNT_CACHE_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +72,7 @@ class Dc09Receiver:
         self._connections: set[asyncio.Task[None]] = set()
         self._datagrams: set[asyncio.Task[None]] = set()
         self.listening: list[Listening] = []
+        self._accounts: dict[tuple[str, str | None, str | None], tuple[accounts.Known, float]] = {}
 
     # --- Feature protocol ------------------------------------------------------------------------------------
     def subscriptions(self) -> Mapping[DeviceTopic, Subscription]:
@@ -213,8 +216,22 @@ class Dc09Receiver:
         )
 
     async def _find(self, header: Header) -> accounts.Known | None:
+        """The registry's answer, remembered for ``ACCOUNT_CACHE_S`` (a frame per alarm, link tests every minute or
+        so): a new account is seen at once (misses are not remembered), a removed or re-keyed one within that time."""
+        ident = (header.account, header.receiver, header.line)
+        now = time.monotonic()
+        cached = self._accounts.get(ident)
+        if cached is not None and cached[1] > now:
+            return cached[0]
         async with self.port.sessions() as session:
-            return await accounts.find(session, header.account, header.receiver, header.line)
+            known = await accounts.find(session, header.account, header.receiver, header.line)
+        if known is not None:
+            if len(self._accounts) > 100_000:
+                self._accounts.clear()
+            self._accounts[ident] = (known, now + ACCOUNT_CACHE_S)
+        else:
+            self._accounts.pop(ident, None)
+        return known
 
     def _link_test(self, device_id: str, header: Header, key: bytes | None, transport: str) -> bytes:
         supervised = self.port.report_heartbeat(device_id, Heartbeat(ts=utcnow()))
