@@ -1,8 +1,9 @@
 """Trygg's DC-09 receiver under the dialler load (bench/_dc09_load.py): alarms per second and send -> ACK.
 
-``trygg gateway`` runs as its own process (SQLite store, a private Mosquitto, no receiver: the forwarder's outbox
-just grows), with ``units`` plain accounts registered. Each ACK comes after the alarm's commit; afterwards the
-alarms in the gateway's store are counted, and any (unit, sequence number) stored twice is a duplicate.
+``trygg gateway`` and ``trygg receiver`` run as their own processes (SQLite stores, log level WARNING, a private
+Mosquitto), with ``units`` plain accounts registered; the gateway forwards to the receiver as in service. Each ACK
+comes after the alarm's commit; afterwards the alarms in the gateway's store are counted, and any (unit, sequence
+number) stored twice is a duplicate.
 
     .venv/bin/python -m bench._proto_dc09 [--alarms 500] [--rate 50] [--units 10] [--out bench/results/proto_dc09.json]
 """
@@ -11,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -21,11 +24,19 @@ from bench._proto_common import Figures, Load
 from devices import DeviceType
 from gateway.models import StoredAlarm
 from gateway.protocols.dc09.accounts import add_account
-from testing.broker import Broker, free_port
-from testing.harness import GatewayProcess, make_settings, prepare_stores
+from testing.broker import Broker, free_port, wait_port
+from testing.harness import GatewayProcess, make_settings, prepare_stores, settings_env
 from trygg.db import engine_scope, session_factory
+from trygg.settings import Settings
 
 NAME = "dc09 trygg (ACK after commit)"
+
+
+def _start_receiver(s: Settings, log_path: Path) -> subprocess.Popen[bytes]:
+    with log_path.open("ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "trygg_cli", "receiver"], env=settings_env(s), stdout=log, stderr=log
+        )
 
 
 async def run(load: Load) -> Figures:
@@ -39,13 +50,17 @@ async def run(load: Load) -> Figures:
         async with engine_scope(s.gateway_database_url) as engine, session_factory(engine).begin() as session:
             for device_id, account in devices.items():
                 await add_account(session, account, device_id)
+        receiver = _start_receiver(s, tmp_path / "rx.log")
         gw = GatewayProcess(s, tmp_path / "gw.log")
-        gw.start()
         try:
+            wait_port(s.receiver_http_port, timeout=60)
+            gw.start()
             assert s.dc09_port is not None
             result = await drive(load, s.dc09_port)
         finally:
             gw.stop()
+            receiver.terminate()
+            receiver.wait(30)
             broker.stop()
         async with engine_scope(s.gateway_database_url) as engine, session_factory(engine)() as session:
             rows = (await session.execute(select(StoredAlarm.device_id, StoredAlarm.payload))).all()
