@@ -17,6 +17,7 @@ from devices import DeviceType
 from gateway.fleet.feature import FleetFeature
 from gateway.models import StoredAlarm
 from gateway.protocols.dc09.accounts import add_account
+from gateway.protocols.dc09.metrics import REFUSED
 from gateway.protocols.dc09.receiver import Dc09Receiver
 from gateway.service import Gateway
 from testing.broker import Broker, free_port
@@ -163,6 +164,10 @@ async def test_unmapped_and_unreadable_content(broker: Broker, tmp_path: Path) -
 
 
 async def test_malformed_and_oversize_frames_never_stop_the_receiver(broker: Broker, tmp_path: Path) -> None:
+    def refused(code: str) -> float:
+        return REFUSED.labels(code)._value.get()  # type: ignore[attr-defined,no-any-return]
+
+    before = {code: refused(code) for code in ("oversize", "format", "length")}
     async with dc09_env(broker, tmp_path, dc09_max_frame_bytes=256) as env:
         for garbage in (b"\n\r", b"\nXXXXYYYY\r", b"\n0000" + b"A" * 600 + b"\r", b"\x00\xff" * 40 + b"\r"):
             reader, writer = await asyncio.open_connection("127.0.0.1", env.port)
@@ -182,6 +187,9 @@ async def test_malformed_and_oversize_frames_never_stop_the_receiver(broker: Bro
         transport.sendto(b"\n" + b"Z" * 2000 + b"\r")
         assert b'"NAK"' in await asyncio.wait_for(got.get(), 10)
         transport.close()
+        # each refusal counted (and logged) by its reason
+        assert refused("oversize") >= before["oversize"] + 2  # the long TCP frame and the datagram
+        assert refused("format") >= before["format"] + 2
         # still answering real units afterwards
         assert (await env.dialler("1234", "udp").send(*Dialler.sia("1234", "PA")))[1] == "ACK"
         assert (await env.dialler("1234", "tcp").send(*Dialler.sia("1234", "TA")))[1] == "ACK"

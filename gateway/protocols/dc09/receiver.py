@@ -247,7 +247,7 @@ class Dc09Receiver:
         identity = "|".join((h.account, h.receiver or "", h.line or "", h.token, h.seq, message.content, message.extra))
         digest = hashlib.sha256(identity.encode()).hexdigest()[:24]
         alarm_id = f"dc09-{now:%y%m%d}-{h.seq}-{digest}"
-        zone = f" zone {event.zone}" if event.zone else ""
+        zone = f" {event.zone}" if event.zone else ""  # code and zone, no words: shown as is in any language
         fields: dict[str, object] = {
             "alarm_id": alarm_id,
             "type": alarm_type,
