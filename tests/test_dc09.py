@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -257,3 +258,25 @@ async def test_the_console_api_shows_the_protocol(broker: Broker, tmp_path: Path
             assert rows[0]["details"]["protocol"] == "dc09"
         finally:
             await api.close()
+
+
+async def test_a_resend_just_after_midnight_is_the_same_alarm(
+    broker: Broker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The alarm id carries the receiver's UTC day; a resend in the first minutes of the next day finds yesterday's."""
+    import gateway.protocols.dc09.receiver as receiver_module
+
+    clock = [datetime(2026, 11, 30, 23, 59, 50, tzinfo=UTC)]
+    monkeypatch.setattr(receiver_module, "utcnow", lambda: clock[0])
+    async with dc09_env(broker, tmp_path) as env:
+        unit = env.dialler("1234", "tcp")
+        content = Dialler.sia("1234", "MA", zone="4")
+        seq, answer = await unit.send(*content)
+        assert answer == "ACK"
+        clock[0] = datetime(2026, 12, 1, 0, 3, tzinfo=UTC)
+        assert (await unit.send(*content, seq=seq))[1] == "ACK"
+        assert len(await env.alarms("carephone-plain")) == 1
+        # past the grace: the same sequence number and content is taken as a new alarm (a wrapped sequence number)
+        clock[0] = datetime(2026, 12, 1, 0, 30, tzinfo=UTC)
+        assert (await unit.send(*content, seq=seq))[1] == "ACK"
+        assert len(await env.alarms("carephone-plain")) == 2

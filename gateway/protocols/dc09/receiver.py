@@ -18,6 +18,7 @@ import hashlib
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 
 import structlog
 from sqlalchemy import select
@@ -49,6 +50,7 @@ PROTOCOL = "dc09"
 _ACKED = {Outcome.STORED, Outcome.DUPLICATE, Outcome.ALARM_ID_REUSED, Outcome.CANCELLED, Outcome.CANCEL_DUPLICATE}
 UDP_PENDING_MAX = 1000
 ACCOUNT_CACHE_S = 5.0
+MIDNIGHT_GRACE_MIN = 10  # a resend this long after midnight UTC still finds the alarm of the day before
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,6 +249,12 @@ class Dc09Receiver:
         identity = "|".join((h.account, h.receiver or "", h.line or "", h.token, h.seq, message.content, message.extra))
         digest = hashlib.sha256(identity.encode()).hexdigest()[:24]
         alarm_id = f"dc09-{now:%y%m%d}-{h.seq}-{digest}"
+        if now.hour == 0 and now.minute < MIDNIGHT_GRACE_MIN:
+            # just after midnight UTC: a resend of yesterday's message is yesterday's alarm
+            yesterday = f"dc09-{now - timedelta(days=1):%y%m%d}-{h.seq}-{digest}"
+            async with self.port.sessions() as session:
+                if await session.get(StoredAlarm, (device_id, yesterday)) is not None:
+                    alarm_id = yesterday
         zone = f" {event.zone}" if event.zone else ""  # code and zone, no words: shown as is in any language
         fields: dict[str, object] = {
             "alarm_id": alarm_id,
