@@ -280,3 +280,23 @@ async def test_a_resend_just_after_midnight_is_the_same_alarm(
         clock[0] = datetime(2026, 12, 1, 0, 30, tzinfo=UTC)
         assert (await unit.send(*content, seq=seq))[1] == "ACK"
         assert len(await env.alarms("carephone-plain")) == 2
+
+
+async def test_a_connection_flood_is_capped(broker: Broker, tmp_path: Path) -> None:
+    async with dc09_env(broker, tmp_path, dc09_max_connections=2) as env:
+        idle = [await asyncio.open_connection("127.0.0.1", env.port) for _ in range(2)]
+        extra_reader, extra_writer = await asyncio.open_connection("127.0.0.1", env.port)
+        assert await asyncio.wait_for(extra_reader.read(100), 10) == b"", "the third connection is closed at once"
+        extra_writer.close()
+        # an open one still works (and once the idle ones close, new ones are taken again)
+        reader, writer = idle[0]
+        writer.write(env.dialler("1234", "tcp").frame(*Dialler.sia("1234", "MA"), 7))
+        await writer.drain()
+        assert b'"ACK"0007' in await asyncio.wait_for(reader.readuntil(b"\r"), 10)
+        for _, w in idle:
+            w.close()
+
+        async def accepted_again() -> bool:
+            return (await env.dialler("1234", "tcp").send(*Dialler.sia("1234", "TA")))[1] == "ACK"
+
+        assert await eventually(accepted_again, 20, interval=0.2)

@@ -117,6 +117,11 @@ class Dc09Receiver:
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
+        if len(self._connections) >= self.port.settings.dc09_max_connections:
+            m.REFUSED.labels("too_many_connections").inc()
+            log.warning("dc09 connection refused: too many open (the unit retries)", open=len(self._connections))
+            writer.close()
+            return
         self._connections.add(task)
         m.CONNECTIONS.inc()
         peer = writer.get_extra_info("peername")
