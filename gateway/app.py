@@ -23,6 +23,8 @@ from gateway.checkin.routes import router as checkin_router
 from gateway.fleet.api import router as fleet_router
 from gateway.fleet.feature import FleetFeature
 from gateway.protocols.dc09.api import router as dc09_router
+from gateway.protocols.scaip.api import router as scaip_router
+from gateway.protocols.scaip.feature import ScaipFeature
 from gateway.service import Gateway
 from trygg.audit import anchor
 from trygg.docs import mount_docs
@@ -36,6 +38,7 @@ log = structlog.get_logger(__name__)
 FEATURE_ROUTERS: tuple[tuple[type[object], APIRouter], ...] = (
     (FleetFeature, fleet_router),
     (CheckinFeature, checkin_router),
+    (ScaipFeature, scaip_router),
 )
 
 

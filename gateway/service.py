@@ -36,6 +36,10 @@ def default_features(port: GatewayPort) -> list[Feature]:
     relay = CameraRelayFeature(port)
     # The fleet feature supervises the devices' status; check-ins ask it whether a camera is online.
     features: list[Feature] = [fleet, relay, CheckinFeature(port, relay, status_source=fleet.is_online)]
+    if port.settings.scaip_port is not None:  # the SCAIP receiver, when configured (docs/protocols-scaip.md)
+        from gateway.protocols.scaip.feature import ScaipFeature
+
+        features.append(ScaipFeature(port))
     # Protocol adapters for alarm units, each when configured (issue 11).
     if port.settings.dc09_port is not None:
         from gateway.protocols.dc09.receiver import Dc09Receiver

@@ -156,8 +156,8 @@ async def test_unmapped_and_unreadable_content(broker: Broker, tmp_path: Path) -
         assert (await unit.send(*Dialler.cid("1234", "999")))[1] == "ACK"
         stored = await env.alarms("carephone-plain")
         assert [(a.type, a.payload["device_extra"]["dc09"]["code"]) for a in stored] == [
-            ("generic", "SIA:ZZ"),
-            ("generic", "CID:999"),
+            ("generic_alarm", "SIA:ZZ"),
+            ("generic_alarm", "CID:999"),
         ]
         # content that is no Contact ID event at all: DUH, kept as a dead letter, nothing stored
         assert (await unit.send("ADM-CID", "#1234|hello]"))[1] == "DUH"

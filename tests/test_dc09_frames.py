@@ -89,7 +89,7 @@ def test_codes(token: str, content: str, code: str, kind: Kind, zone: str | None
 
 def test_mapping_and_generic() -> None:
     assert read_event("SIA-DCS", "NMF1", {"SIA:MF": "fall"}).alarm_type == "fall"
-    assert read_event("SIA-DCS", "NZZ1").alarm_type == "generic"
+    assert read_event("SIA-DCS", "NZZ1").alarm_type == "generic_alarm"
     assert read_event("ADM-CID", "1110 00 001").alarm_type == "smoke"
     with pytest.raises(Unsupported):
         read_event("ADM-CID", "#1234|hello")

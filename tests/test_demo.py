@@ -58,12 +58,13 @@ async def test_demo_press_command_clean_up_and_quiet_stop(tmp_path: Path) -> Non
             assert proc.stdout is not None
             banner: list[str] = []
             async with asyncio.timeout(90):
-                while not any("sim press" in line for line in banner):
+                while not any("sim press" in line for line in banner) or not any("SIP MESSAGE" in x for x in banner):
                     line = (await proc.stdout.readline()).decode()
                     assert line, f"the demo ended early: {stderr_path.read_text()[-2000:]}"
                     banner.append(line)
             text = "".join(banner)
             assert "one press every 1 s across the fleet" in text
+            assert re.search(r"scaip +SIP MESSAGE on 127\.0\.0\.1 udp [1-9][0-9]* tcp [1-9][0-9]*", text), text
             command = next(line.strip() for line in banner if "sim press" in line)
             password = re.search(r"operator / (\S+)", text)
             assert password is not None

@@ -161,6 +161,23 @@ class Settings(BaseSettings):
     checkin_scheduler_period_s: float = Field(1.0, gt=0)
     checkin_catch_up_s: float = Field(12 * 3600.0, ge=0)
 
+    # --- SCAIP receiver (gateway/protocols/scaip/, docs/protocols-scaip.md)
+    # Off unless a port is set; 0 takes a free port for each transport (tests, the demo). Standard SIP: 5060.
+    scaip_host: str = "127.0.0.1"
+    scaip_port: int | None = Field(None, ge=0, le=65535)
+    scaip_transports: list[Literal["udp", "tcp"]] = ["udp", "tcp"]
+    # A SIP message (headers and body) over this is refused with 413; an <mrq> body over scaip_max_mrq_bytes is
+    # answered snu 1 (too long).
+    scaip_max_sip_bytes: int = Field(8192, ge=1024, le=65535)
+    scaip_max_mrq_bytes: int = Field(2048, ge=256, le=65535)
+    # An alarm not committed within scaip_commit_wait_s is answered snu 4 (HOLD: the unit resends and is answered
+    # from the store); more than scaip_max_pending alarms waiting for their commit: snu 6 (BUSY).
+    scaip_commit_wait_s: float = Field(5.0, gt=0)
+    scaip_max_pending: int = Field(1000, ge=1)
+    # A ref seen again within this time is a resend of that alarm; later, the unit's counter came round: a new one.
+    scaip_ref_window_s: float = Field(24 * 3600.0, gt=0)
+    # The SIP URI the receiver's own MESSAGEs (the <mrs> answers) come from.
+    scaip_receiver_uri: str = "sip:trygg@127.0.0.1"
     # --- SIA DC-09 receiver (gateway/protocols/dc09/, docs/protocols-dc09.md)
     # The port (the same number for each transport); unset: no DC-09 receiver.
     dc09_port: int | None = Field(None, ge=0, le=65535)

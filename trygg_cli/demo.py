@@ -35,6 +35,7 @@ from trygg.broker import LocalBroker, port_is_free
 from trygg.db import engine_scope, session_factory
 from trygg.serve import service_server
 from trygg.settings import Settings
+from trygg_cli.scaip import scaip_banner
 
 log = structlog.get_logger(__name__)
 
@@ -200,6 +201,7 @@ async def run_demo(
             "intake_token": SecretStr(secrets.token_urlsafe(32)),
             "webrtc_host_addresses": settings.webrtc_host_addresses or ["127.0.0.1"],  # one machine: loopback
             **_demo_anchor(settings),
+            "scaip_port": 0 if settings.scaip_port is None else settings.scaip_port,  # SCAIP units, on a free port
             "dc09_port": _demo_dc09_port(settings),
         }
     )
@@ -209,7 +211,8 @@ async def run_demo(
     receiver = service_server(
         create_receiver_app(settings, run_migrations=False), settings, "receiver", handle_signals=False
     )
-    gateway = service_server(create_gateway_app(settings), settings, "gateway", handle_signals=False)
+    gateway_app = create_gateway_app(settings)
+    gateway = service_server(gateway_app, settings, "gateway", handle_signals=False)
     tasks = [asyncio.create_task(receiver.serve()), asyncio.create_task(gateway.serve())]
     fleet = Fleet(settings, devices, press_every_s=press_every_s or None, cancel_after_s=clear_after_s or None)
     camera = SimCamera(DEMO_CAMERA, settings, scenario="in_bed")
@@ -225,13 +228,15 @@ async def run_demo(
         banner = _banner(
             settings, broker, creds, devices=devices, press_every_s=press_every_s, clear_after_s=clear_after_s
         )
-        print(banner, flush=True)
+        print(banner + scaip_banner(gateway_app), flush=True)
         await stop.wait()
     finally:
         log.info("demo stopping")
         await camera.stop()
         await fleet.stop()
+        # The gateway first: its forwarder must not post to a receiver that is already going away.
         gateway.should_exit = True
+        await asyncio.gather(tasks[1], return_exceptions=True)
         receiver.should_exit = True
         await asyncio.gather(*tasks, return_exceptions=True)
         await broker.stop()

@@ -25,6 +25,9 @@ const dict = {
     ty_checkin_due: "Kameratillsyn", ty_patrol_visit: "Patrullbesök", ty_device_offline: "Enhet offline",
     ty_area_outage: "Områdesavbrott", ty_low_battery: "Lågt batteri", ty_mains_lost: "Nätström borta",
     ty_tamper: "Sabotage", ty_inactivity: "Inaktivitet", ty_medical: "Medicinskt",
+    ty_generic_alarm: "Larm (okänd kod)", ty_battery_failure: "Batterifel", ty_battery_ok: "Batteri åter",
+    ty_link_lost: "Förbindelse bruten", ty_link_restored: "Förbindelse åter", ty_test_transmission: "Provsändning",
+    protocol: "Protokoll",
     detail_title: "Larm {id}", history: "Historik", device_health: "Enhetens hälsa", details: "Detaljer",
     device: "Enhet", client: "Brukare", location: "Plats", text: "Text", stored: "Lagrat", received: "Mottaget",
     status: "Status", last_seen: "Senast sedd", battery: "Batteri", mains: "Nätström", network: "Nät",
@@ -101,9 +104,7 @@ const dict = {
     log_log_read: "loggen läst", log_escalation_patrol_visit: "patrullbesök", log_escalation_recheck: "ny tillsyn",
     log_escalation_phone: "ring brukaren",
     // alarm units on SIA DC-09 and SCAIP (issue 11): the protocol in an alarm's details, their alarm types
-    protocol: "Protokoll", proto_mqtt: "MQTT", proto_dc09: "SIA DC-09", proto_scaip: "SCAIP",
-    ty_generic: "Okänd larmkod", ty_battery_ok: "Batteri OK", ty_link_failure: "Förbindelsefel",
-    ty_link_restored: "Förbindelse åter", ty_mains_restored: "Nätström åter",
+    proto_mqtt: "MQTT", proto_dc09: "SIA DC-09", proto_scaip: "SCAIP", ty_mains_restored: "Nätström åter",
     log_dc09_account_added: "DC-09-konto tillagt", log_dc09_account_removed: "DC-09-konto borttaget",
   },
   en: {
@@ -131,6 +132,9 @@ const dict = {
     ty_checkin_due: "Camera check-in", ty_patrol_visit: "Patrol visit", ty_device_offline: "Device offline",
     ty_area_outage: "Area outage", ty_low_battery: "Low battery", ty_mains_lost: "Mains lost",
     ty_tamper: "Tamper", ty_inactivity: "Inactivity", ty_medical: "Medical",
+    ty_generic_alarm: "Alarm (unknown code)", ty_battery_failure: "Battery failure", ty_battery_ok: "Battery OK",
+    ty_link_lost: "Link lost", ty_link_restored: "Link restored", ty_test_transmission: "Test transmission",
+    protocol: "Protocol",
     detail_title: "Alarm {id}", history: "History", device_health: "Device health", details: "Details",
     device: "Device", client: "Client", location: "Location", text: "Text", stored: "Stored", received: "Received",
     status: "Status", last_seen: "Last seen", battery: "Battery", mains: "Mains", network: "Network",
@@ -207,9 +211,7 @@ const dict = {
     log_log_read: "log read", log_escalation_patrol_visit: "patrol visit", log_escalation_recheck: "recheck",
     log_escalation_phone: "phone the client",
     // alarm units on SIA DC-09 and SCAIP (issue 11): the protocol in an alarm's details, their alarm types
-    protocol: "Protocol", proto_mqtt: "MQTT", proto_dc09: "SIA DC-09", proto_scaip: "SCAIP",
-    ty_generic: "Unknown alarm code", ty_battery_ok: "Battery OK", ty_link_failure: "Link failure",
-    ty_link_restored: "Link restored", ty_mains_restored: "Mains restored",
+    proto_mqtt: "MQTT", proto_dc09: "SIA DC-09", proto_scaip: "SCAIP", ty_mains_restored: "Mains restored",
     log_dc09_account_added: "DC-09 account added", log_dc09_account_removed: "DC-09 account removed",
   },
 };

@@ -1,18 +1,17 @@
 """the DC-09 registry: an account (with receiver and line) mapped to a device, with its AES key
 
 Revision ID: g0005
-Revises: g0003
+Revises: g0004
 Create Date: 2026-11-30
 
-Issue 11 (SIA DC-09 receiver). ``receiver`` and ``line`` are '' for "any". Revision id g0005 is assigned to the DC-09
-work; its down_revision is main's head when it was written (g0003), to be re-chained at merge after SCAIP's g0004.
+Issue 11 (SIA DC-09 receiver). ``receiver`` and ``line`` are '' for "any".
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "g0005"
-down_revision = "g0003"
+down_revision = "g0004"
 branch_labels = None
 depends_on = None
 

@@ -4,7 +4,7 @@ The table is docs/protocols-dc09.md's. A code is keyed ``SIA:XX`` (two letters) 
 qualifier says new event 1, restore 3, status 6). Each code belongs to a family; a restore cancels the open alarm
 of its family (and zone), and one with nothing open to cancel is filed as its ``restored`` type when it has one
 (mains, battery, link) and only logged otherwise. Test codes are supervision signals, not alarms. A code that is
-well formed but not in the table is filed as a ``generic`` alarm carrying its raw code; content that cannot be read
+well formed but not in the table is filed as a ``generic_alarm`` carrying its raw code; content that cannot be read
 at all is refused (DUH). ``dc09_code_map`` (settings) adds codes or overrides them, e.g. a vendor's fall code.
 """
 
@@ -44,7 +44,7 @@ class Event:
     @property
     def alarm_type(self) -> AlarmType:
         if self.meaning is None or self.meaning.alarm_type is None:
-            return AlarmType.GENERIC
+            return AlarmType.GENERIC_ALARM
         return self.meaning.alarm_type
 
 
@@ -63,7 +63,7 @@ _INACTIVITY = _m("inactivity", AlarmType.INACTIVITY)
 _TAMPER = _m("tamper", AlarmType.TAMPER)
 _AC = _m("ac", AlarmType.MAINS_LOST, restored=AlarmType.MAINS_RESTORED)
 _BATTERY = _m("battery", AlarmType.LOW_BATTERY, restored=AlarmType.BATTERY_OK)
-_LINK = _m("link", AlarmType.LINK_FAILURE, restored=AlarmType.LINK_RESTORED)
+_LINK = _m("link", AlarmType.LINK_LOST, restored=AlarmType.LINK_RESTORED)
 _TEST = _m("test", None)
 
 # SIA DC-03: event code -> (meaning, is a restore)
