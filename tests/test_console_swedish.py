@@ -181,7 +181,8 @@ async def test_the_swedish_console_shows_no_english(console_system: ConsoleSyste
     rows = await eventually(settled, timeout=15, interval=0.2)
     pk = {a["alarm_id"]: a["id"] for a in rows}
     # --- an alarm unit's unmapped code over SIA DC-09 (issue 11): its protocol among the details
-    dc09 = await inject(sys, "dc09-1", type="generic", priority=5, details={"protocol": "dc09", "text": "SIA:ZZ 9"})
+    unit = {"protocol": "dc09", "text": "SIA:ZZ 9"}
+    dc09 = await inject(sys, "dc09-1", type="generic_alarm", priority=7, details=unit)
     # --- a failed installation test
     async with await sys.http("tech") as http:
         assert (await http.post(f"/gw/api/v1/devices/{PENDANT}/install-test", json={"window_s": 1})).status_code == 201
@@ -227,7 +228,7 @@ async def test_the_swedish_console_shows_no_english(console_system: ConsoleSyste
     await page.goto(f"{sys.base}/console/#/alarm/{dc09}")
     await page.wait_for_selector("#detail-state")
     detail = await page.inner_text("#main")
-    assert "Okänd larmkod" in detail and "Protokoll" in detail and "SIA DC-09" in detail and "SIA:ZZ 9" in detail
+    assert "Larm (okänd kod)" in detail and "Protokoll" in detail and "SIA DC-09" in detail and "SIA:ZZ 9" in detail
     await seen.check(page, "dc09 alarm")
     for alarm_id, outcome in (
         ("offline-done", "enheten är online igen"),
