@@ -26,6 +26,8 @@ from gateway.protocols.dc09.api import router as dc09_router
 from gateway.protocols.scaip.api import router as scaip_router
 from gateway.protocols.scaip.feature import ScaipFeature
 from gateway.service import Gateway
+from gateway.voice.feature import VoiceFeature
+from gateway.voice.routes import router as voice_router
 from trygg.audit import anchor
 from trygg.docs import mount_docs
 from trygg.errors import install_error_handlers
@@ -39,6 +41,7 @@ FEATURE_ROUTERS: tuple[tuple[type[object], APIRouter], ...] = (
     (FleetFeature, fleet_router),
     (CheckinFeature, checkin_router),
     (ScaipFeature, scaip_router),
+    (VoiceFeature, voice_router),
 )
 
 

@@ -65,6 +65,7 @@ async def test_demo_press_command_clean_up_and_quiet_stop(tmp_path: Path) -> Non
             text = "".join(banner)
             assert "one press every 1 s across the fleet" in text
             assert re.search(r"scaip +SIP MESSAGE on 127\.0\.0\.1 udp [1-9][0-9]* tcp [1-9][0-9]*", text), text
+            assert "sim-unit-001" in text  # the base unit whose pendant's press calls (docs/voice.md)
             command = next(line.strip() for line in banner if "sim press" in line)
             password = re.search(r"operator / (\S+)", text)
             assert password is not None

@@ -191,6 +191,11 @@ class Settings(BaseSettings):
     dc09_max_connections: int = Field(2000, ge=1)
     # Extra or overriding codes: "SIA:XX" or "CID:NNN" -> an alarm type or "test" (no standard code for a fall).
     dc09_code_map: dict[str, str] = {"SIA:MF": "fall", "CID:105": "fall"}
+    # --- voice calls (docs/voice.md)
+    # How long the gateway waits for a unit's voice/answer before telling the operator the unit did not answer.
+    voice_answer_timeout_s: float = Field(10.0, gt=0, le=120)
+    # The longest call; the gateway (and the unit, on its own clock) ends it then.
+    voice_max_call_s: float = Field(1800.0, gt=0, le=7200)
 
     @model_validator(mode="after")
     def _consistent(self) -> "Settings":

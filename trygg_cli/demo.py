@@ -23,7 +23,9 @@ from alarm_receiver.app import create_app as create_receiver_app
 from alarm_receiver.auth import Role, ensure_user
 from alarm_receiver.db import migrate as migrate_receiver
 from devices import DeviceType
+from firmware_sim.base_unit import SimBaseUnit
 from firmware_sim.camera import SimCamera
+from firmware_sim.device import SimDevice
 from firmware_sim.fleet import Fleet, device_ids
 from gateway.app import create_app as create_gateway_app
 from gateway.checkin.consent import ConsentIn, Person, create_consent, list_consents, withdraw_consent
@@ -68,6 +70,23 @@ def _demo_dc09_port(settings: Settings, preferred: int = 18090) -> int:
 DEMO_DC09_UNIT, DEMO_DC09_ACCOUNT = "dc09-carephone-001", "1234"  # a plain (unencrypted) DC-09 unit to try
 DEMO_CAMERA = "sim-camera-001"
 DEMO_CLIENT = "demo-client-1"
+# Voice: a base unit with a speaker and a microphone, paired with one pendant, whose press calls (docs/voice.md).
+DEMO_UNIT = "sim-unit-001"
+DEMO_UNIT_PENDANT = "sim-unit-001-p1"
+DEMO_VOICE_CLIENT = "demo-client-2"
+DEMO_VOICE_EVERY_S = 300.0
+
+
+async def _voice_presses(unit: SimBaseUnit, stop: asyncio.Event) -> None:
+    """The unit's pendant presses 30 s after the start and then every five minutes; the unit calls each time."""
+    delay = 30.0
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), delay)
+            return
+        if unit.current is None:
+            await unit.press(pendant=0)
+        delay = DEMO_VOICE_EVERY_S
 
 
 def _demo_consent(settings: Settings) -> ConsentIn:
@@ -96,6 +115,8 @@ async def _prepare(settings: Settings, fleet_ids: list[tuple[str, object]]) -> d
             await add_device(session, DEMO_DC09_UNIT, DeviceType.BASE_UNIT, exist_ok=True)
             if not await list_accounts(session, DEMO_DC09_UNIT):
                 await add_account(session, DEMO_DC09_ACCOUNT, DEMO_DC09_UNIT)
+            for voice_id, voice_type in ((DEMO_UNIT, DeviceType.BASE_UNIT), (DEMO_UNIT_PENDANT, DeviceType.PENDANT)):
+                await add_device(session, voice_id, voice_type, client_ref=DEMO_VOICE_CLIENT, exist_ok=True)
             # A fresh consent each run, so its check-in times lie ahead of this run (not already missed).
             for old in await list_consents(session, client_ref=DEMO_CLIENT):
                 await withdraw_consent(session, old.id, actor="demo", reason="demo restarted")
@@ -160,6 +181,8 @@ def _banner(
     camera    {DEMO_CAMERA} (client {DEMO_CLIENT}): check-ins due every 10 minutes from 2 minutes on
     dc09      SIA DC-09, TCP and UDP, {settings.dc09_host}:{settings.dc09_port}
               account {DEMO_DC09_ACCOUNT} is {DEMO_DC09_UNIT} (plain; `trygg dc09 add` registers more)
+    voice     {DEMO_UNIT} (client {DEMO_VOICE_CLIENT}): its pendant presses after 30 s, then every 5 minutes, and
+              the unit calls: answer in the console (it plays a 1 kHz tone and measures what it hears)
 
   Try:
     TOKEN=$(curl -s -X POST {r}/api/v1/auth/token -H 'content-type: application/json' \\
@@ -216,6 +239,8 @@ async def run_demo(
     tasks = [asyncio.create_task(receiver.serve()), asyncio.create_task(gateway.serve())]
     fleet = Fleet(settings, devices, press_every_s=press_every_s or None, cancel_after_s=clear_after_s or None)
     camera = SimCamera(DEMO_CAMERA, settings, scenario="in_bed")
+    pendant = SimDevice(DEMO_UNIT_PENDANT, DeviceType.PENDANT, settings)
+    unit = SimBaseUnit(DEMO_UNIT, settings, pendants=[pendant])
     try:
         while not (receiver.started and gateway.started):
             for t in tasks:
@@ -225,6 +250,8 @@ async def run_demo(
             await asyncio.sleep(0.05)
         await fleet.start()
         await camera.start()
+        await unit.start()
+        tasks.append(asyncio.create_task(_voice_presses(unit, stop)))
         banner = _banner(
             settings, broker, creds, devices=devices, press_every_s=press_every_s, clear_after_s=clear_after_s
         )
@@ -232,6 +259,7 @@ async def run_demo(
         await stop.wait()
     finally:
         log.info("demo stopping")
+        await unit.stop()
         await camera.stop()
         await fleet.stop()
         # The gateway first: its forwarder must not post to a receiver that is already going away.

@@ -106,6 +106,17 @@ const dict = {
     // alarm units on SIA DC-09 and SCAIP (issue 11): the protocol in an alarm's details, their alarm types
     proto_mqtt: "MQTT", proto_dc09: "SIA DC-09", proto_scaip: "SCAIP", ty_mains_restored: "Nätström åter",
     log_dc09_account_added: "DC-09-konto tillagt", log_dc09_account_removed: "DC-09-konto borttaget",
+    // voice calls (call.js)
+    call_answer: "Svara", call_back: "Ring upp", call_unit: "Ring brukaren", call_mute: "Stäng av mikrofonen",
+    call_unmute: "Slå på mikrofonen", call_volume: "Volym", call_level: "Ljudnivå", call_help_coming: "Hjälp är på väg",
+    call_help_sent: "Brukaren har fått beskedet: hjälp är på väg.", call_hang_up: "Lägg på", call_live: "Samtal pågår",
+    call_connecting: "Kopplar…", call_ended_msg: "Samtalet är avslutat.", call_close: "Stäng",
+    call_media_error: "Mikrofonen kunde inte startas.", call_failed: "Samtalet gick inte fram. Larmet ligger kvar i kön.",
+    callr_operator: "operatören lade på", callr_unit_ended: "brukarens enhet lade på", callr_operator_left: "operatörens sida stängdes",
+    callr_cap: "längsta samtalstid", callr_shutdown: "gatewayen stängdes", callr_ice_failed: "ljudförbindelsen bröts",
+    callr_unit_no_answer: "enheten svarade inte", callr_unit_refused: "enheten tog inte emot", callr_unit_offline: "enheten offline",
+    callr_not_answered: "ingen svarade", callr_gateway_offline: "gatewayen frånkopplad", callr_failed: "fel",
+    callr_ended_while_connecting: "avslutat under uppkoppling", callr_bad_offer: "inget ljud", callr_bad_answer: "inget ljud",
   },
   en: {
     app: "Trygg", login: "Log in", username: "Username", password: "Password", logout: "Log out",
@@ -213,6 +224,17 @@ const dict = {
     // alarm units on SIA DC-09 and SCAIP (issue 11): the protocol in an alarm's details, their alarm types
     proto_mqtt: "MQTT", proto_dc09: "SIA DC-09", proto_scaip: "SCAIP", ty_mains_restored: "Mains restored",
     log_dc09_account_added: "DC-09 account added", log_dc09_account_removed: "DC-09 account removed",
+    // voice calls (call.js)
+    call_answer: "Answer", call_back: "Call back", call_unit: "Call the client", call_mute: "Mute microphone",
+    call_unmute: "Unmute microphone", call_volume: "Volume", call_level: "Level", call_help_coming: "Help is coming",
+    call_help_sent: "The client has been told: help is coming.", call_hang_up: "Hang up", call_live: "In call",
+    call_connecting: "Connecting…", call_ended_msg: "The call has ended.", call_close: "Close",
+    call_media_error: "The microphone could not be started.", call_failed: "The call did not get through. The alarm stays in the queue.",
+    callr_operator: "the operator hung up", callr_unit_ended: "the client's unit hung up", callr_operator_left: "the operator's side closed",
+    callr_cap: "longest call time", callr_shutdown: "the gateway stopped", callr_ice_failed: "the audio connection broke",
+    callr_unit_no_answer: "the unit did not answer", callr_unit_refused: "the unit did not take it", callr_unit_offline: "unit offline",
+    callr_not_answered: "nobody answered", callr_gateway_offline: "gateway disconnected", callr_failed: "error",
+    callr_ended_while_connecting: "ended while connecting", callr_bad_offer: "no audio", callr_bad_answer: "no audio",
   },
 };
 
