@@ -233,7 +233,13 @@ async def run_demo(
     )
     fleet_ids = device_ids(devices)
     creds = await _prepare(settings, list(fleet_ids))
-    await demo_clients.seed(settings, fleet_ids, DEMO_CAMERA, DEMO_CLIENT)  # clients in Ekby (issue 10)
+    await demo_clients.seed(
+        settings,
+        fleet_ids,
+        DEMO_CAMERA,
+        DEMO_CLIENT,
+        owned={DEMO_UNIT: DEMO_VOICE_CLIENT, DEMO_UNIT_PENDANT: DEMO_VOICE_CLIENT, DEMO_DC09_UNIT: "demo-client-3"},
+    )  # clients in Ekby (issue 10)
     # handle_signals=False: Ctrl-C is ours, everything stops in order below
     receiver = service_server(
         create_receiver_app(settings, run_migrations=False), settings, "receiver", handle_signals=False

@@ -4,7 +4,7 @@ the receiver and the gateway need for unlocks. Everything here is invented."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from alarm_receiver.clients import repository, routing
@@ -117,11 +117,19 @@ def grant_keys(settings: Settings) -> dict[str, object]:
     return {"lock_grant_signing_key_file": key, "lock_grant_public_keys": [public]}
 
 
-async def seed(settings: Settings, fleet: Sequence[tuple[str, object]], camera: str, camera_client: str) -> None:
-    """Areas, clients and links in the receiver; the lock (and each device's client_ref) in the gateway."""
+async def seed(
+    settings: Settings,
+    fleet: Sequence[tuple[str, object]],
+    camera: str,
+    camera_client: str,
+    owned: Mapping[str, str] | None = None,
+) -> None:
+    """Areas, clients and links in the receiver; the lock (and each device's client_ref) in the gateway.
+    ``owned``: devices with a given client (the voice base unit and its pendant), besides the fleet's."""
     clients = demo_clients(camera_client)
     owner = {device_id: clients[i % len(clients)].ref for i, (device_id, _) in enumerate(fleet)}
     owner[camera] = camera_client
+    owner.update(owned or {})
     async with engine_scope(settings.gateway_database_url) as engine:
         await migrate_gateway(engine)
         async with session_factory(engine).begin() as session:
