@@ -7,13 +7,17 @@ dedicated connection (autocommit, outside the pool's rotation) and tries ``pg_tr
 PostgreSQL's, and so is the detection of a dead holder:
 
 - **killed** (SIGKILL, crash, host gone with its TCP stack): the kernel closes the socket, the server ends the
-  session and frees the lock at once; a follower gets it on its next try, so takeover takes at most ``check_s``
-  (plus the follower's own round trip);
+  session and frees the lock at once; a follower gets it on its next try;
 - **hung or cut off** (SIGSTOP, a partition): the session is set ``idle_session_timeout = ttl_s``, so the
-  server ends it ``ttl_s`` after its last query; the leader confirms its session every ``check_s`` and counts
-  itself leader only while its last confirmation is younger than ``ttl_s`` *by its own clock*, measured from
-  before the query was sent, so it stops before the server frees the lock for another (no two leaders, if the
-  clocks' rates agree). Takeover then takes at most ``ttl_s + check_s``.
+  server ends it ``ttl_s`` after its last query, and a follower gets the lock then.
+
+**Never two leaders.** A leader confirms its session every ``check_s`` (a round that takes longer than
+``2 * check_s`` fails) and counts itself leader only while its last confirmation, timed from before the query was
+sent, is younger than ``V = 3 * check_s`` *by its own clock*. A session can end while its holder lives (the
+server restarted, ``pg_terminate_backend``, a reset connection): the holder notices only at its next round. So a
+new holder waits ``V`` after it got the lock before it acts: by then every earlier leader's last confirmation is
+older than ``V`` (the lock was freed after it), and that leader has stopped. Takeover therefore takes at most
+``check_s + V`` (4 s with the default 1 s) after a kill, and ``ttl_s + check_s + V`` after a hang.
 
 SQLite (the single-machine default) has no other instance to elect: :attr:`Leadership.single` and always leader.
 Leader-only loops ask :attr:`Leadership.is_leader` at each step and keep track of their own transitions
@@ -62,23 +66,26 @@ class Leadership:
         self._key = lock_key(role)
         self._check_s = check_s
         self._ttl_s = ttl_s
+        self.valid_s = 3 * check_s  # V above: how long a confirmation counts, and how long a new holder waits
         self._mono = mono
         self._conn: AsyncConnection | None = None
         self._held = False
         self._confirmed: float = float("-inf")  # monotonic time before the last query that proved the lock ours
+        self._acquired: float = float("inf")  # monotonic time after the query that got the lock
         self._task: asyncio.Task[None] | None = None
         self._listeners: list[Callable[[bool], None]] = []
         self.changed = asyncio.Event()  # set on every gain or loss (tests and benchmarks wait on it)
         self.rounds = 0  # election rounds done (tried or confirmed)
         self.terms = 0  # how many times this instance became leader
-        self.elected_at: float | None = None  # monotonic time of the last gain
+        self.elected_at: float | None = None  # monotonic time of the last gain (active valid_s later)
 
     # --- reading --------------------------------------------------------------------------------------------
     @property
     def is_leader(self) -> bool:
         if self.single:
             return True
-        return self._held and self._mono() - self._confirmed < self._ttl_s
+        now = self._mono()
+        return self._held and now - self._confirmed < self.valid_s and now - self._acquired >= self.valid_s
 
     def on_change(self, listener: Callable[[bool], None]) -> None:
         """``listener(True)`` when this instance becomes leader, ``listener(False)`` when it stops being one."""
@@ -87,6 +94,7 @@ class Leadership:
     # --- lifecycle ------------------------------------------------------------------------------------------
     async def start(self) -> None:
         if self.single:
+            self._acquired = self._mono()
             self._set(True)
             return
         self._task = asyncio.create_task(self._run(), name=f"leadership-{self.role}")
@@ -120,7 +128,7 @@ class Leadership:
                 await self._drop()
                 self._set(False)
                 await asyncio.sleep(backoff.next())
-            if self._held and not self.is_leader:  # confirmations too late: step down by our own clock
+            if self._held and self._mono() - self._confirmed >= self.valid_s:  # too late: step down by our clock
                 log.warning("leader: lock not confirmed within ttl; stepping down", role=self.role)
                 await self._drop()
                 self._set(False)
@@ -150,6 +158,7 @@ class Leadership:
         self.rounds += 1
         if got:
             self._confirmed = before
+            self._acquired = self._mono()
             self._set(True)
 
     async def _drop(self) -> None:
@@ -166,7 +175,7 @@ class Leadership:
         self._held = held
         if held:
             self.terms += 1
-            self.elected_at = self._mono()
+            self.elected_at = self._acquired
         log.info("leadership " + ("gained" if held else "lost"), role=self.role, instance=self.instance)
         self.changed.set()
         for listener in self._listeners:
