@@ -117,6 +117,8 @@ class Leadership:
         backoff = Backoff(min(0.5, self._check_s), self._check_s)
         while True:
             try:
+                if self._conn is None:
+                    await asyncio.wait_for(self._connect(), timeout=max(10.0, self._ttl_s))
                 await asyncio.wait_for(self._round(), timeout=self._check_s * 2)
                 backoff.reset()
                 await asyncio.sleep(self._check_s)
@@ -133,7 +135,7 @@ class Leadership:
                 await self._drop()
                 self._set(False)
 
-    async def _round(self) -> None:
+    async def _connect(self) -> None:
         if self._conn is None:
             conn = await self._engine.connect()
             try:
@@ -148,6 +150,9 @@ class Leadership:
                 await conn.close()
                 raise
             self._conn = conn
+
+    async def _round(self) -> None:
+        assert self._conn is not None
         before = self._mono()
         if self._held:
             await self._conn.execute(text("SELECT 1"))
