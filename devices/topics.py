@@ -20,6 +20,12 @@ class DeviceTopic(StrEnum):
     CAMERA_ANSWER = "camera/answer"
     CAMERA_END = "camera/end"
     CAMERA_STATE = "camera/state"
+    # Voice calls between a base unit and an operator (signalling; see docs/contract.md, section 10)
+    VOICE_STATE = "voice/state"
+    VOICE_CALL = "voice/call"
+    VOICE_REQUEST = "voice/request"
+    VOICE_ANSWER = "voice/answer"
+    VOICE_END = "voice/end"
 
 
 @dataclass(frozen=True, slots=True)

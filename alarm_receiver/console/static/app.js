@@ -1,5 +1,6 @@
 // The console's shell: login, role-based landing, hash routes, header (language, sound, logout).
 import { describe, logout, onSessionEnd, session, watchExpiry } from "./api.js";
+import { startPhone, stopPhone } from "./call.js";
 import { config, loadConfig } from "./config.js";
 import { label, lang, setLang, t } from "./i18n.js";
 import { audioRunning, clearFlash, h, isMuted, onSoundChange, setMuted, unlockAudio } from "./ui.js";
@@ -91,6 +92,7 @@ async function route() {
     return;
   }
   renderHeader(s);
+  startPhone(); // voice calls ring on every page of an operator or a patrol (once per login)
   const entry = ROUTES[name];
   if (!entry) {
     main.replaceChildren(h("p", { class: "notice", id: "not-found", text: t("not_found") }));
@@ -119,6 +121,7 @@ async function start() {
   // The session ended: to the login page, which says why (?reason=expired | logout | ended, and the server's
   // code when it gave one: ?code=auth.session_expired). In the URL, so no second routing can lose it.
   onSessionEnd((why, code) => {
+    stopPhone();
     const target = `#/login?reason=${encodeURIComponent(why)}${code ? `&code=${encodeURIComponent(code)}` : ""}`;
     if (location.hash !== target) location.replace(target);
   });

@@ -1,5 +1,6 @@
 // The patrol's phone view: tasks assigned to me, address and notes, on the way / on site / done.
 import { describe, get, liveFeed, post } from "../api.js";
+import { callButtons } from "../call.js";
 import { label, t } from "../i18n.js";
 import { beep, flash, fmtAge, fmtTime, h, priorityBadge, priorityLevel } from "../ui.js";
 import { OPEN_STATES, clientOf, compare, describeAlarm, eventText, resolve } from "./common.js";
@@ -53,6 +54,7 @@ export async function render(main) {
         a.state === "assigned"
           ? h("button", { class: "btn big primary", id: `onsite-${a.id}`, text: t("on_site"), onclick: () => doAct(() => post(`/api/v1/alarms/${a.id}/on-site`, {})) })
           : null,
+        callButtons(a, "patrol"), // voice: call the client's unit (call.js)
         h("button", {
           class: "btn big",
           id: `done-${a.id}`,
