@@ -106,10 +106,16 @@ class Leadership:
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
         if self._conn is not None:
+            # Bounded: a round cancelled mid-query can leave the session busy; then the server frees the lock
+            # when the dropped connection closes.
             with contextlib.suppress(Exception):
                 if self._held:
-                    await self._conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": self._key})
-            await self._drop()
+                    await asyncio.wait_for(
+                        self._conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": self._key}), timeout=2.0
+                    )
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._drop(), timeout=5.0)
+            self._conn = None
         self._set(False)
 
     # --- the loop -------------------------------------------------------------------------------------------
