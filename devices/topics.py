@@ -26,6 +26,9 @@ class DeviceTopic(StrEnum):
     VOICE_REQUEST = "voice/request"
     VOICE_ANSWER = "voice/answer"
     VOICE_END = "voice/end"
+    # Digital locks (issue 10; docs/contract.md, "Digital locks")
+    LOCK_STATE = "lock/state"
+    LOCK_COMMAND = "lock/command"
 
 
 @dataclass(frozen=True, slots=True)

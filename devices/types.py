@@ -11,6 +11,7 @@ class DeviceType(StrEnum):
     BED = "bed"
     CAMERA = "camera"
     BASE_UNIT = "base_unit"
+    LOCK = "lock"  # a digital door lock (issue 10; docs/contract.md, "Digital locks")
 
 
 class AlarmType(StrEnum):

@@ -22,6 +22,8 @@ from gateway.checkin.feature import CheckinFeature
 from gateway.checkin.routes import router as checkin_router
 from gateway.fleet.api import router as fleet_router
 from gateway.fleet.feature import FleetFeature
+from gateway.locks.feature import LockFeature
+from gateway.locks.routes import router as locks_router
 from gateway.protocols.dc09.api import router as dc09_router
 from gateway.protocols.scaip.api import router as scaip_router
 from gateway.protocols.scaip.feature import ScaipFeature
@@ -42,6 +44,7 @@ FEATURE_ROUTERS: tuple[tuple[type[object], APIRouter], ...] = (
     (CheckinFeature, checkin_router),
     (ScaipFeature, scaip_router),
     (VoiceFeature, voice_router),
+    (LockFeature, locks_router),
 )
 
 

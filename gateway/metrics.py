@@ -33,6 +33,9 @@ CANCELS_UNANSWERED = Counter(
     "trygg_gateway_cancels_unanswered_total", "Cancels of an alarm not stored (yet), left for the device to resend"
 )
 TAKEOVERS = Counter("trygg_gateway_leader_takeovers_total", "Times this gateway took over the time-driven work")
+# voice calls (gateway/voice/): a unit's signalling refused (malformed, oversize, a call that may not ring)
+VOICE_REJECTED = Counter("trygg_gateway_voice_rejected_total", "Voice signalling from units refused", ["kind", "code"])
+VOICE_CALLS = Counter("trygg_gateway_voice_calls_total", "Voice calls by how they ended", ["kind", "reason"])
 
 
 _MESSAGE_COUNTERS: dict[str, Counter] = {}

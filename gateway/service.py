@@ -31,6 +31,7 @@ def default_features(port: GatewayPort) -> list[Feature]:
     from gateway.checkin.feature import CheckinFeature
     from gateway.checkin.media import CameraRelayFeature
     from gateway.fleet.feature import FleetFeature
+    from gateway.locks.feature import LockFeature
     from gateway.voice.feature import VoiceFeature
     from gateway.voice.relay import VoiceRelayFeature
 
@@ -44,6 +45,7 @@ def default_features(port: GatewayPort) -> list[Feature]:
         CheckinFeature(port, relay, status_source=fleet.is_online),
         voice,
         VoiceFeature(port, voice),
+        LockFeature(port),
     ]
     if port.settings.scaip_port is not None:  # the SCAIP receiver, when configured (docs/protocols-scaip.md)
         from gateway.protocols.scaip.feature import ScaipFeature

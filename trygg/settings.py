@@ -202,6 +202,7 @@ class Settings(BaseSettings):
     dc09_time_ahead_s: float = Field(20.0, gt=0)
     dc09_max_frame_bytes: int = Field(1024, ge=64, le=65536)
     dc09_idle_timeout_s: float = Field(120.0, gt=0)
+    dc09_max_connections: int = Field(2000, ge=1)
     # Extra or overriding codes: "SIA:XX" or "CID:NNN" -> an alarm type or "test" (no standard code for a fall).
     dc09_code_map: dict[str, str] = {"SIA:MF": "fall", "CID:105": "fall"}
     # --- voice calls (docs/voice.md)
@@ -209,6 +210,13 @@ class Settings(BaseSettings):
     voice_answer_timeout_s: float = Field(10.0, gt=0, le=120)
     # The longest call; the gateway (and the unit, on its own clock) ends it then.
     voice_max_call_s: float = Field(1800.0, gt=0, le=7200)
+    # --- client register and digital locks (issue 10; docs/clients.md)
+    # The receiver signs unlock grants with this Ed25519 key (made by `trygg log keygen`); unset: no unlocks.
+    lock_grant_signing_key_file: Path | None = None
+    # The gateway accepts grants signed by these public keys (base64, as `trygg log keygen` prints them).
+    lock_grant_public_keys: list[str] = []
+    lock_grant_ttl_s: float = Field(900.0, gt=0, le=3600)  # a grant is good for 15 min
+    lock_relock_after_s: float = Field(30.0, gt=0, le=600)  # the unlock command asks the lock to relock after
 
     @model_validator(mode="after")
     def _consistent(self) -> "Settings":

@@ -8,6 +8,7 @@ import typer
 
 from trygg_cli import services
 from trygg_cli.broker import broker_app
+from trygg_cli.clients import clients_app
 from trygg_cli.common import run, settings
 from trygg_cli.consent import consent_app
 from trygg_cli.db import db_app
@@ -32,6 +33,7 @@ app.add_typer(broker_app, name="broker", help="Device and service credentials, t
 app.add_typer(dead_letters_app, name="dead-letters", help="Device messages the gateway could not handle.")
 app.add_typer(scaip_app, name="scaip")
 app.add_typer(dc09_app, name="dc09", help="SIA DC-09 accounts of alarm units (technicians).")
+app.add_typer(clients_app, name="clients", help="The client register: CSV import and export.")
 app.command()(services.gateway)
 app.command()(services.receiver)
 

@@ -27,6 +27,7 @@ from firmware_sim.base_unit import SimBaseUnit
 from firmware_sim.camera import SimCamera
 from firmware_sim.device import SimDevice
 from firmware_sim.fleet import Fleet, device_ids
+from firmware_sim.lock import SimLock
 from gateway.app import create_app as create_gateway_app
 from gateway.checkin.consent import ConsentIn, Person, create_consent, list_consents, withdraw_consent
 from gateway.db import migrate as migrate_gateway
@@ -37,6 +38,7 @@ from trygg.broker import LocalBroker, port_is_free
 from trygg.db import engine_scope, session_factory
 from trygg.serve import service_server
 from trygg.settings import Settings
+from trygg_cli import demo_clients
 from trygg_cli.scaip import scaip_banner
 
 log = structlog.get_logger(__name__)
@@ -226,10 +228,18 @@ async def run_demo(
             **_demo_anchor(settings),
             "scaip_port": 0 if settings.scaip_port is None else settings.scaip_port,  # SCAIP units, on a free port
             "dc09_port": _demo_dc09_port(settings),
+            **demo_clients.grant_keys(settings),
         }
     )
     fleet_ids = device_ids(devices)
     creds = await _prepare(settings, list(fleet_ids))
+    await demo_clients.seed(
+        settings,
+        fleet_ids,
+        DEMO_CAMERA,
+        DEMO_CLIENT,
+        owned={DEMO_UNIT: DEMO_VOICE_CLIENT, DEMO_UNIT_PENDANT: DEMO_VOICE_CLIENT, DEMO_DC09_UNIT: "demo-client-3"},
+    )  # clients in Ekby (issue 10)
     # handle_signals=False: Ctrl-C is ours, everything stops in order below
     receiver = service_server(
         create_receiver_app(settings, run_migrations=False), settings, "receiver", handle_signals=False
@@ -241,6 +251,7 @@ async def run_demo(
     camera = SimCamera(DEMO_CAMERA, settings, scenario="in_bed")
     pendant = SimDevice(DEMO_UNIT_PENDANT, DeviceType.PENDANT, settings)
     unit = SimBaseUnit(DEMO_UNIT, settings, pendants=[pendant])
+    lock = SimLock(demo_clients.DEMO_LOCK, settings)
     try:
         while not (receiver.started and gateway.started):
             for t in tasks:
@@ -252,6 +263,7 @@ async def run_demo(
         await camera.start()
         await unit.start()
         tasks.append(asyncio.create_task(_voice_presses(unit, stop)))
+        await lock.start()
         banner = _banner(
             settings, broker, creds, devices=devices, press_every_s=press_every_s, clear_after_s=clear_after_s
         )
@@ -260,6 +272,7 @@ async def run_demo(
     finally:
         log.info("demo stopping")
         await unit.stop()
+        await lock.stop()
         await camera.stop()
         await fleet.stop()
         # The gateway first: its forwarder must not post to a receiver that is already going away.

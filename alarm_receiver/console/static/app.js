@@ -4,6 +4,7 @@ import { startPhone, stopPhone } from "./call.js";
 import { config, loadConfig } from "./config.js";
 import { label, lang, setLang, t } from "./i18n.js";
 import { audioRunning, clearFlash, h, isMuted, onSoundChange, setMuted, unlockAudio } from "./ui.js";
+import "./clients_i18n.js"; // the client register's strings (issue 10)
 
 const LANDING = { operator: "queue", patrol: "patrol", technician: "devices", case_officer: "consents", admin: "queue" };
 
@@ -19,8 +20,10 @@ const ROUTES = {
   consents: ["./pages/consents.js", ["case_officer", "operator", "admin"]],
   log: ["./pages/log.js", ["case_officer", "admin"]],
   overview: ["./pages/overview.js", ["operator", "admin"]],
+  clients: ["./pages/clients.js", ["operator", "technician", "case_officer", "admin"]],
+  client: ["./pages/client.js", ["operator", "technician", "case_officer", "admin"]],
 };
-const NAV = ["queue", "overview", "patrol", "devices", "consents", "log"];
+const NAV = ["queue", "overview", "patrol", "devices", "consents", "log", "clients"];
 const SOUND_ROLES = ["operator", "admin", "patrol"]; // the roles whose pages sound an alarm
 
 let cleanup = null;

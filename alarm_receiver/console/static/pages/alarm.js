@@ -4,6 +4,7 @@ import { callButtons } from "../call.js";
 import { label, t } from "../i18n.js";
 import { dl, flash, fmtAge, fmtDateTime, fmtTime, h, priorityBadge } from "../ui.js";
 import { OPEN_STATES, acknowledge, addNote, assign, clientOf, describeAlarm, eventText, outcomeText, resolve } from "./common.js";
+import { clientPanel } from "../client_panel.js";
 
 // Mains: on, lost, or none at all (a battery-only device says so: never "lost").
 export function mainsText(hl) {
@@ -47,6 +48,7 @@ export async function render(main, params) {
     dev = null;
   }
   const body = h("div", { class: "detail" });
+  const panel = await clientPanel(a); // the person behind the alarm (issue 10)
   main.replaceChildren(body);
   let age = null;
 
@@ -111,6 +113,7 @@ export async function render(main, params) {
         ),
         h("div", {}, h("h2", { text: t("device_health") }), healthView(dev)),
       ),
+      panel,
       h("h2", { text: t("history") }),
       h(
         "ol",
