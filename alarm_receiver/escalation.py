@@ -24,11 +24,13 @@ class Escalator:
         first_after_s: float,
         second_after_s: float,
         on_change: Callable[[QueueAlarm], None],
+        is_leader: Callable[[], bool] = lambda: True,
     ) -> None:
         self._sessions = sessions
         self._first = first_after_s
         self._second = second_after_s
         self._on_change = on_change
+        self._is_leader = is_leader  # several receivers: one escalates (trygg/leader.py)
         # Check often enough that an escalation is never late by more than a small part of its limit.
         self._period = max(0.05, min(1.0, first_after_s / 10))
         self._task: asyncio.Task[None] | None = None
@@ -53,4 +55,5 @@ class Escalator:
         return changed
 
     async def _round(self) -> None:
-        await self.run_once()
+        if self._is_leader():
+            await self.run_once()

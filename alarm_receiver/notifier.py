@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+from collections.abc import Callable
 
 import structlog
 from sqlalchemy import select, update
@@ -35,11 +36,13 @@ class DeviceNotifier:
         connection: mqtt.MqttConnection,
         topics: Topics,
         wake: asyncio.Event,
+        is_leader: Callable[[], bool] = lambda: True,
     ) -> None:
         self._sessions = sessions
         self._connection = connection  # made with a PubackTracker: publish_confirmed completes on the PUBACK
         self._topics = topics
         self._wake = wake
+        self._is_leader = is_leader  # several receivers: one tells the devices (trygg/leader.py)
         self._task: asyncio.Task[None] | None = None
         self._in_flight: set[int] = set()  # published, PUBACK not yet seen
         self._confirmed: list[int] = []  # PUBACK seen, not yet marked sent in the table
@@ -62,6 +65,8 @@ class DeviceNotifier:
     async def _round(self) -> float | None:
         """Mark what the broker confirmed, send what is owed; go on at once while there is more to send."""
         await self._mark_confirmed()
+        if not self._is_leader():
+            return None
         sent = await self._send_pending()
         return 0 if sent else None
 

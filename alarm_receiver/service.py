@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from alarm_receiver.db import migrate
 from alarm_receiver.escalation import Escalator
+from alarm_receiver.fanout import LiveFanout
 from alarm_receiver.live import LiveFeed
 from alarm_receiver.logins import Logins
 from alarm_receiver.models import QueueAlarm
@@ -23,6 +24,7 @@ from trygg import mqtt
 from trygg.audit.anchor import load_signing_key
 from trygg.db import create_engine, session_factory
 from trygg.http import client_tls
+from trygg.leader import Leadership
 from trygg.loops import Backoff, retry_until_done
 from trygg.secrets import check_service_secrets
 from trygg.settings import Settings
@@ -38,6 +40,16 @@ class Receiver:
         self.engine = engine or create_engine(settings.receiver_database_url)
         self.sessions = session_factory(self.engine)
         self.live = LiveFeed()
+        # Several receivers on one PostgreSQL database: one leader escalates and tells devices; every change
+        # reaches the live feeds of all of them (alarm_receiver/fanout.py). On SQLite: one receiver, always leader.
+        self.leadership = Leadership(
+            self.engine,
+            "trygg.receiver.leader",
+            instance=settings.instance_name,
+            check_s=settings.leader_check_s,
+            ttl_s=settings.leader_ttl_s,
+        )
+        self.fanout = LiveFanout(self.engine, on_alarms=self._publish_remote, on_end_session=self.live.end_session)
         self.notice_wake = asyncio.Event()
         self.puback = mqtt.PubackTracker()  # notices are marked sent on the broker's PUBACK
         endpoint = mqtt.MqttEndpoint.from_url(
@@ -47,19 +59,28 @@ class Receiver:
             ca_file=settings.mqtt_ca_file,
         )
         self.client = mqtt.MqttConnection(
-            settings.receiver_client_id,
+            f"{settings.receiver_client_id}-{settings.instance_name}"
+            if settings.instance_name
+            else settings.receiver_client_id,
             endpoint,
             persistent=False,
             protocol=settings.mqtt_protocol,
             tracker=self.puback,
             on_connect=lambda _session_present: self.notice_wake.set(),  # owed notices go out at once
         )
-        self.notifier = DeviceNotifier(self.sessions, self.client, Topics(settings.topic_root), self.notice_wake)
+        self.notifier = DeviceNotifier(
+            self.sessions,
+            self.client,
+            Topics(settings.topic_root),
+            self.notice_wake,
+            is_leader=lambda: self.leadership.is_leader,
+        )
         self.escalator = Escalator(
             self.sessions,
             first_after_s=settings.escalate_first_s,
             second_after_s=settings.escalate_second_s,
             on_change=self.publish_alarm,
+            is_leader=lambda: self.leadership.is_leader,
         )
         self.logins = Logins(self.sessions, settings)  # argon2 off the event loop, failed logins throttled
         self._connect_task: asyncio.Task[None] | None = None
@@ -73,6 +94,8 @@ class Receiver:
     async def start(self, *, run_migrations: bool = True) -> None:
         if run_migrations:
             await migrate(self.engine)
+        await self.leadership.start()
+        self.fanout.start()
         self.escalator.start()
         self.notifier.start()
         self._connect_task = asyncio.create_task(self._connect(), name="receiver-mqtt-connect")
@@ -94,6 +117,8 @@ class Receiver:
             await asyncio.gather(self._connect_task, return_exceptions=True)
         await self.escalator.stop()
         await self.notifier.stop()
+        await self.fanout.stop()
+        await self.leadership.stop()
         if self.client.is_connected:
             await self.client.disconnect()
         await self.gateway_http.aclose()
@@ -104,11 +129,26 @@ class Receiver:
 
     def publish_alarm(self, alarm: QueueAlarm) -> None:
         self.live.publish("alarm", AlarmOut.model_validate(alarm).model_dump(mode="json"))
+        self.fanout.alarms_changed([alarm.id])
 
     async def publish_alarms(self, ids: Iterable[int]) -> None:
         ids = list(ids)
         if not ids:
             return
+        await self._publish_local(ids)
+        self.fanout.alarms_changed(ids)
+
+    def end_session(self, session_key: str, code: str) -> None:
+        """End a session's live feeds here and on every other receiver."""
+        self.live.end_session(session_key, code)
+        self.fanout.session_ended(session_key, code)
+
+    async def _publish_local(self, ids: list[int]) -> None:
         async with self.sessions() as session:
             for alarm in await session.scalars(select(QueueAlarm).where(QueueAlarm.id.in_(ids))):
-                self.publish_alarm(alarm)
+                self.live.publish("alarm", AlarmOut.model_validate(alarm).model_dump(mode="json"))
+
+    async def _publish_remote(self, ids: list[int]) -> None:
+        """Another receiver changed these alarms: show them here; an acknowledgement there may owe a notice."""
+        await self._publish_local(ids)
+        self.notice_wake.set()

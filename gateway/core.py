@@ -28,6 +28,7 @@ from gateway.records import Letter, Outcome, Received
 from trygg import mqtt
 from trygg.db import create_engine, session_factory, utcnow
 from trygg.http import client_tls
+from trygg.leader import Leadership
 from trygg.loops import run_forever
 from trygg.secrets import check_service_secrets
 from trygg.settings import Settings
@@ -46,6 +47,13 @@ class GatewayCore:
         self._own_engine = engine is None
         self.engine = engine or create_engine(settings.gateway_database_url)
         self._sessions = session_factory(self.engine)
+        self._leadership = Leadership(
+            self.engine,
+            "trygg.gateway.leader",
+            instance=settings.instance_name,
+            check_s=settings.leader_check_s,
+            ttl_s=settings.leader_ttl_s,
+        )
         self._forward_wake = asyncio.Event()
         self.writer = IntakeWriter(
             self._sessions,
@@ -73,7 +81,12 @@ class GatewayCore:
         self._heartbeats: list[HeartbeatListener] = []
         self._statuses: list[StatusListener] = []
         self._after_connect: list[Callable[[], None]] = []
-        self.dispatcher = Dispatcher(self._topics, settings.max_payload_bytes, keep=self.keep_dead_letter)
+        self.dispatcher = Dispatcher(
+            self._topics,
+            settings.max_payload_bytes,
+            keep=self.keep_dead_letter,
+            shared_group=settings.mqtt_shared_group,
+        )
         self._endpoint = mqtt.MqttEndpoint.from_url(
             settings.mqtt_url,
             settings.gateway_mqtt_username,
@@ -81,7 +94,7 @@ class GatewayCore:
             ca_file=settings.mqtt_ca_file,
         )
         self.mqtt = mqtt.MqttConnection(
-            settings.gateway_client_id,
+            self.client_id,
             self._endpoint,
             persistent=True,
             session_expiry_s=settings.gateway_session_expiry_s,
@@ -114,6 +127,16 @@ class GatewayCore:
     @property
     def install_tests(self) -> InstallTests:
         return self._install_tests
+
+    @property
+    def leadership(self) -> Leadership:
+        return self._leadership
+
+    @property
+    def client_id(self) -> str:
+        """The broker session's id: one per instance when several gateways run (``instance_name``)."""
+        s = self._settings
+        return f"{s.gateway_client_id}-{s.instance_name}" if s.instance_name else s.gateway_client_id
 
     def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> bool:
         try:
@@ -226,6 +249,7 @@ class GatewayCore:
         """The store and the durable path; the broker connection opens later, in :meth:`connect`."""
         if run_migrations:
             await migrate(self.engine)
+        await self._leadership.start()
         self.writer.start()
         self.forwarder.start()
         await self._install_tests.load()
@@ -247,7 +271,7 @@ class GatewayCore:
         if self.dispatcher.has_fast:
             s = self._settings
             self.fast_mqtt = mqtt.MqttConnection(
-                f"{s.gateway_client_id}-fast",
+                f"{self.client_id}-fast",
                 self._endpoint,
                 persistent=False,
                 protocol=s.mqtt_protocol,
@@ -271,6 +295,7 @@ class GatewayCore:
         await self.forwarder.stop()
         await self.writer.stop()
         await self._install_tests.close()
+        await self._leadership.stop()
         if self._own_engine:
             await self.engine.dispose()
 
@@ -280,7 +305,8 @@ class GatewayCore:
         return self._topics.device(item.device_id, kind)
 
     async def _check_tests(self) -> None:
-        await self._install_tests.fail_overdue()
+        if self._leadership.is_leader:
+            await self._install_tests.fail_overdue()
 
     def _on_connect(self, session_present: bool) -> None:
         self.dispatcher.subscribe_main(self.mqtt)

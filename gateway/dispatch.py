@@ -45,9 +45,15 @@ FAST_DEAD_LETTERS_PER_S = 10
 
 class Dispatcher:
     def __init__(
-        self, topics: Topics, max_payload_bytes: int, *, keep: Callable[[Letter], Coroutine[Any, Any, None]]
+        self,
+        topics: Topics,
+        max_payload_bytes: int,
+        *,
+        keep: Callable[[Letter], Coroutine[Any, Any, None]],
+        shared_group: str | None = None,
     ) -> None:
         self._topics = topics
+        self._shared_group = shared_group
         self._max_bytes = max_payload_bytes
         self._keep = keep
         self._routes: dict[DeviceTopic, Subscription] = {}
@@ -75,13 +81,21 @@ class Dispatcher:
         """Subscribe the main connection to its kinds; on every (re)connect."""
         for kind, route in self._routes.items():
             if route.handler is not None:
-                main.subscribe(self._topics.all_devices(kind), qos=route.qos)
+                main.subscribe(self.topic_filter(kind, route), qos=route.qos)
 
     def subscribe_fast(self, fast: MqttConnection) -> None:
         """Subscribe the QoS 0 connection to the fast kinds; on every (re)connect."""
         for kind, route in self._routes.items():
             if route.fast is not None:
-                fast.subscribe(self._topics.all_devices(kind), qos=0)
+                fast.subscribe(self.topic_filter(kind, route), qos=0)
+
+    def topic_filter(self, kind: DeviceTopic, route: Subscription) -> str:
+        """``{root}/devices/+/{kind}``, as the shared subscription ``$share/{group}/...`` for a shared kind when
+        several gateways share the device topics (``mqtt_shared_group``)."""
+        topic = self._topics.all_devices(kind)
+        if route.shared and self._shared_group:
+            return f"$share/{self._shared_group}/{topic}"
+        return topic
 
     async def close(self) -> None:
         if self._tasks:

@@ -32,6 +32,10 @@ class Subscription:
     handler: TopicHandler | None = None
     qos: int = 1
     fast: FastHandler | None = None
+    # Several gateways (``mqtt_shared_group``): a shared kind is an MQTT 5 shared subscription, each message going
+    # to one gateway (alarms, cancels, heartbeats); the others reach every gateway (status: the leader acts on it;
+    # camera signaling: the gateway holding the session does).
+    shared: bool = False
 
 
 class Feature(Protocol):

@@ -22,6 +22,9 @@ What the port offers:
   Subscribe in the constructor.
 - **plumbing**: ``settings``, ``topics``, ``sessions`` (the store), :meth:`~GatewayPort.publish` (to the broker;
   never hides a failure), ``connected``, ``install_tests`` (the window the fleet API opens).
+- **leadership** (several gateways on one PostgreSQL database, ``trygg/leader.py``): time-driven work (deadlines,
+  area outages, the check-in schedule, installation-test deadlines) runs only where ``leadership.is_leader``;
+  on SQLite the one gateway always leads.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from devices import AlarmCancel, AlarmMessage, AlarmType, DeviceStatus, Heartbeat, Topics
 from gateway.records import Letter, Outcome, Received
+from trygg.leader import Leadership
 from trygg.settings import Settings
 
 if TYPE_CHECKING:
@@ -65,6 +69,11 @@ class GatewayPort(Protocol):
 
     @property
     def install_tests(self) -> InstallTests: ...
+
+    @property
+    def leadership(self) -> Leadership:
+        """Whether this instance runs the time-driven work (always, with one gateway on SQLite)."""
+        ...
 
     def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> bool:
         """Publish to the broker, or log and count why not (returns False); never hides a failed publish."""

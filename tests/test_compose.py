@@ -165,3 +165,46 @@ def test_compose_broker_is_not_anonymous() -> None:
     for name in ("postgres", "gateway", "receiver"):
         env = services[name]["environment"]
         assert all("change-me" not in str(v) for v in env.values()), name
+
+
+# --- docker-compose.ha.yml: every service at least twice (issue 13, docs/deployment.md "Several instances") ---
+COMPOSE_HA = ROOT / "docker-compose.ha.yml"
+
+
+def test_ha_compose_runs_three_gateways_and_two_receivers_behind_haproxy() -> None:
+    services = yaml.safe_load(COMPOSE_HA.read_text())["services"]
+    commands = {n: _command(s)[:1] for n, s in services.items() if "command" in s}
+    gateways = [n for n, c in commands.items() if c == ["gateway"]]
+    receivers = [n for n, c in commands.items() if c == ["receiver"]]
+    assert len(gateways) == 3 and len(receivers) == 2, (gateways, receivers)
+    for group in (gateways, receivers):
+        names = [services[n]["environment"]["TRYGG_INSTANCE_NAME"] for n in group]
+        assert len(set(names)) == len(names), names  # one broker session and one election name each
+    for name in gateways + receivers:
+        env = services[name]["environment"]
+        assert env["TRYGG_MQTT_SHARED_GROUP"] == "trygg"
+        assert env["TRYGG_RECEIVER_URL"] == "http://haproxy:8081"
+        for key in ("TRYGG_GATEWAY_DATABASE_URL", "TRYGG_RECEIVER_DATABASE_URL"):
+            assert str(env[key]).startswith("postgresql+asyncpg://"), key
+    haproxy = services["haproxy"]
+    assert str(haproxy["image"]).startswith("haproxy:2")
+    assert {haproxy["environment"]["TRYGG_RECEIVER1"], haproxy["environment"]["TRYGG_RECEIVER2"]} == {
+        f"{n}:8081" for n in receivers
+    }
+
+
+def test_ha_compose_config_is_valid(tmp_path: Path) -> None:
+    compose = _compose_command() if shutil.which("docker") else None
+    if compose is None:
+        pytest.skip("neither the docker compose plugin nor docker-compose is installed (.ci/run installs it)")
+    env_file = _compose_env(tmp_path)
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("TRYGG_", "POSTGRES_"))}
+    result = subprocess.run(
+        [*compose, "--env-file", str(env_file), "-f", str(COMPOSE_HA), "config", "-q"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        env=clean,
+    )
+    assert result.returncode == 0, result.stderr

@@ -161,6 +161,20 @@ class Settings(BaseSettings):
     checkin_scheduler_period_s: float = Field(1.0, gt=0)
     checkin_catch_up_s: float = Field(12 * 3600.0, ge=0)
 
+    # --- several instances of each service (docs/deployment.md, "Several instances"; trygg/leader.py)
+    # This instance's name, unique among the instances of a service: its MQTT client ids end in it.
+    instance_name: str = ""
+    # Leader election (PostgreSQL advisory lock): tried/confirmed every leader_check_s; a hung leader's session is
+    # ended by the server after leader_ttl_s, and it stops acting by its own clock before that.
+    leader_check_s: float = Field(1.0, gt=0, le=60)
+    leader_ttl_s: float = Field(5.0, gt=0, le=600)
+    # After a takeover no device is judged offline for this long (nobody may have been listening to its share).
+    leader_takeover_grace_s: float = Field(60.0, ge=0)
+    # Followers write the heartbeats they received to the shared store this often (the leader reads them).
+    heartbeat_share_flush_s: float = Field(1.0, gt=0, le=60)
+    # MQTT 5 shared subscription group for the device topics ("$share/<group>/..."); unset: plain subscriptions.
+    mqtt_shared_group: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]{1,64}$")
+
     # --- SCAIP receiver (gateway/protocols/scaip/, docs/protocols-scaip.md)
     # Off unless a port is set; 0 takes a free port for each transport (tests, the demo). Standard SIP: 5060.
     scaip_host: str = "127.0.0.1"
@@ -218,6 +232,8 @@ class Settings(BaseSettings):
             raise ValueError("night_start and night_end must differ")
         if self.audit_signing_key_file is not None and self.audit_checkpoint_file is None:
             raise ValueError("audit_signing_key_file needs audit_checkpoint_file: where the signed checkpoints go")
+        if self.leader_ttl_s <= 2 * self.leader_check_s:
+            raise ValueError("leader_ttl_s must be more than twice leader_check_s")
         for service in ("gateway", "receiver"):
             cert, key = getattr(self, f"{service}_tls_certfile"), getattr(self, f"{service}_tls_keyfile")
             if (cert is None) != (key is None):

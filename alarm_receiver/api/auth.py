@@ -31,7 +31,7 @@ async def logout(session: SessionDep, user: CurrentUser, token: BearerToken, rec
     await auth.revoke_token(session, token)
     await session.commit()
     metrics.SESSIONS_ENDED.labels("logout").inc()
-    receiver.live.end_session(auth.hash_token(token), "auth.logged_out")
+    receiver.end_session(auth.hash_token(token), "auth.logged_out")
 
 
 @router.get("/me", response_model=UserOut, responses=responses(401))

@@ -72,7 +72,7 @@ class CheckinFeature:
         if self.background:
             period = self.settings.checkin_scheduler_period_s
             self._task = asyncio.create_task(
-                run_forever("check-in scheduler round", self.run_once, every_s=period, backoff=Backoff(period, 30)),
+                run_forever("check-in scheduler round", self._round, every_s=period, backoff=Backoff(period, 30)),
                 name="checkin-scheduler",
             )
 
@@ -91,6 +91,10 @@ class CheckinFeature:
     async def run_once(self) -> None:
         """One scheduler round (docs in gateway/checkin/scheduler.py)."""
         await scheduler.run_round(self.ctx)
+
+    async def _round(self) -> None:
+        if self.ctx.port.leadership.is_leader:  # several gateways: one schedules (trygg/leader.py)
+            await self.run_once()
 
     def camera_online(self, camera_id: str) -> bool:
         return self.ctx.camera_online(camera_id)

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 import structlog
@@ -22,6 +23,7 @@ from devices import AlarmType, DeviceConfig, DeviceStatus, DeviceTopic, DeviceTy
 from gateway import metrics
 from gateway.features import Subscription
 from gateway.fleet.models import DeviceConfigRow, DeviceHealth
+from gateway.fleet.sharing import HeartbeatShare
 from gateway.fleet.supervision import (
     WHOLE_FLEET,
     Action,
@@ -64,6 +66,9 @@ class FleetFeature:
         self._tasks: list[asyncio.Task[None]] = []
         self._actions: asyncio.Queue[Action] = asyncio.Queue()
         self._current: Action | None = None  # the action being carried out (retried until it succeeds)
+        # Several gateways: only the leader judges deadlines; followers share what they hear (sharing.py).
+        self.share = HeartbeatShare(port.sessions, port.settings.instance_name)
+        self._leading = False  # this instance's supervisor is the fleet's (set at start or at a takeover)
         port.on_heartbeat(self.heartbeat)
         port.on_status(self.status)
 
@@ -71,14 +76,24 @@ class FleetFeature:
     def settings(self) -> Settings:
         return self.port.settings
 
+    @property
+    def leading(self) -> bool:
+        """This instance's supervisor is the fleet's (the leader's, after its takeover)."""
+        return self._leading
+
     # --- Feature protocol ------------------------------------------------------------------------------------
     def subscriptions(self) -> Mapping[DeviceTopic, Subscription]:
         return {}  # heartbeats and status come through the port, from whatever protocol the device speaks
 
     async def start(self) -> None:
         await self._load()
+        self._leading = self.port.leadership.single  # one instance: it leads from its start
         s = self.settings
         self._tasks = [
+            asyncio.create_task(
+                run_forever("heartbeat share", self._share_round, every_s=s.heartbeat_share_flush_s, log=log),
+                name="fleet-share",
+            ),
             asyncio.create_task(
                 run_forever("supervision tick", self._tick, every_s=s.supervision_period_s, log=log),
                 name="fleet-tick",
@@ -116,7 +131,7 @@ class FleetFeature:
             self._publish_config(row)
 
     # --- loading and saving ----------------------------------------------------------------------------------
-    async def _load(self) -> None:
+    async def _load(self, grace_s: float | None = None) -> None:
         sup = self.supervisor
         async with self.port.sessions() as session:
             devices = (await session.scalars(select(Device).where(Device.retired_at.is_(None)))).all()
@@ -125,7 +140,7 @@ class FleetFeature:
         for device in devices:
             if device.id.startswith(AREA_DEVICE_PREFIX):
                 continue
-            sup.track(self._state_from(device, health.get(device.id)), restarted=True)
+            sup.track(self._state_from(device, health.get(device.id)), restarted=True, grace_s=grace_s)
         log.info("fleet supervision loaded", devices=len(sup.states), configs=len(self.configs))
 
     def _state_from(self, device: Device, h: DeviceHealth | None) -> DeviceState:
@@ -213,15 +228,23 @@ class FleetFeature:
             metrics.REJECTED.labels("unknown_device").inc()
             return False
         metrics.HEARTBEATS.inc()
+        if not self._leading:
+            self.share.record(device_id, hb)  # the leader counts it (gateway/fleet/sharing.py)
+            return True
         self._enqueue(sup.heartbeat(device_id, hb))
+        self._config_applied(device_id, hb)
+        return True
+
+    def _config_applied(self, device_id: str, hb: Heartbeat) -> None:
         config = self.configs.get(device_id)
         if config is not None and hb.config_version == config.version and config.applied_at is None:
             config.applied_at = utcnow()
             self._applied[device_id] = config.version
             log.info("device applied config", device_id=device_id, version=config.version)
-        return True
 
     async def status(self, device_id: str, status: DeviceStatus) -> None:
+        if not self._leading:
+            return  # status is not a shared subscription: every gateway gets it, the leader acts on it
         sup = self.supervisor
         if device_id not in sup.states and not (self._lookup_allowed(device_id) and await self._maybe_track(device_id)):
             return
@@ -263,15 +286,63 @@ class FleetFeature:
             self._actions.put_nowait(action)
 
     async def _tick(self) -> None:
+        if not self.port.leadership.is_leader:
+            self._step_down()
+            return
+        if not self._leading:
+            await self._take_over()
+        if not self.port.leadership.single:
+            for device_id, seen_at, hb in await self.share.read_new():
+                self._apply_shared(device_id, seen_at, hb)
         self._enqueue(self.supervisor.tick())
 
     async def _flush_round(self) -> None:
-        await self.flush()
+        if self._leading:  # device_health is the leader's to write
+            await self.flush()
+
+    async def _share_round(self) -> None:
+        if not self._leading and not self.port.leadership.single:
+            await self.share.flush()
+
+    def _apply_shared(self, device_id: str, seen_at: datetime, hb: Heartbeat) -> None:
+        if device_id in self.supervisor.states:
+            self._enqueue(self.supervisor.heartbeat(device_id, hb, at=seen_at))
+            self._config_applied(device_id, hb)
+
+    async def _take_over(self) -> None:
+        """This instance just became the leader: start from what the previous one left in the store (statuses,
+        open alarms) and what the followers shared, and judge no device offline for ``leader_takeover_grace_s``:
+        heartbeats handled by the old leader since its last flush were heard by nobody else."""
+        mine = self.share.take_heard()
+        self.supervisor = Supervisor(self.settings)
+        self.configs = {}
+        await self._load(grace_s=self.settings.leader_takeover_grace_s)
+        for device_id, seen_at, hb in await self.share.read_new(everything=True):
+            self._apply_shared(device_id, seen_at, hb)
+        for device_id, (seen_at, hb) in mine.items():
+            self._apply_shared(device_id, seen_at, hb)
+        self._leading = True
+        metrics.TAKEOVERS.inc()
+        log.warning("fleet supervision taken over", devices=len(self.supervisor.states))
+
+    def _step_down(self) -> None:
+        if not self._leading:
+            return
+        self._leading = False
+        dropped = self._actions.qsize() + (self._current is not None)
+        while not self._actions.empty():
+            self._actions.get_nowait()
+        self._current = None
+        log.warning("fleet supervision handed over: no longer leader", dropped_actions=dropped)
 
     async def _next_action(self) -> float:
-        """Raises and resolves in order, one at a time, each durably; a failure is retried, never dropped."""
+        """Raises and resolves in order, one at a time, each durably; a failure is retried, never dropped
+        (except by a leader that lost its leadership: the next leader judges again)."""
         if self._current is None:
             self._current = await self._actions.get()
+        if not self.port.leadership.is_leader:
+            self._current = None
+            return 0
         await self._execute(self._current)
         self._current = None
         return 0

@@ -3,7 +3,7 @@ core's: ``gateway.models.InstallTest``)."""
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String
+from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, func
 from sqlalchemy.orm import Mapped, mapped_column
 
 from gateway.db import Base
@@ -42,3 +42,17 @@ class DeviceConfigRow(Base):
     changed_by: Mapped[str] = mapped_column(String(64))
     changed_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     applied_at: Mapped[datetime | None] = mapped_column(UtcDateTime)  # when a heartbeat reported this version
+
+
+class HeartbeatSeen(Base):
+    """Several gateways (shared subscriptions): the newest heartbeat each follower gateway heard from a device,
+    written every ``heartbeat_share_flush_s``; the leader, which alone judges deadlines, reads the rows written
+    since its last read (``written_at``, the database's clock) and counts them as heard (gateway/fleet/sharing.py)."""
+
+    __tablename__ = "heartbeats_seen"
+
+    device_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    seen_at: Mapped[datetime] = mapped_column(UtcDateTime)  # when the follower received it (its clock)
+    written_at: Mapped[datetime] = mapped_column(UtcDateTime, server_default=func.now(), index=True)
+    gateway: Mapped[str] = mapped_column(String(64))  # the instance that heard it
+    heartbeat: Mapped[dict[str, object]] = mapped_column(JSON)  # the validated Heartbeat, as JSON

@@ -136,15 +136,19 @@ class Supervisor:
             limit = min(limit, self.s.offline_cap_alarm_s)
         return limit
 
-    def track(self, state: DeviceState, *, restarted: bool = False) -> None:
-        """Start supervising a device (from the registry, or restored after a restart)."""
+    def track(self, state: DeviceState, *, restarted: bool = False, grace_s: float | None = None) -> None:
+        """Start supervising a device (from the registry, or restored after a restart or a takeover).
+
+        ``restarted``: nothing could be heard while the gateway was down, so a device known online gets a full
+        deadline from now; with ``grace_s`` (a takeover from another instance's leader) its deadline is moved to no
+        earlier than ``grace_s`` from now instead."""
         now_mono, now = self._mono(), self._now()
         if state.last_seen is not None:
             heard_ago = max(0.0, (now - state.last_seen).total_seconds())
             state.last_seen_mono = now_mono - heard_ago
             if restarted and state.status == "online":
-                # nothing could be heard while the gateway was down: a full deadline from now
-                state.last_seen_mono = max(state.last_seen_mono, now_mono)
+                floor = now_mono if grace_s is None else now_mono - self.limit_s(state) + grace_s
+                state.last_seen_mono = max(state.last_seen_mono, floor)
         if state.status == "offline":
             state.offline_since_mono = now_mono
         self.states[state.device_id] = state
@@ -153,7 +157,8 @@ class Supervisor:
         self.states.pop(device_id, None)
 
     # --- inputs --------------------------------------------------------------------------------------------
-    def heartbeat(self, device_id: str, hb: Heartbeat) -> list[Action]:
+    def heartbeat(self, device_id: str, hb: Heartbeat, at: datetime | None = None) -> list[Action]:
+        """A heartbeat heard now, or (``at``) heard earlier by another gateway and shared through the store."""
         state = self.states.get(device_id)
         if state is None:
             return []
@@ -165,7 +170,13 @@ class Supervisor:
         state.network = hb.network if hb.network is not None else state.network
         state.firmware = hb.firmware if hb.firmware is not None else state.firmware
         state.config_version = hb.config_version if hb.config_version is not None else state.config_version
-        return self._seen(state)
+        if at is None:
+            return self._seen(state)
+        now_mono = self._mono()
+        heard_mono = now_mono - max(0.0, (self._now() - at).total_seconds())
+        if heard_mono <= state.last_seen_mono:
+            return []  # already known (or older than what this gateway heard itself)
+        return self._seen(state, heard_mono)
 
     def status(self, device_id: str, online: bool) -> list[Action]:
         state = self.states.get(device_id)
@@ -205,9 +216,9 @@ class Supervisor:
         ]
 
     # --- transitions ---------------------------------------------------------------------------------------
-    def _seen(self, state: DeviceState) -> list[Action]:
+    def _seen(self, state: DeviceState, heard_mono: float | None = None) -> list[Action]:
         now_mono = self._mono()
-        state.last_seen_mono = now_mono
+        state.last_seen_mono = now_mono if heard_mono is None else heard_mono
         state.dirty = True
         if state.status == "online":
             # the hot path (thousands a second): the wall-clock last_seen is derived when read (sync_times)

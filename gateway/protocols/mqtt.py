@@ -53,11 +53,11 @@ class MqttContract:
     def subscriptions(self, *, heartbeats: bool, statuses: bool) -> Mapping[DeviceTopic, Subscription]:
         """Its entries of the dispatch table; ``heartbeat``/``status`` only when someone supervises."""
         routes = {
-            DeviceTopic.ALARM: Subscription(self._alarm, qos=1),
-            DeviceTopic.ALARM_CANCEL: Subscription(self._cancel, qos=1),
+            DeviceTopic.ALARM: Subscription(self._alarm, qos=1, shared=True),
+            DeviceTopic.ALARM_CANCEL: Subscription(self._cancel, qos=1, shared=True),
         }
         if heartbeats:
-            routes[DeviceTopic.HEARTBEAT] = Subscription(fast=self._heartbeat, qos=0)
+            routes[DeviceTopic.HEARTBEAT] = Subscription(fast=self._heartbeat, qos=0, shared=True)
         if statuses:
             routes[DeviceTopic.STATUS] = Subscription(self._status, qos=1)
         return routes
@@ -109,6 +109,12 @@ class MqttContract:
 
     # --- gateway -> device ----------------------------------------------------------------------------------
     def _answer(self, device_id: str, alarm_id: str, outcome: Outcome, subject: AckSubject) -> None:
+        if outcome is Outcome.UNKNOWN_ALARM and self.port.settings.mqtt_shared_group:
+            # Several gateways: a cancel can reach one gateway before its alarm is committed through another.
+            # No answer, so the device resends it (it keeps a cancel until "cancelled"): it finds the alarm then.
+            metrics.CANCELS_UNANSWERED.inc()
+            log.warning("cancel of an alarm not stored (yet): not answered, the device resends", device_id=device_id)
+            return
         if outcome in (Outcome.STORED, Outcome.DUPLICATE):
             self.publish_ack(device_id, AlarmAck(alarm_id=alarm_id, status=AckStatus.STORED))
         elif outcome in (Outcome.CANCELLED, Outcome.CANCEL_DUPLICATE):

@@ -1,0 +1,106 @@
+"""Heartbeats heard by any gateway count: followers share what they heard, the leader reads it.
+
+With several gateways on one broker's shared subscription, each heartbeat reaches one of them; only the leader
+(``trygg.leader``) judges deadlines. A follower keeps the newest heartbeat per device in memory (inline, no I/O
+per heartbeat: they come by the ten thousand a second) and writes them every ``heartbeat_share_flush_s`` to
+``heartbeats_seen``, one upsert per device per flush however many heartbeats came. The leader reads the rows
+written since its last read (by the database's clock, ``written_at``, with a margin for transactions that
+committed late) on each supervision tick and counts each as heard when the follower heard it (``seen_at``). A
+heartbeat thus reaches the leader's deadline check at most a flush period plus a tick late, far inside
+``heartbeat_grace_s`` (30 s).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+
+import structlog
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from devices import Heartbeat
+from gateway.fleet.models import HeartbeatSeen
+from trygg.db import dialect_insert, utcnow
+
+log = structlog.get_logger(__name__)
+
+# Rows written up to this long before the last read are read again: a transaction that began (and so stamped
+# written_at) before the read but committed after it is not missed.
+READ_MARGIN_S = 5.0
+CHUNK = 1000
+
+
+class HeartbeatShare:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], instance: str) -> None:
+        self._sessions = sessions
+        self._instance = instance or "gateway"
+        self._heard: dict[str, tuple[datetime, Heartbeat]] = {}  # device -> newest heard, not yet written
+        self._read_since: datetime | None = None  # database time of the last read
+        self.written = 0
+        self.read = 0
+
+    def record(self, device_id: str, heartbeat: Heartbeat) -> None:
+        """Inline on the heartbeat path of a follower."""
+        self._heard[device_id] = (utcnow(), heartbeat)
+
+    def take_heard(self) -> dict[str, tuple[datetime, Heartbeat]]:
+        """What this instance heard and has not written (a follower that just became leader applies it itself)."""
+        heard, self._heard = self._heard, {}
+        return heard
+
+    async def flush(self) -> int:
+        """Write what was heard since the last flush: one row per device, newest wins."""
+        heard = self.take_heard()
+        if not heard:
+            return 0
+        rows = [
+            {
+                "device_id": device_id,
+                "seen_at": seen_at,
+                "gateway": self._instance,
+                "heartbeat": hb.model_dump(mode="json", exclude_none=True),
+            }
+            for device_id, (seen_at, hb) in heard.items()
+        ]
+        try:
+            async with self._sessions.begin() as session:
+                insert = dialect_insert(session)
+                for start in range(0, len(rows), CHUNK):
+                    stmt = insert(HeartbeatSeen).values(rows[start : start + CHUNK])
+                    await session.execute(
+                        stmt.on_conflict_do_update(
+                            index_elements=["device_id"],
+                            set_={
+                                "seen_at": stmt.excluded.seen_at,
+                                "gateway": stmt.excluded.gateway,
+                                "heartbeat": stmt.excluded.heartbeat,
+                                "written_at": func.now(),
+                            },
+                            where=HeartbeatSeen.seen_at < stmt.excluded.seen_at,
+                        )
+                    )
+        except BaseException:
+            for device_id, entry in heard.items():  # not lost: written with the next flush (unless newer came)
+                self._heard.setdefault(device_id, entry)
+            raise
+        self.written += len(rows)
+        return len(rows)
+
+    async def read_new(self, *, everything: bool = False) -> list[tuple[str, datetime, Heartbeat]]:
+        """The leader's read: rows written since its last read (all of them with ``everything``: a takeover)."""
+        async with self._sessions() as session:
+            now = (await session.execute(select(func.now()))).scalar_one()
+            stmt = select(HeartbeatSeen.device_id, HeartbeatSeen.seen_at, HeartbeatSeen.heartbeat)
+            if not everything and self._read_since is not None:
+                stmt = stmt.where(HeartbeatSeen.written_at > self._read_since - timedelta(seconds=READ_MARGIN_S))
+            rows = (await session.execute(stmt)).all()
+        self._read_since = now
+        out: list[tuple[str, datetime, Heartbeat]] = []
+        for device_id, seen_at, body in rows:
+            try:
+                out.append((device_id, seen_at, Heartbeat.model_validate_json(json.dumps(body))))  # as sent: strict
+            except ValueError:
+                log.warning("shared heartbeat unreadable; skipped", device_id=device_id)
+        self.read += len(out)
+        return out
