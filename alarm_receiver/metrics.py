@@ -10,3 +10,8 @@ NOTICE_FAILURES = Counter("trygg_receiver_device_notice_failures_total", "Notice
 REJECTED_REQUESTS = Counter("trygg_receiver_rejected_requests_total", "HTTP requests refused", ["reason"])
 LIVE_SUBSCRIBERS = Gauge("trygg_receiver_live_subscribers", "Browsers connected to the live feed")
 SESSIONS_ENDED = Counter("trygg_receiver_sessions_ended_total", "Live feeds ended with their session", ["why"])
+HEALTH_CODES = ("health.store_failing", "health.store_unresponsive")
+HEALTH_FAILING = Gauge("trygg_receiver_health_failing", "1 while /health answers 503 for this reason code", ["code"])
+for _code in HEALTH_CODES:
+    HEALTH_FAILING.labels(_code)  # every reason exported from the start (0), so an alert rule sees it
+INTAKE_COMMIT_FAILURES = Counter("trygg_receiver_intake_commit_failures_total", "Intake batches that failed to commit")

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from alarm_receiver.db import migrate
 from alarm_receiver.escalation import Escalator
+from alarm_receiver.health import StoreHealth
 from alarm_receiver.live import LiveFeed
 from alarm_receiver.logins import Logins
 from alarm_receiver.models import QueueAlarm
@@ -59,6 +60,9 @@ class Receiver:
             second_after_s=settings.escalate_second_s,
             on_change=self.publish_alarm,
         )
+        self.store_health = StoreHealth(
+            self.sessions, probe_after_s=settings.health_store_probe_s, timeout_s=settings.health_store_timeout_s
+        )
         self.logins = Logins(self.sessions, settings)  # argon2 off the event loop, failed logins throttled
         self._connect_task: asyncio.Task[None] | None = None
         self.gateway_http = httpx.AsyncClient(
@@ -89,6 +93,7 @@ class Receiver:
             await asyncio.gather(self._connect_task, return_exceptions=True)
         await self.escalator.stop()
         await self.notifier.stop()
+        await self.store_health.close()
         if self.client.is_connected:
             await self.client.disconnect()
         await self.gateway_http.aclose()

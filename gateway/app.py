@@ -13,9 +13,9 @@ from contextlib import asynccontextmanager
 
 import structlog
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 
-from gateway import metrics
+from gateway import health, metrics
 from gateway.api import dead_letters
 from gateway.api.deps import TokenChecker
 from gateway.checkin.feature import CheckinFeature
@@ -76,14 +76,12 @@ def create_app(settings: Settings, gateway: Gateway | None = None, *, routers: S
     # every refusal (the domain errors of gateway/errors.py, guards, validation): one body, counted by code
     install_error_handlers(app, lambda code: metrics.API_REFUSED.labels(code).inc())
 
-    @app.get("/health")
-    async def health() -> dict[str, object]:
-        connected = gw.core.connected
-        return {
-            "status": "ok" if connected else "degraded",
-            "mqtt_connected": connected,
-            "receiver_reachable": gw.forwarder.receiver_reachable,
-        }
+    @app.get("/health", responses={503: {"description": "failing: the reasons as codes (gateway/health.py)"}})
+    async def health_() -> JSONResponse:
+        """200 when the store commits, the MQTT session moves and the backlog is young; else 503 with the reasons
+        as codes (gateway/health.py)."""
+        found = await health.check(gw.core)
+        return JSONResponse(found.body(), status_code=200 if found.ok else 503)
 
     @app.get("/metrics", include_in_schema=False)
     async def prometheus(request: Request) -> Response:

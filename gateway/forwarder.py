@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import time
 from collections.abc import Callable, Collection, Sequence
+from datetime import datetime
 
 import httpx
 import structlog
@@ -18,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway import metrics
 from gateway.models import OutboxRow, StoredAlarm
+from trygg.db import utcnow
 from trygg.loops import Backoff, run_forever
 from wire.intake import INTAKE_PATH, IntakeAlarm, IntakeCancel, IntakeRequest, IntakeResolve, IntakeResponse
 
@@ -26,6 +29,8 @@ from wire.intake import INTAKE_PATH, IntakeAlarm, IntakeCancel, IntakeRequest, I
 _NOT_DETAILS = frozenset({"alarm_id", "type", "ts", "priority", "is_test"})
 
 log = structlog.get_logger(__name__)
+
+BACKLOG_READ_S = 1.0  # how often, at most, the forwarder counts what it still owes while rows are pending
 
 
 async def pending_rows(
@@ -95,6 +100,10 @@ class Forwarder:
         self._timeout = timeout_s
         self._task: asyncio.Task[None] | None = None
         self.receiver_reachable = False
+        # Health: when the oldest row still owed to the receiver was written (None: nothing owed), read at most
+        # once a second (BACKLOG_READ_S) while rows are pending.
+        self.oldest_pending: datetime | None = None
+        self._backlog_read_at = 0.0
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="forwarder")
@@ -133,8 +142,11 @@ class Forwarder:
         async with self._sessions() as session:
             rows = await pending_rows(session, self._batch_max, frozenset(self._confirmed))
         if not rows:
-            await self._update_pending_gauge()
+            self.oldest_pending = None
+            metrics.OUTBOX_PENDING.set(0)
             return 0
+        if time.monotonic() - self._backlog_read_at >= BACKLOG_READ_S:
+            await self._read_backlog()
         body = IntakeRequest(items=[to_wire(row, alarm) for row, alarm in rows])
         try:
             resp = await http.post(
@@ -170,9 +182,14 @@ class Forwarder:
         except Exception as exc:  # bookkeeping only; the rows stay pending either way
             log.error("could not record forward failure", error=str(exc))
 
-    async def _update_pending_gauge(self) -> None:
+    async def _read_backlog(self) -> None:
+        self._backlog_read_at = time.monotonic()
         async with self._sessions() as session:
-            count = await session.scalar(
-                select(func.count()).select_from(OutboxRow).where(OutboxRow.delivered_at.is_(None))
-            )
+            count, oldest = (
+                await session.execute(
+                    select(func.count(), func.min(OutboxRow.created_at)).where(OutboxRow.delivered_at.is_(None))
+                )
+            ).one()
         metrics.OUTBOX_PENDING.set(count or 0)
+        self.oldest_pending = oldest
+        metrics.OUTBOX_OLDEST_AGE.set((utcnow() - oldest).total_seconds() if oldest is not None else 0)

@@ -17,6 +17,9 @@ INTAKE_BATCH = Histogram(
 FORWARDED = Counter("trygg_gateway_forwarded_total", "Outbox rows the receiver confirmed")
 FORWARD_FAILURES = Counter("trygg_gateway_forward_failures_total", "Forward attempts that failed")
 OUTBOX_PENDING = Gauge("trygg_gateway_outbox_pending", "Outbox rows not yet confirmed by the receiver")
+OUTBOX_OLDEST_AGE = Gauge(
+    "trygg_gateway_outbox_oldest_age_seconds", "Age of the oldest outbox row not yet confirmed by the receiver"
+)
 PUBLISH_FAILED = Counter("trygg_gateway_publish_failed_total", "Publishes of gateway features that failed")
 MQTT_CONNECTED = Gauge("trygg_gateway_mqtt_connected", "1 while the gateway is connected to the broker")
 API_REFUSED = Counter("trygg_gateway_api_refused_total", "HTTP API requests refused", ["reason"])
@@ -29,6 +32,21 @@ HANDLER_RETRIES = Counter(
 UNSTORABLE = Counter("trygg_gateway_unstorable_total", "Intake items the store refused on their content")
 HEARTBEATS = Counter("trygg_gateway_heartbeats_total", "Heartbeats from registered devices")
 DEVICES_OFFLINE = Counter("trygg_gateway_device_offline_alarms_total", "device_offline alarms raised")
+
+
+HEALTH_CODES = (
+    "health.store_failing",
+    "health.store_unresponsive",
+    "health.mqtt_disconnected",
+    "health.mqtt_stalled",
+    "health.backlog_old",
+)
+HEALTH_FAILING = Gauge("trygg_gateway_health_failing", "1 while /health answers 503 for this reason code", ["code"])
+for _code in HEALTH_CODES:
+    HEALTH_FAILING.labels(_code)  # every reason exported from the start (0), so an alert rule sees it
+MQTT_INFLIGHT_OLDEST_AGE = Gauge(
+    "trygg_gateway_mqtt_inflight_oldest_age_seconds", "Age of the oldest QoS 1 publish still waiting for its PUBACK"
+)
 
 
 _MESSAGE_COUNTERS: dict[str, Counter] = {}

@@ -158,6 +158,14 @@ class Settings(BaseSettings):
     checkin_scheduler_period_s: float = Field(1.0, gt=0)
     checkin_catch_up_s: float = Field(12 * 3600.0, ge=0)
 
+    # --- health and floods (issue 8: /health answers 503 for a failing store, a stalled session, an old backlog)
+    health_store_probe_s: float = Field(10.0, gt=0)
+    health_store_timeout_s: float = Field(3.0, gt=0)
+    health_mqtt_stall_s: float = Field(30.0, gt=0)
+    health_backlog_max_s: float = Field(60.0, gt=0)
+    device_alarm_rate_limit: int = Field(30, ge=1)
+    device_alarm_rate_window_s: float = Field(60.0, gt=0)
+
     @model_validator(mode="after")
     def _consistent(self) -> "Settings":
         if self.sim_resend_max_s < self.sim_resend_min_s:
