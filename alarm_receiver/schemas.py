@@ -52,6 +52,10 @@ class AlarmOut(BaseModel):
     outcome_code: str | None = None
     outcome_params: dict[str, Any] | None = None
     details: dict[str, Any]
+    # alarms of the same type from the device while this one was open, collapsed into it (issue 8): how many, and
+    # when the latest was stored at the gateway
+    repeats: int = 0
+    last_repeat_at: datetime | None = None
 
 
 class AlarmDetailOut(AlarmOut):

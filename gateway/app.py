@@ -16,7 +16,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from gateway import health, metrics
-from gateway.api import dead_letters
+from gateway.api import dead_letters, floods
 from gateway.api.deps import TokenChecker
 from gateway.checkin.feature import CheckinFeature
 from gateway.checkin.routes import router as checkin_router
@@ -66,6 +66,7 @@ def create_app(settings: Settings, gateway: Gateway | None = None, *, routers: S
     app.state.token_checker = checker
     api = APIRouter(prefix="/api/v1")
     api.include_router(dead_letters.router)
+    api.include_router(floods.router)
     for cls, router in FEATURE_ROUTERS:
         if any(isinstance(feature, cls) for feature in gw.features):
             api.include_router(router)

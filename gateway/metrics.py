@@ -48,6 +48,9 @@ MQTT_INFLIGHT_OLDEST_AGE = Gauge(
     "trygg_gateway_mqtt_inflight_oldest_age_seconds", "Age of the oldest QoS 1 publish still waiting for its PUBACK"
 )
 
+DEVICES_FLOODING = Gauge("trygg_gateway_devices_flooding", "Devices now flagged for sending alarms over the rate limit")
+DEVICE_FLOODS = Counter("trygg_gateway_device_floods_total", "Times a device was flagged for flooding alarms")
+
 
 _MESSAGE_COUNTERS: dict[str, Counter] = {}
 
