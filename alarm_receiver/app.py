@@ -10,7 +10,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from alarm_receiver import metrics
-from alarm_receiver.api import alarms, auth, events, gateway_proxy, intake, overview
+from alarm_receiver.api import alarms, auth, clients, events, gateway_proxy, intake, locks, overview, routing, voice
 from alarm_receiver.console import mount_console
 from alarm_receiver.logins import LoginGuard
 from alarm_receiver.service import Receiver
@@ -44,7 +44,7 @@ def create_app(settings: Settings, receiver: Receiver | None = None, *, run_migr
     mount_docs(app)
 
     api = APIRouter(prefix="/api/v1")
-    for module in (auth, alarms, intake, events, overview):
+    for module in (auth, alarms, intake, events, overview, voice, clients, routing, locks):
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(gateway_proxy.router)

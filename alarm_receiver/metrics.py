@@ -10,6 +10,11 @@ NOTICE_FAILURES = Counter("trygg_receiver_device_notice_failures_total", "Notice
 REJECTED_REQUESTS = Counter("trygg_receiver_rejected_requests_total", "HTTP requests refused", ["reason"])
 LIVE_SUBSCRIBERS = Gauge("trygg_receiver_live_subscribers", "Browsers connected to the live feed")
 SESSIONS_ENDED = Counter("trygg_receiver_sessions_ended_total", "Live feeds ended with their session", ["why"])
+# issue 10: the client register
+ROUTING_MISSING = Counter(
+    "trygg_receiver_routing_missing_total", "Alarms in with no client, or a client with no patrol area", ["why"]
+)
+CLIENT_VIEWS = Counter("trygg_receiver_client_views_total", "Client records viewed (logged)", ["what", "role"])
 HEALTH_CODES = ("health.store_failing", "health.store_unresponsive")
 HEALTH_FAILING = Gauge("trygg_receiver_health_failing", "1 while /health answers 503 for this reason code", ["code"])
 for _code in HEALTH_CODES:

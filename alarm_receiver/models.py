@@ -2,9 +2,10 @@
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from alarm_receiver.clients.models import Client
 from alarm_receiver.db import Base
 from trygg.db import UtcDateTime, utcnow
 
@@ -35,12 +36,28 @@ class QueueAlarm(Base):
     outcome_code: Mapped[str | None] = mapped_column(String(64))
     outcome_params: Mapped[dict[str, object] | None] = mapped_column(JSON)
     details: Mapped[dict[str, object]] = mapped_column(JSON, default=dict)
+    # The client the alarm's device belonged to when the alarm came in (client register, issue 10): it stays with
+    # that client when the device moves. routing_missing: no client, or a client with no patrol area.
+    # (no foreign key in the database: adding one would make SQLite copy this table, which others reference)
+    client_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    routing_missing: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     # Alarms of the same type from the same device that came while this one was open, collapsed into it (each in
     # queue_repeats and in the history): how many, and when the latest was stored at the gateway.
     repeats: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     last_repeat_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
     events: Mapped[list["AlarmEvent"]] = relationship(back_populates="alarm", order_by="AlarmEvent.id", lazy="raise")
+    client: Mapped[Client | None] = relationship(
+        lazy="selectin", primaryjoin="foreign(QueueAlarm.client_id) == Client.id", viewonly=True
+    )
+
+    @property
+    def client_name(self) -> str | None:
+        return self.client.name if self.client is not None else None
+
+    @property
+    def client_address(self) -> str | None:
+        return self.client.short_address if self.client is not None else None
 
 
 class AlarmEvent(Base):

@@ -10,7 +10,10 @@ from sqlalchemy import case, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
+from alarm_receiver import metrics
+from alarm_receiver.clients.repository import client_for_device
 from alarm_receiver.models import AlarmEvent, DeviceNotice, QueueAlarm, QueueRepeat, User
+from devices.types import TECHNICAL_ALARM_TYPES
 from trygg import audit
 from trygg.db import dialect_insert, utcnow
 from trygg.errors import CodedError
@@ -203,6 +206,12 @@ async def ingest(
                 results.append(IntakeResult(**key, result="created"))
                 changed[pk] = None
                 continue
+            # The person behind the alarm (client register): the device's client now; none, or one without a
+            # patrol area, is "routing missing" (technical alarms and installation tests go to no patrol).
+            client = await client_for_device(session, item.device_id, item.details.get("client_ref"))
+            routing_missing = (
+                not item.is_test and item.type not in TECHNICAL_ALARM_TYPES and (client is None or not client.area)
+            )
             pk = await session.scalar(
                 insert(QueueAlarm)
                 .values(
@@ -217,6 +226,8 @@ async def ingest(
                     received_at=now,
                     updated_at=now,
                     details=item.details,
+                    client_id=client.id if client is not None else None,
+                    routing_missing=routing_missing,
                 )
                 .on_conflict_do_nothing(index_elements=["device_id", "alarm_id"])
                 .returning(QueueAlarm.id)
@@ -248,6 +259,8 @@ async def ingest(
                     test=item.is_test or None,
                 )
             )
+            if routing_missing:  # marked on the row (no history line: the alarm itself is as it came)
+                metrics.ROUTING_MISSING.labels("no_client" if client is None else "no_area").inc()
             if item.is_test:
                 # An installation test: the whole chain is proven, the patrol never sees it, the device hears
                 # "acknowledged" as it would for a real alarm.
@@ -461,6 +474,8 @@ async def list_alarms(
     min_priority: int | None = None,
     device_id: str | None = None,
     assigned_to: str | None = None,
+    client_id: int | None = None,
+    routing_missing: bool | None = None,
     limit: int = 500,
 ) -> Sequence[QueueAlarm]:
     """Operators' triage: new (unacknowledged) alarms first, then those in progress; inside each, priority
@@ -475,6 +490,10 @@ async def list_alarms(
         stmt = stmt.where(QueueAlarm.device_id == device_id)
     if assigned_to is not None:
         stmt = stmt.where(QueueAlarm.assigned_to == assigned_to)
+    if client_id is not None:
+        stmt = stmt.where(QueueAlarm.client_id == client_id)
+    if routing_missing is not None:
+        stmt = stmt.where(QueueAlarm.routing_missing.is_(routing_missing))
     return (await session.scalars(stmt.limit(limit))).all()
 
 

@@ -52,6 +52,12 @@ class AlarmOut(BaseModel):
     outcome_code: str | None = None
     outcome_params: dict[str, Any] | None = None
     details: dict[str, Any]
+    # The person behind it (client register): name and short address for the queue; the record itself is
+    # GET /api/v1/clients/{client_id} under the need-to-know rules.
+    client_id: int | None = None
+    client_name: str | None = None
+    client_address: str | None = None
+    routing_missing: bool = False
     # alarms of the same type from the device while this one was open, collapsed into it (issue 8): how many, and
     # when the latest was stored at the gateway
     repeats: int = 0

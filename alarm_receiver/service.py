@@ -7,6 +7,7 @@ from collections.abc import Iterable
 
 import httpx
 import structlog
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -20,6 +21,7 @@ from alarm_receiver.notifier import DeviceNotifier
 from alarm_receiver.schemas import AlarmOut
 from devices import Topics
 from trygg import mqtt
+from trygg.audit.anchor import load_signing_key
 from trygg.db import create_engine, session_factory
 from trygg.http import client_tls
 from trygg.loops import Backoff, retry_until_done
@@ -65,6 +67,9 @@ class Receiver:
         )
         self.logins = Logins(self.sessions, settings)  # argon2 off the event loop, failed logins throttled
         self._connect_task: asyncio.Task[None] | None = None
+        # signs unlock grants for digital locks (issue 10); None: the receiver issues none
+        key_file = settings.lock_grant_signing_key_file
+        self.grant_key: Ed25519PrivateKey | None = load_signing_key(key_file) if key_file is not None else None
         self.gateway_http = httpx.AsyncClient(
             timeout=15.0, verify=client_tls(settings)
         )  # the console's calls to the gateway

@@ -20,6 +20,15 @@ class DeviceTopic(StrEnum):
     CAMERA_ANSWER = "camera/answer"
     CAMERA_END = "camera/end"
     CAMERA_STATE = "camera/state"
+    # Voice calls between a base unit and an operator (signalling; see docs/contract.md, section 10)
+    VOICE_STATE = "voice/state"
+    VOICE_CALL = "voice/call"
+    VOICE_REQUEST = "voice/request"
+    VOICE_ANSWER = "voice/answer"
+    VOICE_END = "voice/end"
+    # Digital locks (issue 10; docs/contract.md, "Digital locks")
+    LOCK_STATE = "lock/state"
+    LOCK_COMMAND = "lock/command"
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ class DeviceType(StrEnum):
     BED = "bed"
     CAMERA = "camera"
     BASE_UNIT = "base_unit"
+    LOCK = "lock"  # a digital door lock (issue 10; docs/contract.md, "Digital locks")
 
 
 class AlarmType(StrEnum):
@@ -31,6 +32,14 @@ class AlarmType(StrEnum):
     # Tasks the gateway puts in the operators' queue on the same path (camera check-ins, patrol visits).
     CHECKIN_DUE = "checkin_due"
     PATROL_VISIT = "patrol_visit"
+    # Alarm units speaking SCAIP (gateway/protocols/scaip/, docs/protocols-scaip.md): what the MQTT contract had
+    # no type for. An alarm whose code Trygg does not map is a generic_alarm carrying its raw code.
+    GENERIC_ALARM = "generic_alarm"
+    BATTERY_FAILURE = "battery_failure"
+    BATTERY_OK = "battery_ok"
+    LINK_LOST = "link_lost"
+    LINK_RESTORED = "link_restored"
+    TEST_TRANSMISSION = "test_transmission"
 
 
 # Priority first (fire and falls above a call for assistance, above technical), then age.
@@ -50,6 +59,13 @@ DEFAULT_PRIORITY: dict[AlarmType, int] = {
     AlarmType.LOW_BATTERY: 3,
     AlarmType.DEVICE_ONLINE: 1,
     AlarmType.MAINS_RESTORED: 1,
+    # SCAIP units (docs/protocols-scaip.md): an unmapped alarm is taken as seriously as a call for assistance.
+    AlarmType.GENERIC_ALARM: 7,
+    AlarmType.BATTERY_FAILURE: 4,
+    AlarmType.LINK_LOST: 4,
+    AlarmType.BATTERY_OK: 1,
+    AlarmType.LINK_RESTORED: 1,
+    AlarmType.TEST_TRANSMISSION: 0,
 }
 
 # Alarm types a device may send on its own alarm topic (the gateway raises the rest).
@@ -74,6 +90,8 @@ TECHNICAL_ALARM_TYPES: frozenset[AlarmType] = frozenset(
         AlarmType.LOW_BATTERY,
         AlarmType.MAINS_LOST,
         AlarmType.TAMPER,
+        AlarmType.BATTERY_FAILURE,
+        AlarmType.LINK_LOST,
     }
 )
 TASK_TYPES: frozenset[AlarmType] = frozenset({AlarmType.CHECKIN_DUE, AlarmType.PATROL_VISIT})
@@ -89,6 +107,7 @@ LIFE_SAFETY_TYPES: frozenset[AlarmType] = frozenset(
         AlarmType.INACTIVITY,
         AlarmType.BED_EXIT,
         AlarmType.DOOR,
+        AlarmType.GENERIC_ALARM,
     }
 )
 

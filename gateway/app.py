@@ -22,7 +22,14 @@ from gateway.checkin.feature import CheckinFeature
 from gateway.checkin.routes import router as checkin_router
 from gateway.fleet.api import router as fleet_router
 from gateway.fleet.feature import FleetFeature
+from gateway.locks.feature import LockFeature
+from gateway.locks.routes import router as locks_router
+from gateway.protocols.dc09.api import router as dc09_router
+from gateway.protocols.scaip.api import router as scaip_router
+from gateway.protocols.scaip.feature import ScaipFeature
 from gateway.service import Gateway
+from gateway.voice.feature import VoiceFeature
+from gateway.voice.routes import router as voice_router
 from trygg.audit import anchor
 from trygg.docs import mount_docs
 from trygg.errors import install_error_handlers
@@ -35,6 +42,9 @@ log = structlog.get_logger(__name__)
 FEATURE_ROUTERS: tuple[tuple[type[object], APIRouter], ...] = (
     (FleetFeature, fleet_router),
     (CheckinFeature, checkin_router),
+    (ScaipFeature, scaip_router),
+    (VoiceFeature, voice_router),
+    (LockFeature, locks_router),
 )
 
 
@@ -66,6 +76,7 @@ def create_app(settings: Settings, gateway: Gateway | None = None, *, routers: S
     app.state.token_checker = checker
     api = APIRouter(prefix="/api/v1")
     api.include_router(dead_letters.router)
+    api.include_router(dc09_router)  # the registry, also while the DC-09 receiver is off
     api.include_router(floods.router)
     for cls, router in FEATURE_ROUTERS:
         if any(isinstance(feature, cls) for feature in gw.features):

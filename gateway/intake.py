@@ -186,6 +186,8 @@ def _filed(item: IntakeItem, msg: AlarmMessage) -> tuple[int, dict[str, Any]]:
     extra = msg.device_extra()
     if extra:
         payload["device_extra"] = extra
+    if item.received is not None:
+        payload["protocol"] = item.received.protocol
     return effective_priority(msg.type, msg.priority), payload
 
 

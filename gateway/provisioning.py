@@ -201,13 +201,16 @@ def render_acl(
     for user in _users(gateway_user):
         lines += [
             "",
-            "# The gateway: reads every device; answers alarms, sets config, starts and ends camera check-ins.",
+            "# The gateway: reads every device; answers alarms, sets config, starts and ends camera check-ins and",
+            "# voice calls.",
             f"user {user}",
             f"topic read {devices}/#",
             f"topic write {devices}/+/alarm/ack",
             f"topic write {devices}/+/config",
             f"topic write {devices}/+/camera/request",
             f"topic write {devices}/+/camera/end",
+            f"topic write {devices}/+/voice/request",
+            f"topic write {devices}/+/voice/end",
             f"topic readwrite {root}/gateway/#",
         ]
     for user in _users(receiver_user):

@@ -34,6 +34,7 @@ class Received:
 
     source: str
     payload: bytes
+    protocol: str = "mqtt"  # how it came (mqtt, scaip, dc09): filed with the alarm, shown in its details
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,11 +31,32 @@ def default_features(port: GatewayPort) -> list[Feature]:
     from gateway.checkin.feature import CheckinFeature
     from gateway.checkin.media import CameraRelayFeature
     from gateway.fleet.feature import FleetFeature
+    from gateway.locks.feature import LockFeature
+    from gateway.voice.feature import VoiceFeature
+    from gateway.voice.relay import VoiceRelayFeature
 
     fleet = FleetFeature(port)
     relay = CameraRelayFeature(port)
+    voice = VoiceRelayFeature(port)
     # The fleet feature supervises the devices' status; check-ins ask it whether a camera is online.
-    return [fleet, relay, CheckinFeature(port, relay, status_source=fleet.is_online)]
+    features: list[Feature] = [
+        fleet,
+        relay,
+        CheckinFeature(port, relay, status_source=fleet.is_online),
+        voice,
+        VoiceFeature(port, voice),
+        LockFeature(port),
+    ]
+    if port.settings.scaip_port is not None:  # the SCAIP receiver, when configured (docs/protocols-scaip.md)
+        from gateway.protocols.scaip.feature import ScaipFeature
+
+        features.append(ScaipFeature(port))
+    # Protocol adapters for alarm units, each when configured (issue 11).
+    if port.settings.dc09_port is not None:
+        from gateway.protocols.dc09.receiver import Dc09Receiver
+
+        features.append(Dc09Receiver(port))
+    return features
 
 
 class Gateway:

@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 
 from testing.broker import free_port
+from testing.dc09 import Dialler
 from testing.wait import eventually
 
 
@@ -57,15 +58,22 @@ async def test_demo_press_command_clean_up_and_quiet_stop(tmp_path: Path) -> Non
             assert proc.stdout is not None
             banner: list[str] = []
             async with asyncio.timeout(90):
-                while not any("sim press" in line for line in banner):
+                while not any("sim press" in line for line in banner) or not any("SIP MESSAGE" in x for x in banner):
                     line = (await proc.stdout.readline()).decode()
                     assert line, f"the demo ended early: {stderr_path.read_text()[-2000:]}"
                     banner.append(line)
             text = "".join(banner)
             assert "one press every 1 s across the fleet" in text
+            assert re.search(r"scaip +SIP MESSAGE on 127\.0\.0\.1 udp [1-9][0-9]* tcp [1-9][0-9]*", text), text
+            assert "sim-unit-001" in text  # the base unit whose pendant's press calls (docs/voice.md)
             command = next(line.strip() for line in banner if "sim press" in line)
             password = re.search(r"operator / (\S+)", text)
             assert password is not None
+            # The DC-09 receiver on the printed port takes an alarm from the demo's unit (a third-party dialler).
+            dc09 = re.search(r"SIA DC-09, TCP and UDP, 127\.0\.0\.1:(\d+)", text)
+            assert dc09 is not None, text
+            unit = Dialler(int(dc09.group(1)), "1234")
+            assert (await unit.send(*Dialler.sia("1234", "MA", zone="1")))[1] == "ACK"
 
             # The printed command, pasted into a fresh shell: no venv on PATH, another directory.
             shell_env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "LANG": "C.UTF-8"}

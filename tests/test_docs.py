@@ -130,7 +130,7 @@ def _readme_commands() -> set[tuple[str, ...]]:
                 words = [*group, *words]
             names = []
             for word in words:
-                if not re.fullmatch(r"[a-z][a-z|-]*", word):
+                if not re.fullmatch(r"[a-z][a-z0-9|-]*", word):
                     break
                 names.append(word)
             group = tuple(names[:1])

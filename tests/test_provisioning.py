@@ -332,11 +332,14 @@ async def test_gateway_and_receiver_rights(fleet: Fleet, auth_broker: Broker, pe
     assert await gateway.next() == (dev("dev-a", "alarm"), b"help")
     assert await a.next() == (dev("dev-a", "alarm"), b"help")
 
-    # It answers, configures and starts/ends camera check-ins; it cannot forge a device's own messages.
+    # It answers, configures and starts/ends camera check-ins and voice calls; it cannot forge a device's own
+    # messages (an alarm, a unit's call).
     gateway.publish(dev("dev-a", "alarm"), b"forged by gateway")
-    for kind in ("alarm/ack", "config", "camera/request", "camera/end"):
+    gateway.publish(dev("dev-a", "voice/call"), b"forged by gateway")
+    kinds = ("alarm/ack", "config", "camera/request", "camera/end", "voice/request", "voice/end")
+    for kind in kinds:
         gateway.publish(dev("dev-a", kind), kind.encode())
-    for kind in ("alarm/ack", "config", "camera/request", "camera/end"):
+    for kind in kinds:
         assert await a.next() == (dev("dev-a", kind), kind.encode())
 
     # The receiver says "acknowledged" but cannot configure a device.
@@ -479,6 +482,8 @@ def test_acl_grants_exactly_what_the_contract_needs() -> None:
         "topic write site/v1/devices/+/config",
         "topic write site/v1/devices/+/camera/request",
         "topic write site/v1/devices/+/camera/end",
+        "topic write site/v1/devices/+/voice/request",
+        "topic write site/v1/devices/+/voice/end",
         "topic readwrite site/v1/gateway/#",
         "user rx",
         "topic write site/v1/devices/+/alarm/ack",

@@ -6,6 +6,7 @@ Every setting is documented in docs/configuration.md.
 """
 
 import os
+import re
 from datetime import time
 from functools import lru_cache
 from pathlib import Path
@@ -19,6 +20,8 @@ from pydantic_settings import (
     SettingsConfigDict,
     YamlConfigSettingsSource,
 )
+
+from devices.types import AlarmType
 
 
 def _config_file() -> Path:
@@ -158,6 +161,47 @@ class Settings(BaseSettings):
     checkin_scheduler_period_s: float = Field(1.0, gt=0)
     checkin_catch_up_s: float = Field(12 * 3600.0, ge=0)
 
+    # --- SCAIP receiver (gateway/protocols/scaip/, docs/protocols-scaip.md)
+    # Off unless a port is set; 0 takes a free port for each transport (tests, the demo). Standard SIP: 5060.
+    scaip_host: str = "127.0.0.1"
+    scaip_port: int | None = Field(None, ge=0, le=65535)
+    scaip_transports: list[Literal["udp", "tcp"]] = ["udp", "tcp"]
+    # A SIP message (headers and body) over this is refused with 413; an <mrq> body over scaip_max_mrq_bytes is
+    # answered snu 1 (too long).
+    scaip_max_sip_bytes: int = Field(8192, ge=1024, le=65535)
+    scaip_max_mrq_bytes: int = Field(2048, ge=256, le=65535)
+    # An alarm not committed within scaip_commit_wait_s is answered snu 4 (HOLD: the unit resends and is answered
+    # from the store); more than scaip_max_pending alarms waiting for their commit: snu 6 (BUSY).
+    scaip_commit_wait_s: float = Field(5.0, gt=0)
+    scaip_max_pending: int = Field(1000, ge=1)
+    # A ref seen again within this time is a resend of that alarm; later, the unit's counter came round: a new one.
+    scaip_ref_window_s: float = Field(24 * 3600.0, gt=0)
+    # The SIP URI the receiver's own MESSAGEs (the <mrs> answers) come from.
+    scaip_receiver_uri: str = "sip:trygg@127.0.0.1"
+    # --- SIA DC-09 receiver (gateway/protocols/dc09/, docs/protocols-dc09.md)
+    # The port (the same number for each transport); unset: no DC-09 receiver.
+    dc09_port: int | None = Field(None, ge=0, le=65535)
+    dc09_host: str = "127.0.0.1"
+    dc09_transports: list[Literal["tcp", "udp"]] = ["tcp", "udp"]
+    # An encrypted frame's time stamp may be at most this far behind / ahead of the receiver's clock.
+    dc09_time_behind_s: float = Field(40.0, gt=0)
+    dc09_time_ahead_s: float = Field(20.0, gt=0)
+    dc09_max_frame_bytes: int = Field(1024, ge=64, le=65536)
+    dc09_idle_timeout_s: float = Field(120.0, gt=0)
+    # Extra or overriding codes: "SIA:XX" or "CID:NNN" -> an alarm type or "test" (no standard code for a fall).
+    dc09_code_map: dict[str, str] = {"SIA:MF": "fall", "CID:105": "fall"}
+    # --- voice calls (docs/voice.md)
+    # How long the gateway waits for a unit's voice/answer before telling the operator the unit did not answer.
+    voice_answer_timeout_s: float = Field(10.0, gt=0, le=120)
+    # The longest call; the gateway (and the unit, on its own clock) ends it then.
+    voice_max_call_s: float = Field(1800.0, gt=0, le=7200)
+    # --- client register and digital locks (issue 10; docs/clients.md)
+    # The receiver signs unlock grants with this Ed25519 key (made by `trygg log keygen`); unset: no unlocks.
+    lock_grant_signing_key_file: Path | None = None
+    # The gateway accepts grants signed by these public keys (base64, as `trygg log keygen` prints them).
+    lock_grant_public_keys: list[str] = []
+    lock_grant_ttl_s: float = Field(900.0, gt=0, le=3600)  # a grant is good for 15 min
+    lock_relock_after_s: float = Field(30.0, gt=0, le=600)  # the unlock command asks the lock to relock after
     # --- health and floods (issue 8: /health answers 503 for a failing store, a stalled session, an old backlog)
     health_store_probe_s: float = Field(10.0, gt=0)
     health_store_timeout_s: float = Field(3.0, gt=0)
@@ -184,6 +228,11 @@ class Settings(BaseSettings):
             cert, key = getattr(self, f"{service}_tls_certfile"), getattr(self, f"{service}_tls_keyfile")
             if (cert is None) != (key is None):
                 raise ValueError(f"{service}_tls_certfile and {service}_tls_keyfile go together: set both or neither")
+        for code, name in self.dc09_code_map.items():
+            if not re.match(r"^(SIA:[A-Z]{2}|CID:[0-9]{3})$", code):
+                raise ValueError(f"dc09_code_map: {code!r} is not SIA:XX or CID:NNN")
+            if name != "test" and name not in {t.value for t in AlarmType}:
+                raise ValueError(f"dc09_code_map: {name!r} is not an alarm type or 'test'")
         return self
 
     @classmethod

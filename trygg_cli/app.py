@@ -8,12 +8,15 @@ import typer
 
 from trygg_cli import services
 from trygg_cli.broker import broker_app
+from trygg_cli.clients import clients_app
 from trygg_cli.common import run, settings
 from trygg_cli.consent import consent_app
 from trygg_cli.db import db_app
+from trygg_cli.dc09 import dc09_app
 from trygg_cli.dead_letters import dead_letters_app
 from trygg_cli.devices import devices_app
 from trygg_cli.log import log_app
+from trygg_cli.scaip import scaip_app
 from trygg_cli.secrets import secrets_app
 from trygg_cli.sim import app as sim_app
 from trygg_cli.users import user_app
@@ -28,6 +31,9 @@ app.add_typer(consent_app, name="consent", help="Camera check-in consents (case 
 app.add_typer(log_app, name="log", help="The supervision log: chain, checkpoints, keys, a client's entries.")
 app.add_typer(broker_app, name="broker", help="Device and service credentials, the broker's password file and ACL.")
 app.add_typer(dead_letters_app, name="dead-letters", help="Device messages the gateway could not handle.")
+app.add_typer(scaip_app, name="scaip")
+app.add_typer(dc09_app, name="dc09", help="SIA DC-09 accounts of alarm units (technicians).")
+app.add_typer(clients_app, name="clients", help="The client register: CSV import and export.")
 app.command()(services.gateway)
 app.command()(services.receiver)
 

@@ -23,17 +23,23 @@ from alarm_receiver.app import create_app as create_receiver_app
 from alarm_receiver.auth import Role, ensure_user
 from alarm_receiver.db import migrate as migrate_receiver
 from devices import DeviceType
+from firmware_sim.base_unit import SimBaseUnit
 from firmware_sim.camera import SimCamera
+from firmware_sim.device import SimDevice
 from firmware_sim.fleet import Fleet, device_ids
+from firmware_sim.lock import SimLock
 from gateway.app import create_app as create_gateway_app
 from gateway.checkin.consent import ConsentIn, Person, create_consent, list_consents, withdraw_consent
 from gateway.db import migrate as migrate_gateway
+from gateway.protocols.dc09.accounts import add_account, list_accounts
 from gateway.registry import add_device
 from trygg.audit.anchor import generate_key
 from trygg.broker import LocalBroker, port_is_free
 from trygg.db import engine_scope, session_factory
 from trygg.serve import service_server
 from trygg.settings import Settings
+from trygg_cli import demo_clients
+from trygg_cli.scaip import scaip_banner
 
 log = structlog.get_logger(__name__)
 
@@ -56,8 +62,33 @@ def _demo_broker_port(preferred: int = 18830) -> int:
     raise RuntimeError(f"no free port in {preferred}-{preferred + 49} for the demo broker")
 
 
+def _demo_dc09_port(settings: Settings, preferred: int = 18090) -> int:
+    """The DC-09 receiver's port (issue 11): the configured one, else a free one from ``preferred`` on."""
+    if settings.dc09_port:
+        return settings.dc09_port
+    return next(p for p in range(preferred, preferred + 50) if port_is_free(settings.dc09_host, p))
+
+
+DEMO_DC09_UNIT, DEMO_DC09_ACCOUNT = "dc09-carephone-001", "1234"  # a plain (unencrypted) DC-09 unit to try
 DEMO_CAMERA = "sim-camera-001"
 DEMO_CLIENT = "demo-client-1"
+# Voice: a base unit with a speaker and a microphone, paired with one pendant, whose press calls (docs/voice.md).
+DEMO_UNIT = "sim-unit-001"
+DEMO_UNIT_PENDANT = "sim-unit-001-p1"
+DEMO_VOICE_CLIENT = "demo-client-2"
+DEMO_VOICE_EVERY_S = 300.0
+
+
+async def _voice_presses(unit: SimBaseUnit, stop: asyncio.Event) -> None:
+    """The unit's pendant presses 30 s after the start and then every five minutes; the unit calls each time."""
+    delay = 30.0
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), delay)
+            return
+        if unit.current is None:
+            await unit.press(pendant=0)
+        delay = DEMO_VOICE_EVERY_S
 
 
 def _demo_consent(settings: Settings) -> ConsentIn:
@@ -83,6 +114,11 @@ async def _prepare(settings: Settings, fleet_ids: list[tuple[str, object]]) -> d
             for device_id, device_type in fleet_ids:
                 await add_device(session, device_id, device_type, exist_ok=True)  # type: ignore[arg-type]
             await add_device(session, DEMO_CAMERA, DeviceType.CAMERA, client_ref=DEMO_CLIENT, exist_ok=True)
+            await add_device(session, DEMO_DC09_UNIT, DeviceType.BASE_UNIT, exist_ok=True)
+            if not await list_accounts(session, DEMO_DC09_UNIT):
+                await add_account(session, DEMO_DC09_ACCOUNT, DEMO_DC09_UNIT)
+            for voice_id, voice_type in ((DEMO_UNIT, DeviceType.BASE_UNIT), (DEMO_UNIT_PENDANT, DeviceType.PENDANT)):
+                await add_device(session, voice_id, voice_type, client_ref=DEMO_VOICE_CLIENT, exist_ok=True)
             # A fresh consent each run, so its check-in times lie ahead of this run (not already missed).
             for old in await list_consents(session, client_ref=DEMO_CLIENT):
                 await withdraw_consent(session, old.id, actor="demo", reason="demo restarted")
@@ -145,6 +181,10 @@ def _banner(
               technician / {creds["technician"]}    case_officer / {creds["case_officer"]}
     devices   {devices} simulated alarm devices: {presses}
     camera    {DEMO_CAMERA} (client {DEMO_CLIENT}): check-ins due every 10 minutes from 2 minutes on
+    dc09      SIA DC-09, TCP and UDP, {settings.dc09_host}:{settings.dc09_port}
+              account {DEMO_DC09_ACCOUNT} is {DEMO_DC09_UNIT} (plain; `trygg dc09 add` registers more)
+    voice     {DEMO_UNIT} (client {DEMO_VOICE_CLIENT}): its pendant presses after 30 s, then every 5 minutes, and
+              the unit calls: answer in the console (it plays a 1 kHz tone and measures what it hears)
 
   Try:
     TOKEN=$(curl -s -X POST {r}/api/v1/auth/token -H 'content-type: application/json' \\
@@ -186,18 +226,32 @@ async def run_demo(
             "intake_token": SecretStr(secrets.token_urlsafe(32)),
             "webrtc_host_addresses": settings.webrtc_host_addresses or ["127.0.0.1"],  # one machine: loopback
             **_demo_anchor(settings),
+            "scaip_port": 0 if settings.scaip_port is None else settings.scaip_port,  # SCAIP units, on a free port
+            "dc09_port": _demo_dc09_port(settings),
+            **demo_clients.grant_keys(settings),
         }
     )
     fleet_ids = device_ids(devices)
     creds = await _prepare(settings, list(fleet_ids))
+    await demo_clients.seed(
+        settings,
+        fleet_ids,
+        DEMO_CAMERA,
+        DEMO_CLIENT,
+        owned={DEMO_UNIT: DEMO_VOICE_CLIENT, DEMO_UNIT_PENDANT: DEMO_VOICE_CLIENT, DEMO_DC09_UNIT: "demo-client-3"},
+    )  # clients in Ekby (issue 10)
     # handle_signals=False: Ctrl-C is ours, everything stops in order below
     receiver = service_server(
         create_receiver_app(settings, run_migrations=False), settings, "receiver", handle_signals=False
     )
-    gateway = service_server(create_gateway_app(settings), settings, "gateway", handle_signals=False)
+    gateway_app = create_gateway_app(settings)
+    gateway = service_server(gateway_app, settings, "gateway", handle_signals=False)
     tasks = [asyncio.create_task(receiver.serve()), asyncio.create_task(gateway.serve())]
     fleet = Fleet(settings, devices, press_every_s=press_every_s or None, cancel_after_s=clear_after_s or None)
     camera = SimCamera(DEMO_CAMERA, settings, scenario="in_bed")
+    pendant = SimDevice(DEMO_UNIT_PENDANT, DeviceType.PENDANT, settings)
+    unit = SimBaseUnit(DEMO_UNIT, settings, pendants=[pendant])
+    lock = SimLock(demo_clients.DEMO_LOCK, settings)
     try:
         while not (receiver.started and gateway.started):
             for t in tasks:
@@ -207,16 +261,23 @@ async def run_demo(
             await asyncio.sleep(0.05)
         await fleet.start()
         await camera.start()
+        await unit.start()
+        tasks.append(asyncio.create_task(_voice_presses(unit, stop)))
+        await lock.start()
         banner = _banner(
             settings, broker, creds, devices=devices, press_every_s=press_every_s, clear_after_s=clear_after_s
         )
-        print(banner, flush=True)
+        print(banner + scaip_banner(gateway_app), flush=True)
         await stop.wait()
     finally:
         log.info("demo stopping")
+        await unit.stop()
+        await lock.stop()
         await camera.stop()
         await fleet.stop()
+        # The gateway first: its forwarder must not post to a receiver that is already going away.
         gateway.should_exit = True
+        await asyncio.gather(tasks[1], return_exceptions=True)
         receiver.should_exit = True
         await asyncio.gather(*tasks, return_exceptions=True)
         await broker.stop()

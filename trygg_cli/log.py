@@ -118,23 +118,35 @@ def checkpoint(
 def client(
     client_id: str,
     since: Annotated[str | None, typer.Option(help="ISO time, e.g. 2026-01-10T00:00+01:00")] = None,
-    db: Annotated[Literal["gateway", "receiver"], typer.Option()] = "gateway",
+    db: Annotated[Literal["gateway", "receiver", "both"], typer.Option()] = "both",
 ) -> None:
-    """Who looked at a client, when, for how long, and everything else logged about them."""
+    """The client's own extract (loggkontroll): who looked at them or their record, when, why, for how long, and
+    everything else logged about them. The gateway's log holds camera looks and consents, the receiver's the
+    client record's views and the alarms."""
     start = datetime.fromisoformat(since) if since else None
 
     async def run() -> None:
-        (_, url, migrate) = _stores(db)[0]
-        async with transaction(url, migrate) as session:
-            for e in await audit.read_client_log(session, client_id, actor=f"cli:{getpass.getuser()}", since=start):
-                d = e.details or {}
-                extra = ""
-                if e.action == "checkin.look_ended":
-                    extra = f" {d.get('duration_s')} s, ended: {d.get('reason')}"
-                elif d.get("outcome") or d.get("reason") or d.get("text"):
-                    extra = f" {d.get('outcome') or d.get('reason') or d.get('text')}"
+        for name, url, migrate in _stores(db):
+            async with transaction(url, migrate) as session:
+                entries = await audit.read_client_log(session, client_id, actor=f"cli:{getpass.getuser()}", since=start)
+            for e in entries:
                 typer.echo(
-                    f"{e.at.isoformat(timespec='seconds')}  #{e.id}  {e.actor:<16} {e.action:<24} {e.subject}{extra}"
+                    f"{e.at.isoformat(timespec='seconds')}  {name[:2]}#{e.id}  {e.actor:<16} {e.action:<24} "
+                    f"{e.subject}{_why(e.action, e.details or {})}"
                 )
 
     asyncio.run(run())
+
+
+def _why(action: str, d: dict[str, object]) -> str:
+    """What an entry adds to its line: a look's length, a record view's reason and alarm, an outcome."""
+    if action == "checkin.look_ended":
+        return f" {d.get('duration_s')} s, ended: {d.get('reason')}"
+    if action.startswith("client.") and d.get("reason"):
+        alarm = f" alarm {d['alarm']}" if d.get("alarm") else ""
+        fields = d.get("fields") or d.get("protected")
+        shown = f" saw {', '.join(map(str, fields))}" if isinstance(fields, list) and fields else ""
+        return f" why: {d.get('reason')}{alarm} ({d.get('role')}){shown}"
+    if d.get("outcome") or d.get("reason") or d.get("text"):
+        return f" {d.get('outcome') or d.get('reason') or d.get('text')}"
+    return ""

@@ -8,7 +8,9 @@ def metadata() -> MetaData:
     import gateway.checkin.models
     import gateway.credentials_models
     import gateway.fleet.models
-    import gateway.models  # noqa: F401
+    import gateway.models
+    import gateway.protocols.dc09.models
+    import gateway.protocols.scaip.models  # noqa: F401
     from gateway.db import Base
 
     return Base.metadata

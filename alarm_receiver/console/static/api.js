@@ -145,7 +145,7 @@ export function describe(err) {
 // URL (where it would land in logs and history). onAlarm(alarm) per change; onState(true|false) on
 // connect/disconnect; onReconnect() after a reconnect (the page reloads its list: events may have been missed).
 // The server ends the stream with `session_ended` {code} at logout or expiry: the session ends here too.
-export function liveFeed({ onAlarm, onState, onReconnect }) {
+export function liveFeed({ onAlarm, onState, onReconnect, onCall }) {
   let closed = false;
   let wasOpen = false;
   let retry = null;
@@ -157,6 +157,8 @@ export function liveFeed({ onAlarm, onState, onReconnect }) {
       wasOpen = true;
     } else if (event === "alarm") {
       onAlarm(JSON.parse(data), performance.now());
+    } else if (event === "call") {
+      if (onCall) onCall(JSON.parse(data)); // a voice call rang, was answered, ended (call.js)
     } else if (event === "session_ended") {
       closed = true;
       const code = JSON.parse(data).code;

@@ -1,8 +1,10 @@
 // The console's shell: login, role-based landing, hash routes, header (language, sound, logout).
 import { describe, logout, onSessionEnd, session, watchExpiry } from "./api.js";
+import { startPhone, stopPhone } from "./call.js";
 import { config, loadConfig } from "./config.js";
 import { label, lang, setLang, t } from "./i18n.js";
 import { audioRunning, clearFlash, h, isMuted, onSoundChange, setMuted, unlockAudio } from "./ui.js";
+import "./clients_i18n.js"; // the client register's strings (issue 10)
 
 const LANDING = { operator: "queue", patrol: "patrol", technician: "devices", case_officer: "consents", admin: "queue" };
 
@@ -18,8 +20,10 @@ const ROUTES = {
   consents: ["./pages/consents.js", ["case_officer", "operator", "admin"]],
   log: ["./pages/log.js", ["case_officer", "admin"]],
   overview: ["./pages/overview.js", ["operator", "admin"]],
+  clients: ["./pages/clients.js", ["operator", "technician", "case_officer", "admin"]],
+  client: ["./pages/client.js", ["operator", "technician", "case_officer", "admin"]],
 };
-const NAV = ["queue", "overview", "patrol", "devices", "consents", "log"];
+const NAV = ["queue", "overview", "patrol", "devices", "consents", "log", "clients"];
 const SOUND_ROLES = ["operator", "admin", "patrol"]; // the roles whose pages sound an alarm
 
 let cleanup = null;
@@ -91,6 +95,7 @@ async function route() {
     return;
   }
   renderHeader(s);
+  startPhone(); // voice calls ring on every page of an operator or a patrol (once per login)
   const entry = ROUTES[name];
   if (!entry) {
     main.replaceChildren(h("p", { class: "notice", id: "not-found", text: t("not_found") }));
@@ -119,6 +124,7 @@ async function start() {
   // The session ended: to the login page, which says why (?reason=expired | logout | ended, and the server's
   // code when it gave one: ?code=auth.session_expired). In the URL, so no second routing can lose it.
   onSessionEnd((why, code) => {
+    stopPhone();
     const target = `#/login?reason=${encodeURIComponent(why)}${code ? `&code=${encodeURIComponent(code)}` : ""}`;
     if (location.hash !== target) location.replace(target);
   });

@@ -5,7 +5,7 @@ was open, and the latest one's time; ``queue_repeats``: each of them under its o
 a cancel finds it). ``receiver_store_probe``: the row ``/health`` rewrites to see that the store commits.
 
 Revision ID: r0005
-Revises: r0002
+Revises: r0003
 Create Date: 2026-11-30
 """
 
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "r0005"
-down_revision = "r0002"
+down_revision = "r0003"
 branch_labels = None
 depends_on = None
 

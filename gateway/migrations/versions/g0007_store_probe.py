@@ -1,7 +1,7 @@
 """the store's probe row: health sees a store that cannot commit even while no alarm comes (issue 8, point 11)
 
 Revision ID: g0007
-Revises: g0003
+Revises: g0005
 Create Date: 2026-11-30
 """
 
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "g0007"
-down_revision = "g0003"
+down_revision = "g0005"
 branch_labels = None
 depends_on = None
 

@@ -1,8 +1,10 @@
 // One alarm: details, history, the device's recent health, the actions. The age counts up.
 import { describe, get, liveFeed } from "../api.js";
+import { callButtons } from "../call.js";
 import { label, t } from "../i18n.js";
 import { dl, flash, fmtAge, fmtDateTime, fmtTime, h, priorityBadge } from "../ui.js";
 import { OPEN_STATES, acknowledge, addNote, assign, clientOf, describeAlarm, eventText, outcomeText, resolve } from "./common.js";
+import { clientPanel } from "../client_panel.js";
 
 // Mains: on, lost, or none at all (a battery-only device says so: never "lost").
 export function mainsText(hl) {
@@ -46,6 +48,7 @@ export async function render(main, params) {
     dev = null;
   }
   const body = h("div", { class: "detail" });
+  const panel = await clientPanel(a); // the person behind the alarm (issue 10)
   main.replaceChildren(body);
   let age = null;
 
@@ -85,6 +88,7 @@ export async function render(main, params) {
         open ? h("button", { class: "btn", id: "d-assign", text: t("assign"), onclick: () => run(assign) }) : null,
         h("button", { class: "btn", id: "d-note", text: t("note"), onclick: () => run(addNote) }),
         open && a.state !== "new" ? h("button", { class: "btn", id: "d-resolve", text: t("resolve"), onclick: () => run(resolve) }) : null,
+        callButtons(a), // voice: answer while the client's unit rings, else call back (call.js)
         checkin
           ? h("a", { class: "btn primary", id: "d-checkin", href: `#/checkin/${d.checkin_id}?alarm=${a.id}`, text: `▶ ${d.kind === "phone" ? t("phone_call") : t("start_checkin")}` })
           : null,
@@ -104,10 +108,12 @@ export async function render(main, params) {
             [t("received"), fmtDateTime(a.received_at)],
             [t("patrol"), a.assigned_to],
             [t("outcome"), outcomeText(a)],
+            d.protocol ? [t("protocol"), label("proto", d.protocol)] : null,
           ]),
         ),
         h("div", {}, h("h2", { text: t("device_health") }), healthView(dev)),
       ),
+      panel,
       h("h2", { text: t("history") }),
       h(
         "ol",

@@ -3,6 +3,7 @@ import { describe, get, post } from "../api.js";
 import { label, t } from "../i18n.js";
 import { outcomeWord, tr } from "../messages.js";
 import { ask } from "../ui.js";
+import { proposals } from "../clients.js";
 
 // Open states (and of them those in progress), technical alarm types and task types: the server's lists
 // (config.js), not copies.
@@ -18,7 +19,7 @@ export function kindOf(a) {
 
 export function clientOf(a) {
   const d = a.details || {};
-  return d.client_ref || d.client || a.device_id;
+  return a.client_name || d.client_ref || d.client || a.device_id;
 }
 
 // The alarm's text: a gateway text as a code (task, supervision) in the console's language; a device's own
@@ -81,7 +82,7 @@ const noteField = (required = false) => ({ name: "note", label: t("note_text"), 
 
 // The dialogs stay open on any error (shown inside them) so that nothing typed is lost.
 export async function assign(a) {
-  const patrols = await get("/api/v1/console/patrols");
+  const patrols = await proposals(a); // on shift for the client's area first, with their load (issue 10)
   const ensureAcknowledged = acknowledgeOnce(a);
   return ask(
     t("assign"),

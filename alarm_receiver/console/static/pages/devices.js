@@ -3,6 +3,7 @@ import { describe, get } from "../api.js";
 import { label, t } from "../i18n.js";
 import { fmtDateTime, h } from "../ui.js";
 import { mainsText } from "./alarm.js";
+import { routingDefects } from "../clients.js";
 
 const FLAGS = ["offline", "low_battery", "mains_lost", "at_risk_network", "stale_firmware"];
 
@@ -35,6 +36,7 @@ export async function render(main, _params, ctx) {
     ),
     msg,
   );
+  routingDefects().then((box) => box && main.append(box)); // registry defects (issue 10)
   async function load() {
     const q = [...wanted].map((f) => `flag=${encodeURIComponent(f)}`).join("&");
     try {

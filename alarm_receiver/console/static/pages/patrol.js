@@ -1,17 +1,21 @@
 // The patrol's phone view: tasks assigned to me, address and notes, on the way / on site / done.
 import { describe, get, liveFeed, post } from "../api.js";
+import { callButtons } from "../call.js";
 import { label, t } from "../i18n.js";
 import { beep, flash, fmtAge, fmtTime, h, priorityBadge, priorityLevel } from "../ui.js";
 import { OPEN_STATES, clientOf, compare, describeAlarm, eventText, resolve } from "./common.js";
+import { clientBlock, loadClient, rosterBar } from "../patrol_client.js";
 
 export async function render(main) {
   const list = h("div", { class: "patrol-list", id: "patrol-list" });
-  main.replaceChildren(h("h1", { text: t("patrol_title") }), list);
+  main.replaceChildren(h("h1", { text: t("patrol_title") }), await rosterBar(), list);
   const items = new Map();
 
   async function detail(id) {
     try {
-      return await get(`/api/v1/alarms/${id}`);
+      const a = await get(`/api/v1/alarms/${id}`);
+      a.client = await loadClient(a); // the person, the way in, the lock (issue 10)
+      return a;
     } catch {
       return null;
     }
@@ -38,7 +42,12 @@ export async function render(main) {
       "article",
       { class: `task ${lv.cls} st-${a.state}`, id: `task-${a.id}`, dataset: { id: String(a.id), state: a.state } },
       h("div", { class: "task-head" }, priorityBadge(a.priority), h("strong", { text: ` ${label("ty", a.type)}` }), h("span", { class: "state", text: label("st", a.state) })),
-      h("p", { class: "address" }, h("span", { text: `${t("address")}: ` }), h("strong", { text: loc || clientOf(a) })),
+      a.client
+        ? clientBlock(a, a.client, async () => {
+            items.set(a.id, await detail(a.id));
+            draw();
+          })
+        : h("p", { class: "address" }, h("span", { text: `${t("address")}: ` }), h("strong", { text: loc || clientOf(a) })),
       h("p", { text: `${t("client")}: ${clientOf(a)} · ${describeAlarm(a)}` }),
       h("p", { class: "age-line", text: `${fmtTime(a.stored_at)} · ${fmtAge(Date.now() - Date.parse(a.stored_at))}` }),
       notes.length
@@ -53,6 +62,7 @@ export async function render(main) {
         a.state === "assigned"
           ? h("button", { class: "btn big primary", id: `onsite-${a.id}`, text: t("on_site"), onclick: () => doAct(() => post(`/api/v1/alarms/${a.id}/on-site`, {})) })
           : null,
+        callButtons(a, "patrol"), // voice: call the client's unit (call.js)
         h("button", {
           class: "btn big",
           id: `done-${a.id}`,

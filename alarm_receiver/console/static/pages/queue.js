@@ -157,8 +157,9 @@ export async function render(main) {
         h("strong", { text: label("ty", a.type) }),
         a.is_test ? h("span", { class: "tag", text: t("test") }) : null,
         esc ? h("span", { class: "tag esc-tag", text: `⚠ ${t("escalated", { n: a.escalation_level })}` }) : null,
+        a.routing_missing ? h("span", { class: "tag routing-missing", text: t("routing_missing") }) : null,
       ),
-      h("span", { class: "c-client" }, h("strong", { text: clientOf(a) }), h("small", { text: text })),
+      h("span", { class: "c-client" }, h("strong", { text: clientOf(a) }), h("small", { text: [a.client_address, text].filter(Boolean).join(" · ") })),
       h("span", { class: "c-state", text: label("st", a.state) }),
       h("span", { class: "c-assigned", text: a.assigned_to || "" }),
       h("span", { class: "c-age" }, age, h("small", { text: fmtTime(a.stored_at) })),
@@ -166,7 +167,7 @@ export async function render(main) {
     el.addEventListener("click", () => select(a.id));
     el.addEventListener("dblclick", () => (location.hash = `#/alarm/${a.id}`));
     const d = a.details || {};
-    const hay = [clientOf(a), a.device_id, text, label("ty", a.type), label("st", a.state), a.assigned_to, d.area].filter(Boolean).join(" ").toLowerCase();
+    const hay = [clientOf(a), a.client_address, a.device_id, text, label("ty", a.type), label("st", a.state), a.assigned_to, d.area].filter(Boolean).join(" ").toLowerCase();
     const r = { a, el, age, t0: Date.parse(a.stored_at), hay };
     el.hidden = !matches(r);
     return r;

@@ -1,0 +1,1 @@
+"""Voice calls between a client's base unit and an operator (docs/voice.md)."""
