@@ -13,6 +13,7 @@ from sqlalchemy.orm import selectinload
 from alarm_receiver import metrics
 from alarm_receiver.clients.repository import client_for_device
 from alarm_receiver.models import AlarmEvent, DeviceNotice, QueueAlarm, QueueRepeat, User
+from alarm_receiver.repeats import Repeats, apply_repeats, batch_state, find_repeat_target
 from devices.types import TECHNICAL_ALARM_TYPES
 from trygg import audit
 from trygg.db import dialect_insert, utcnow
@@ -154,8 +155,8 @@ async def ingest(
     changed: dict[int, None] = {}  # ordered, once each
     now = utcnow()
     alarms = [item for item in items if isinstance(item, IntakeAlarm)]
-    known, open_items = await _batch_state(session, alarms)
-    repeated: dict[int, _Repeats] = {}
+    known, open_items = await batch_state(session, alarms, [s.value for s in OPEN_STATES])
+    repeated: dict[int, Repeats] = {}
     entries: list[audit.Pending] = []  # the supervision log's entries of this batch's alarms, written together
     for item in items:
         key = {"device_id": item.device_id, "alarm_id": item.alarm_id}
@@ -167,7 +168,7 @@ async def ingest(
             target = None if item.is_test else open_items.get((item.device_id, item.type))
             if target is not None:
                 pk, state = target
-                repeats = repeated.setdefault(pk, _Repeats())
+                repeats = repeated.setdefault(pk, Repeats())
                 repeats.add(item)
                 session.add(
                     QueueRepeat(
@@ -291,14 +292,14 @@ async def ingest(
             changed[pk] = None
             continue
         if repeated:  # a cancel or resolve may concern an item collapsed into above: count those first
-            await _apply_repeats(session, repeated, now)
+            await apply_repeats(session, repeated, now)
             repeated = {}
         await audit.append_many(session, entries)  # the log keeps the batch's order
         entries = []
         alarm = await _find(session, item.device_id, item.alarm_id)
         repeat_of = None
         if alarm is None:
-            alarm = await _find_repeat_target(session, item.device_id, item.alarm_id)
+            alarm = await find_repeat_target(session, item.device_id, item.alarm_id)
             repeat_of = alarm
         if isinstance(item, IntakeResolve):
             if alarm is None:
@@ -378,85 +379,10 @@ async def ingest(
                 open_items.pop((alarm.device_id, alarm.type), None)
                 results.append(IntakeResult(**key, result="cancelled"))
                 changed[alarm.id] = None
-    await _apply_repeats(session, repeated, now)
+    await apply_repeats(session, repeated, now)
     await audit.append_many(session, entries)
     await session.flush()
     return results, list(changed)
-
-
-class _Repeats:
-    """What the alarms collapsed into one item in this batch add to it."""
-
-    __slots__ = ("count", "latest", "priority")
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.latest: datetime | None = None
-        self.priority = 0
-
-    def add(self, item: IntakeAlarm) -> None:
-        self.count += 1
-        self.latest = item.stored_at if self.latest is None else max(self.latest, item.stored_at)
-        self.priority = max(self.priority, item.priority)
-
-
-async def _apply_repeats(session: AsyncSession, repeated: dict[int, _Repeats], now: datetime) -> None:
-    """One UPDATE per item alarms were collapsed into (not one per repeat)."""
-    for pk, r in repeated.items():
-        await session.execute(
-            update(QueueAlarm)
-            .where(QueueAlarm.id == pk)
-            .values(
-                repeats=QueueAlarm.repeats + r.count,
-                last_repeat_at=case(
-                    (QueueAlarm.last_repeat_at.is_(None), r.latest),
-                    (QueueAlarm.last_repeat_at < r.latest, r.latest),
-                    else_=QueueAlarm.last_repeat_at,
-                ),
-                priority=case((QueueAlarm.priority < r.priority, r.priority), else_=QueueAlarm.priority),
-                updated_at=now,
-            )
-            .execution_options(synchronize_session=False)
-        )
-
-
-async def _batch_state(
-    session: AsyncSession, alarms: Sequence[IntakeAlarm]
-) -> tuple[set[tuple[str, str]], dict[tuple[str, str], tuple[int, str]]]:
-    """For a batch's alarms: the keys already stored (as items or repeats), and the open, non-test item of each
-    (device, type) they come from (the oldest, if there are several)."""
-    if not alarms:
-        return set(), {}
-    devices = {a.device_id for a in alarms}
-    ids = {a.alarm_id for a in alarms}
-    keys = {(a.device_id, a.alarm_id) for a in alarms}
-    known: set[tuple[str, str]] = set()
-    for table in (QueueAlarm, QueueRepeat):
-        rows = await session.execute(
-            select(table.device_id, table.alarm_id).where(table.device_id.in_(devices), table.alarm_id.in_(ids))
-        )
-        known |= {(d, a) for d, a in rows.all()} & keys
-    opened = await session.execute(
-        select(QueueAlarm.device_id, QueueAlarm.type, QueueAlarm.id, QueueAlarm.state)
-        .where(
-            QueueAlarm.device_id.in_(devices),
-            QueueAlarm.state.in_([s.value for s in OPEN_STATES]),
-            QueueAlarm.is_test.is_(False),
-        )
-        .order_by(QueueAlarm.id.desc())
-    )
-    open_items = {(d, t): (pk, state) for d, t, pk, state in opened.all()}  # the oldest wins: ordered newest first
-    return known, open_items
-
-
-async def _find_repeat_target(session: AsyncSession, device_id: str, alarm_id: str) -> QueueAlarm | None:
-    """The queue item an alarm was collapsed into, if it was."""
-    pk = await session.scalar(
-        select(QueueRepeat.alarm_pk).where(QueueRepeat.device_id == device_id, QueueRepeat.alarm_id == alarm_id)
-    )
-    if pk is None:
-        return None
-    return await session.scalar(select(QueueAlarm).where(QueueAlarm.id == pk).options(selectinload(QueueAlarm.events)))
 
 
 async def _find(session: AsyncSession, device_id: str, alarm_id: str) -> QueueAlarm | None:
