@@ -32,6 +32,9 @@ HANDLER_RETRIES = Counter(
 UNSTORABLE = Counter("trygg_gateway_unstorable_total", "Intake items the store refused on their content")
 HEARTBEATS = Counter("trygg_gateway_heartbeats_total", "Heartbeats from registered devices")
 DEVICES_OFFLINE = Counter("trygg_gateway_device_offline_alarms_total", "device_offline alarms raised")
+# voice calls (gateway/voice/): a unit's signalling refused (malformed, oversize, a call that may not ring)
+VOICE_REJECTED = Counter("trygg_gateway_voice_rejected_total", "Voice signalling from units refused", ["kind", "code"])
+VOICE_CALLS = Counter("trygg_gateway_voice_calls_total", "Voice calls by how they ended", ["kind", "reason"])
 
 
 HEALTH_CODES = (

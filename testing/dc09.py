@@ -54,13 +54,20 @@ class Dialler:
         block = dc09_msg(self.account, key or self.key, self.receiver, self.line, offset_s)
         return str(block.dc09block(seq, token, content)).encode()
 
-    def _exchange(self, raw: bytes, seq: int) -> str | None:
-        path = TransPath(self.host, self.port, self.account, type=self.transport, timeout=self.timeout_s)
-        conn: Any = path.connect()
-        try:
-            answer = conn.sendAndReceive(raw, 1024) if conn is not None else None
-        finally:
-            TransPath.disconnect(conn)
+    def _exchange(self, raw: bytes, seq: int, attempts: int = 5) -> str | None:
+        """Send, read the answer; with no answer, send the same frame again (``attempts`` in all). The package's UDP
+        transport means to try five times a second apart but stops after the first timeout (it compares the exception
+        with the class): on a loaded machine a commit can take longer than that second."""
+        answer = None
+        for _ in range(attempts):
+            path = TransPath(self.host, self.port, self.account, type=self.transport, timeout=self.timeout_s)
+            conn: Any = path.connect()
+            try:
+                answer = conn.sendAndReceive(raw, 1024) if conn is not None else None
+            finally:
+                TransPath.disconnect(conn)
+            if answer:
+                break
         if not answer:
             return None
         result = dc09_msg(self.account, self.key, self.receiver, self.line).dc09answer(seq, answer.decode())

@@ -180,6 +180,9 @@ async def test_the_swedish_console_shows_no_english(console_system: ConsoleSyste
 
     rows = await eventually(settled, timeout=15, interval=0.2)
     pk = {a["alarm_id"]: a["id"] for a in rows}
+    # --- an alarm unit's unmapped code over SIA DC-09 (issue 11): its protocol among the details
+    unit = {"protocol": "dc09", "text": "SIA:ZZ 9"}
+    dc09 = await inject(sys, "dc09-1", type="generic_alarm", priority=7, details=unit)
     # --- a failed installation test
     async with await sys.http("tech") as http:
         assert (await http.post(f"/gw/api/v1/devices/{PENDANT}/install-test", json={"window_s": 1})).status_code == 201
@@ -222,6 +225,11 @@ async def test_the_swedish_console_shows_no_english(console_system: ConsoleSyste
     await page.eval_on_selector("#history", "el => el.scrollIntoView({block: 'end'})")
     await screenshot(page, "alarm-history")
     await seen.check(page, "alarm detail")
+    await page.goto(f"{sys.base}/console/#/alarm/{dc09}")
+    await page.wait_for_selector("#detail-state")
+    detail = await page.inner_text("#main")
+    assert "Larm (okänd kod)" in detail and "Protokoll" in detail and "SIA DC-09" in detail and "SIA:ZZ 9" in detail
+    await seen.check(page, "dc09 alarm")
     for alarm_id, outcome in (
         ("offline-done", "enheten är online igen"),
         (f"checkin-{checkin_id}", "inte påbörjad i tid: patrullbesök skickat"),

@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from devices import DeviceType
 from gateway.fleet.feature import FleetFeature
 from gateway.models import StoredAlarm
 from gateway.protocols.dc09.accounts import add_account
+from gateway.protocols.dc09.metrics import REFUSED
 from gateway.protocols.dc09.receiver import Dc09Receiver
 from gateway.service import Gateway
 from testing.broker import Broker, free_port
@@ -163,6 +165,10 @@ async def test_unmapped_and_unreadable_content(broker: Broker, tmp_path: Path) -
 
 
 async def test_malformed_and_oversize_frames_never_stop_the_receiver(broker: Broker, tmp_path: Path) -> None:
+    def refused(code: str) -> float:
+        return REFUSED.labels(code)._value.get()  # type: ignore[attr-defined,no-any-return]
+
+    before = {code: refused(code) for code in ("oversize", "format", "length")}
     async with dc09_env(broker, tmp_path, dc09_max_frame_bytes=256) as env:
         for garbage in (b"\n\r", b"\nXXXXYYYY\r", b"\n0000" + b"A" * 600 + b"\r", b"\x00\xff" * 40 + b"\r"):
             reader, writer = await asyncio.open_connection("127.0.0.1", env.port)
@@ -182,6 +188,9 @@ async def test_malformed_and_oversize_frames_never_stop_the_receiver(broker: Bro
         transport.sendto(b"\n" + b"Z" * 2000 + b"\r")
         assert b'"NAK"' in await asyncio.wait_for(got.get(), 10)
         transport.close()
+        # each refusal counted (and logged) by its reason
+        assert refused("oversize") >= before["oversize"] + 2  # the long TCP frame and the datagram
+        assert refused("format") >= before["format"] + 2
         # still answering real units afterwards
         assert (await env.dialler("1234", "udp").send(*Dialler.sia("1234", "PA")))[1] == "ACK"
         assert (await env.dialler("1234", "tcp").send(*Dialler.sia("1234", "TA")))[1] == "ACK"
@@ -249,3 +258,45 @@ async def test_the_console_api_shows_the_protocol(broker: Broker, tmp_path: Path
             assert rows[0]["details"]["protocol"] == "dc09"
         finally:
             await api.close()
+
+
+async def test_a_resend_just_after_midnight_is_the_same_alarm(
+    broker: Broker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The alarm id carries the receiver's UTC day; a resend in the first minutes of the next day finds yesterday's."""
+    import gateway.protocols.dc09.receiver as receiver_module
+
+    clock = [datetime(2026, 11, 30, 23, 59, 50, tzinfo=UTC)]
+    monkeypatch.setattr(receiver_module, "utcnow", lambda: clock[0])
+    async with dc09_env(broker, tmp_path) as env:
+        unit = env.dialler("1234", "tcp")
+        content = Dialler.sia("1234", "MA", zone="4")
+        seq, answer = await unit.send(*content)
+        assert answer == "ACK"
+        clock[0] = datetime(2026, 12, 1, 0, 3, tzinfo=UTC)
+        assert (await unit.send(*content, seq=seq))[1] == "ACK"
+        assert len(await env.alarms("carephone-plain")) == 1
+        # past the grace: the same sequence number and content is taken as a new alarm (a wrapped sequence number)
+        clock[0] = datetime(2026, 12, 1, 0, 30, tzinfo=UTC)
+        assert (await unit.send(*content, seq=seq))[1] == "ACK"
+        assert len(await env.alarms("carephone-plain")) == 2
+
+
+async def test_a_connection_flood_is_capped(broker: Broker, tmp_path: Path) -> None:
+    async with dc09_env(broker, tmp_path, dc09_max_connections=2) as env:
+        idle = [await asyncio.open_connection("127.0.0.1", env.port) for _ in range(2)]
+        extra_reader, extra_writer = await asyncio.open_connection("127.0.0.1", env.port)
+        assert await asyncio.wait_for(extra_reader.read(100), 10) == b"", "the third connection is closed at once"
+        extra_writer.close()
+        # an open one still works (and once the idle ones close, new ones are taken again)
+        reader, writer = idle[0]
+        writer.write(env.dialler("1234", "tcp").frame(*Dialler.sia("1234", "MA"), 7))
+        await writer.drain()
+        assert b'"ACK"0007' in await asyncio.wait_for(reader.readuntil(b"\r"), 10)
+        for _, w in idle:
+            w.close()
+
+        async def accepted_again() -> bool:
+            return (await env.dialler("1234", "tcp").send(*Dialler.sia("1234", "TA")))[1] == "ACK"
+
+        assert await eventually(accepted_again, 20, interval=0.2)

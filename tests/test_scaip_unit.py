@@ -166,15 +166,25 @@ async def test_sip_level_refusals_are_answered_counted_and_survived(gateway: Gat
         assert answer.startswith(b"SIP/2.0 413") and reader.at_eof()
         writer.close()
         assert rejected("oversize") == before["oversize"] + 1
+        # a flood of strangers (random controller ids): look-ups are limited, the rest answered HOLD
+        for i in range(300):
+            stranger_body = mrq(f"f{i}", f"9{i:08d}")
+            sock.sendto(
+                message(stranger_body, cid="0", local=local, remote=("127.0.0.1", udp), transport="udp"),
+                ("127.0.0.1", udp),
+            )
+        await eventually(lambda: rejected("lookup_limit") > 0, 30)
+        strangers = rejected("unknown_unit")
+        assert before["unknown_unit"] < strangers <= before["unknown_unit"] + 300
         # an unknown unit is answered snu 5 and nothing is stored; a good alarm after all this is stored
         stranger = await Unit(("127.0.0.1", udp), "123456789").open()
         unit = await Unit(("127.0.0.1", udp), CID).open()
         try:
-            refused = await stranger.send(mrq("u1", "123456789"), "u1")
-            assert refused is not None and refused.snu == 5
-            assert rejected("unknown_unit") == before["unknown_unit"] + 1
-            ok = await unit.send(mrq("g1", CID), "g1")
-            assert ok is not None and ok.snu == 0
+            refused = await stranger.send_until_ok(mrq("u1", "123456789"), "u1", deadline_s=30)
+            assert refused.snu == 5
+            assert rejected("unknown_unit") >= strangers + 1
+            ok = await unit.send_until_ok(mrq("g1", CID), "g1", deadline_s=30)
+            assert ok.snu == 0
         finally:
             await stranger.close()
             await unit.close()
@@ -214,3 +224,52 @@ async def test_technicians_map_units_over_the_api(broker: Broker, tmp_path: Path
                 await unit.close()
         await tech.close()
         await op.close()
+
+
+@pytest.mark.parametrize("gateway", [{"scaip_ref_window_s": 0.5}], indirect=True)
+async def test_a_ref_used_again_after_the_window_is_a_new_alarm(gateway: Gateway) -> None:
+    """The unit's counter came round: its old ref names a new alarm, stored beside the old one; a resend of the
+    new one within the window is answered OK and stored once."""
+    unit = await Unit(("127.0.0.1", ports(gateway)[0]), CID).open()
+    try:
+        assert (await unit.send_until_ok(mrq("w1", CID), "w1")).snu == 0
+        await asyncio.sleep(0.7)  # the time under test: the window passes
+        assert (await unit.send_until_ok(mrq("w1", CID), "w1")).snu == 0
+        assert (await unit.send_until_ok(mrq("w1", CID), "w1")).snu == 0  # a resend of the new one
+        ids = [a.alarm_id for a in await alarms(gateway)]
+        assert len(ids) == 2 and ids[0] == "w1" and ids[1].startswith("w1-")
+    finally:
+        await unit.close()
+
+
+async def test_identity_picks_the_devices_own_entry_and_checks_the_caller_id(gateway: Gateway) -> None:
+    """did 7 of the controller has an entry of its own (another device); an entry with crd set takes only that
+    caller; an IN (information) is stored like an alarm, typed by its code."""
+    async with gateway.sessions.begin() as session:
+        await add_unit(session, CID, "pendant-3", did="7")
+        await add_unit(session, "4670077", "pendant-3", crd="sip:unit77@example.org")
+    gateway.feature(ScaipFeature).handler.forget(CID)
+    unit = await Unit(("127.0.0.1", ports(gateway)[0]), CID).open()
+    caller = await Unit(("127.0.0.1", ports(gateway)[0]), "4670077").open()
+    try:
+        assert (await unit.send_until_ok(mrq("i1", CID, did="7"), "i1")).snu == 0
+        assert (await unit.send_until_ok(mrq("i2", CID, did="8"), "i2")).snu == 0
+        info = mrq("i3", CID, mty="IN", stc="0016")
+        assert (await unit.send_until_ok(info, "i3")).snu == 0
+        bare = mrq("i6", CID, mty="IN", stc=None, ico="0042")
+        assert (await unit.send_until_ok(bare, "i6")).snu == 0
+        wrong = await caller.send(mrq("i4", "4670077", crd="sip:someone@else"), "i4")
+        assert wrong is not None and wrong.snu == 5
+        right = await caller.send(mrq("i5", "4670077", crd="sip:unit77@example.org"), "i5")
+        assert right is not None and right.snu == 0
+        stored = {(a.device_id, a.alarm_id, a.type) for a in await alarms(gateway)}
+        assert stored == {
+            ("pendant-3", "i1", "assistance"),
+            ("pendant-2", "i2", "assistance"),
+            ("pendant-2", "i3", "low_battery"),
+            ("pendant-3", "i5", "assistance"),
+            ("pendant-2", "i6", "generic_alarm"),
+        }
+    finally:
+        await unit.close()
+        await caller.close()

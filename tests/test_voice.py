@@ -297,3 +297,52 @@ async def test_a_call_that_fails_is_said_plainly_and_the_alarm_stays(rig: Rig) -
         async with session_factory(engine)() as session:
             entries = await audit.client_entries(session, "astrid")
     assert any(e.action == "voice.ring_refused" and e.details["code"] == "other_client" for e in entries), entries
+
+
+async def test_bad_voice_signalling_is_refused_counted_and_harmless(rig: Rig) -> None:
+    from prometheus_client import REGISTRY
+
+    def count(kind: str, code: str) -> float:
+        return REGISTRY.get_sample_value("trygg_gateway_voice_rejected_total", {"kind": kind, "code": code}) or 0.0
+
+    def oversize() -> float:  # refused by the gateway's dispatcher before any feature sees it
+        return REGISTRY.get_sample_value("trygg_gateway_rejected_total", {"code": "oversize"}) or 0.0
+
+    before = {(k, c): count(k, c) for k, c in (("call", "invalid"), ("answer", "invalid"))}
+    too_big = oversize()
+    assert rig.unit.publish_voice(DeviceTopic.VOICE_CALL, b'{"call_id": "x", "alarm_id": 7}')
+    assert rig.unit.publish_voice(DeviceTopic.VOICE_CALL, b"{" + b" " * 9000 + b"}")
+    assert rig.unit.publish_voice(DeviceTopic.VOICE_ANSWER, b"not json")
+
+    def counted() -> bool:
+        return all(count(k, c) > n for (k, c), n in before.items()) and oversize() > too_big
+
+    await eventually(counted, timeout=10)
+    assert rig.relay.calls() == []
+    # the relay still works: a unit's call for its own stored alarm rings
+    alarm_id = await rig.unit.press(pendant=0)
+    call = await ringing_call(rig, alarm_id)
+    await rig.unit.hang_up()
+
+    async def gone() -> bool:
+        return rig.relay.call(call["call_id"]) is None
+
+    assert await eventually(gone, timeout=10)
+
+
+async def test_a_callback_to_an_offline_unit_is_said_plainly(rig: Rig) -> None:
+    alarm_id = await rig.other.device.press("assistance")
+    await rig.other.device.wait_for_status(alarm_id, "stored", 15)
+    await rig.other.device.stop()  # the unit says offline (retained status)
+    try:
+        await eventually(lambda: rig.relay.is_offline("unit2"), timeout=10)
+        op = Operator(rig.settings)
+        body = {**(await op.offer()), "device_id": "unit2", "alarm_id": alarm_id}
+        async with await rig.http("op") as http:
+            r = await http.post("/gw/api/v1/voice/callback", json=body)
+        await op.close()
+        assert r.status_code == 502 and r.json()["code"] == "voice.unit_offline", r.text
+        assert rig.other.current is None
+    finally:
+        await rig.other.device.start()
+    assert (await rig.alarm(alarm_id))["state"] == "new"

@@ -188,6 +188,7 @@ class Settings(BaseSettings):
     dc09_time_ahead_s: float = Field(20.0, gt=0)
     dc09_max_frame_bytes: int = Field(1024, ge=64, le=65536)
     dc09_idle_timeout_s: float = Field(120.0, gt=0)
+    dc09_max_connections: int = Field(2000, ge=1)
     # Extra or overriding codes: "SIA:XX" or "CID:NNN" -> an alarm type or "test" (no standard code for a fall).
     dc09_code_map: dict[str, str] = {"SIA:MF": "fall", "CID:105": "fall"}
     # --- voice calls (docs/voice.md)

@@ -33,6 +33,7 @@ from aiortc.mediastreams import MediaStreamError
 from devices import DeviceStatus, DeviceTopic
 from devices.validation import Rejection, parse_model
 from devices.voice import EndedBy, VoiceAnswer, VoiceCall, VoiceEnd, VoiceRequest, VoiceState
+from gateway import metrics
 from gateway.features import Subscription
 from gateway.port import GatewayPort
 from trygg.webrtc import new_peer_connection
@@ -208,6 +209,10 @@ class VoiceRelayFeature:
 
     def unit_state(self, unit_id: str) -> VoiceState | None:
         return self._units.get(unit_id)
+
+    def is_offline(self, unit_id: str) -> bool:
+        """The unit's last status was ``offline`` (its will, or its own word)."""
+        return unit_id in self._offline
 
     def voice_units(self) -> list[str]:
         return [unit for unit, state in self._units.items() if state.can_talk()]
@@ -420,6 +425,7 @@ class VoiceRelayFeature:
                 duration_s=event.duration_s,
                 frames=[t.frames for t in call.tracks],
             )
+            metrics.VOICE_CALLS.labels(event.kind, reason).inc()
             self._emit(event)
             call.closed.set()
 
@@ -450,11 +456,13 @@ class VoiceRelayFeature:
         state = parse_model(VoiceState, payload)
         if isinstance(state, Rejection):
             log.warning("voice state rejected", unit_id=device_id, error=state.reason)
+            metrics.VOICE_REJECTED.labels("state", state.code).inc()
             return
         self._units[device_id] = state
 
     def _refuse_ring(self, unit_id: str, call_id: str, reason: str) -> None:
         log.warning("unit's call refused", unit_id=unit_id, call_id=call_id, reason=reason)
+        metrics.VOICE_REJECTED.labels("call", reason).inc()
         end = VoiceEnd(call_id=call_id, reason=reason, by=EndedBy.GATEWAY)
         self.port.publish(self.port.topics.device(unit_id, DeviceTopic.VOICE_END), end.model_dump_json().encode())
 
@@ -462,6 +470,7 @@ class VoiceRelayFeature:
         ring = parse_model(VoiceCall, payload)
         if isinstance(ring, Rejection):
             log.warning("unit's call rejected", unit_id=device_id, error=ring.reason)
+            metrics.VOICE_REJECTED.labels("call", ring.code).inc()
             return
         if ring.call_id in self._calls:
             return  # a resend of a call already ringing
@@ -491,6 +500,7 @@ class VoiceRelayFeature:
         answer = parse_model(VoiceAnswer, payload)
         if isinstance(answer, Rejection):
             log.warning("voice answer rejected", unit_id=device_id, error=answer.reason)
+            metrics.VOICE_REJECTED.labels("answer", answer.code).inc()
             return
         call = self._calls.get(answer.call_id)
         if call is None or call.unit_id != device_id:
@@ -503,6 +513,7 @@ class VoiceRelayFeature:
         end = parse_model(VoiceEnd, payload)
         if isinstance(end, Rejection):
             log.warning("voice end rejected", unit_id=device_id, error=end.reason)
+            metrics.VOICE_REJECTED.labels("end", end.code).inc()
             return
         if end.by is EndedBy.GATEWAY:
             return  # our own message, back from the broker

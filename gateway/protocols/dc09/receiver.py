@@ -15,8 +15,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 
 import structlog
 from sqlalchemy import select
@@ -47,6 +49,8 @@ log = structlog.get_logger(__name__)
 PROTOCOL = "dc09"
 _ACKED = {Outcome.STORED, Outcome.DUPLICATE, Outcome.ALARM_ID_REUSED, Outcome.CANCELLED, Outcome.CANCEL_DUPLICATE}
 UDP_PENDING_MAX = 1000
+ACCOUNT_CACHE_S = 5.0
+MIDNIGHT_GRACE_MIN = 10  # a resend this long after midnight UTC still finds the alarm of the day before
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +74,7 @@ class Dc09Receiver:
         self._connections: set[asyncio.Task[None]] = set()
         self._datagrams: set[asyncio.Task[None]] = set()
         self.listening: list[Listening] = []
+        self._accounts: dict[tuple[str, str | None, str | None], tuple[accounts.Known, float]] = {}
 
     # --- Feature protocol ------------------------------------------------------------------------------------
     def subscriptions(self) -> Mapping[DeviceTopic, Subscription]:
@@ -112,6 +117,11 @@ class Dc09Receiver:
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
+        if len(self._connections) >= self.port.settings.dc09_max_connections:
+            m.REFUSED.labels("too_many_connections").inc()
+            log.warning("dc09 connection refused: too many open (the unit retries)", open=len(self._connections))
+            writer.close()
+            return
         self._connections.add(task)
         m.CONNECTIONS.inc()
         peer = writer.get_extra_info("peername")
@@ -213,8 +223,22 @@ class Dc09Receiver:
         )
 
     async def _find(self, header: Header) -> accounts.Known | None:
+        """The registry's answer, remembered for ``ACCOUNT_CACHE_S`` (a frame per alarm, link tests every minute or
+        so): a new account is seen at once (misses are not remembered), a removed or re-keyed one within that time."""
+        ident = (header.account, header.receiver, header.line)
+        now = time.monotonic()
+        cached = self._accounts.get(ident)
+        if cached is not None and cached[1] > now:
+            return cached[0]
         async with self.port.sessions() as session:
-            return await accounts.find(session, header.account, header.receiver, header.line)
+            known = await accounts.find(session, header.account, header.receiver, header.line)
+        if known is not None:
+            if len(self._accounts) > 100_000:
+                self._accounts.clear()
+            self._accounts[ident] = (known, now + ACCOUNT_CACHE_S)
+        else:
+            self._accounts.pop(ident, None)
+        return known
 
     def _link_test(self, device_id: str, header: Header, key: bytes | None, transport: str) -> bytes:
         supervised = self.port.report_heartbeat(device_id, Heartbeat(ts=utcnow()))
@@ -230,7 +254,13 @@ class Dc09Receiver:
         identity = "|".join((h.account, h.receiver or "", h.line or "", h.token, h.seq, message.content, message.extra))
         digest = hashlib.sha256(identity.encode()).hexdigest()[:24]
         alarm_id = f"dc09-{now:%y%m%d}-{h.seq}-{digest}"
-        zone = f" zone {event.zone}" if event.zone else ""
+        if now.hour == 0 and now.minute < MIDNIGHT_GRACE_MIN:
+            # just after midnight UTC: a resend of yesterday's message is yesterday's alarm
+            yesterday = f"dc09-{now - timedelta(days=1):%y%m%d}-{h.seq}-{digest}"
+            async with self.port.sessions() as session:
+                if await session.get(StoredAlarm, (device_id, yesterday)) is not None:
+                    alarm_id = yesterday
+        zone = f" {event.zone}" if event.zone else ""  # code and zone, no words: shown as is in any language
         fields: dict[str, object] = {
             "alarm_id": alarm_id,
             "type": alarm_type,

@@ -9,12 +9,14 @@ from typing import Annotated
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field, StringConstraints
 
-from gateway.api.deps import ApiUser, SessionDep, require_roles
+from gateway.api.deps import ApiUser, SessionDep, feature, require_roles
 from gateway.errors import Conflict, Invalid, NotFound
+from gateway.protocols.scaip.feature import ScaipFeature
 from gateway.protocols.scaip.registry import UnitError, add_unit, list_units, remove_unit
 from trygg.errors import responses
 
 Technician = Annotated[ApiUser, Depends(require_roles("technician"))]
+Scaip = Annotated[ScaipFeature, Depends(feature(ScaipFeature))]
 
 
 class UnitIn(BaseModel):
@@ -49,7 +51,7 @@ async def units(session: SessionDep, user: Technician) -> list[UnitOut]:
 
 
 @router.post("", response_model=UnitOut, status_code=201, responses=responses(400))
-async def add(body: UnitIn, session: SessionDep, user: Technician) -> UnitOut:
+async def add(body: UnitIn, session: SessionDep, user: Technician, scaip: Scaip) -> UnitOut:
     try:
         unit = await add_unit(session, **body.model_dump())
     except UnitError as exc:
@@ -59,14 +61,16 @@ async def add(body: UnitIn, session: SessionDep, user: Technician) -> UnitOut:
             raise NotFound(exc.code, str(exc), device_id=body.device_id) from None
         raise Invalid(exc.code, str(exc)) from None
     await session.commit()
+    scaip.handler.forget(body.cid)  # the receiver reads this controller's entries again
     await session.refresh(unit)
     return UnitOut.model_validate(unit, from_attributes=True)
 
 
 @router.delete("/{unit_id}", status_code=204)
-async def remove(unit_id: int, session: SessionDep, user: Technician) -> None:
+async def remove(unit_id: int, session: SessionDep, user: Technician, scaip: Scaip) -> None:
     try:
-        await remove_unit(session, unit_id)
+        cid = (await remove_unit(session, unit_id)).cid
     except UnitError as exc:
         raise NotFound(exc.code, str(exc), unit_id=unit_id) from None
     await session.commit()
+    scaip.handler.forget(cid)

@@ -26,7 +26,7 @@ from devices import DeviceTopic
 from gateway.features import Subscription
 from gateway.port import GatewayPort
 from gateway.protocols.scaip import metrics, sip
-from gateway.protocols.scaip.handler import ScaipHandler
+from gateway.protocols.scaip.handler import LookupLimit, ScaipHandler
 from gateway.protocols.scaip.mrq import CONTENT_TYPE, Mrs, Refusal, Snu, parse_mrq
 from gateway.protocols.scaip.server import Peer, ScaipServer
 from gateway.records import Letter, Received
@@ -37,6 +37,7 @@ T1_S = 0.5
 T2_S = 4.0
 MRS_SENDS = 7  # about 16 s of retransmissions over UDP before the unit is taken to have gone (it resends anyway)
 TRANSACTIONS_KEPT = 4096
+MAX_TASKS = 5000  # requests (and UDP retransmissions) in hand at once; beyond, a request is dropped and counted
 
 
 class ScaipFeature:
@@ -99,6 +100,9 @@ class ScaipFeature:
             if sent is not None:
                 peer.send(sent)
             return
+        if len(self._tasks) >= MAX_TASKS:  # a flood: the unit's retransmission or resend comes back later
+            self._refuse(peer, "overload", f"{len(self._tasks)} requests in hand")
+            return
         self._transactions[key] = None
         while len(self._transactions) > TRANSACTIONS_KEPT:
             self._transactions.popitem(last=False)
@@ -121,6 +125,11 @@ class ScaipFeature:
             return
         try:
             unit = await self.handler.identify(mrq)
+        except LookupLimit:
+            self._refuse(peer, "lookup_limit", "too many unknown identities this second")
+            self._answer(peer, key, sip.response(request, 200))
+            self._send_mrs(request, peer, Mrs(mrq.ref, Snu.HOLD, "hold, resend later"))
+            return
         except Exception as exc:  # the store cannot be read now: the unit holds its alarm and resends
             log.error("scaip registry look-up failed", error_type=type(exc).__name__)
             self._answer(peer, key, sip.response(request, 200))
@@ -142,17 +151,22 @@ class ScaipFeature:
             metrics.ANSWERS.labels(str(int(mrs.snu))).inc()
             self._answer(peer, key, sip.response(request, 200, body=mrs.to_xml(), content_type=CONTENT_TYPE))
         else:
-            self._send_mrs(request, peer, mrs)
+            self._send_mrs(request, peer, mrs, known=True)
 
     def _answer(self, peer: Peer, key: tuple[str, str, str], response: bytes) -> None:
         if key in self._transactions:
             self._transactions[key] = response
         peer.send(response)
 
-    def _send_mrs(self, request: Request, peer: Peer, mrs: Mrs) -> None:
-        """The <mrs> as a MESSAGE of its own to the unit: its Contact, else its From."""
+    def _send_mrs(self, request: Request, peer: Peer, mrs: Mrs, *, known: bool = False) -> None:
+        """The <mrs> as a MESSAGE of its own to the unit: its Contact, else its From. Over UDP it is retransmitted
+        until answered only to a known unit: to anyone else it goes once (a forged source address must not make
+        the receiver send seven MESSAGEs for one datagram)."""
         metrics.ANSWERS.labels(str(int(mrs.snu))).inc()
-        contact = request.contact
+        try:
+            contact = request.contact
+        except ValueError:  # a Contact header that does not parse: From was checked when the request was read
+            contact = []
         target = str(contact[0].uri) if contact else str(request.from_address.uri)
         data, cseq = sip.message_request(
             target,
@@ -164,7 +178,7 @@ class ScaipFeature:
             body=mrs.to_xml(),
             content_type=CONTENT_TYPE,
         )
-        if peer.transport == "tcp":
+        if peer.transport == "tcp" or not known:
             if not peer.send(data):
                 metrics.MRS_UNDELIVERED.inc()
                 log.warning("scaip answer not sent: connection closed", peer=peer.label, ref=mrs.ref)

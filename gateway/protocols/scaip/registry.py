@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.models import Device
@@ -72,22 +72,23 @@ async def remove_unit(session: AsyncSession, unit_id: int) -> ScaipUnit:
     return unit
 
 
-async def find_unit(session: AsyncSession, cid: str, did: str | None, crd: str | None) -> ScaipUnit | None:
-    """The entry a request's identity maps to: the controller's device ``did`` first, then the controller's own
-    entry; None when there is none, or when its ``crd`` is set and the request's differs."""
-    rows = (
-        await session.scalars(
-            select(ScaipUnit).where(
-                ScaipUnit.cid == cid,
-                or_(ScaipUnit.did.is_(None), ScaipUnit.did == did) if did is not None else ScaipUnit.did.is_(None),
-            )
-        )
-    ).all()
-    rows = sorted(rows, key=lambda u: u.did is None)  # the device's own entry before the controller's
-    for unit in rows:
+async def units_of(session: AsyncSession, cid: str) -> list[ScaipUnit]:
+    """Every entry of one controller."""
+    return list((await session.scalars(select(ScaipUnit).where(ScaipUnit.cid == cid))).all())
+
+
+def pick(units: Sequence[ScaipUnit], did: str | None, crd: str | None) -> ScaipUnit | None:
+    """The entry a request's identity maps to among its controller's: the device ``did``'s own first, then the
+    controller's (no ``did``); None when there is none, or when its ``crd`` is set and the request's differs."""
+    candidates = [u for u in units if u.did is not None and u.did == did] + [u for u in units if u.did is None]
+    for unit in candidates:
         if unit.crd is None or unit.crd == crd:
             return unit
     return None
+
+
+async def find_unit(session: AsyncSession, cid: str, did: str | None, crd: str | None) -> ScaipUnit | None:
+    return pick(await units_of(session, cid), did, crd)
 
 
 async def controller_devices(session: AsyncSession, cid: str) -> list[str]:
