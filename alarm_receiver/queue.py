@@ -12,8 +12,7 @@ from sqlalchemy.orm import selectinload
 
 from alarm_receiver import metrics
 from alarm_receiver.clients.repository import client_for_device
-from alarm_receiver.models import AlarmEvent, DeviceNotice, QueueAlarm, QueueRepeat, User
-from alarm_receiver.repeats import Repeats, apply_repeats, batch_state, find_repeat_target
+from alarm_receiver.models import AlarmEvent, DeviceNotice, QueueAlarm, User
 from devices.types import TECHNICAL_ALARM_TYPES
 from trygg import audit
 from trygg.db import dialect_insert, utcnow
@@ -126,87 +125,17 @@ async def _log(
     )
 
 
-def _entry(
-    device_id: str, alarm_id: str, details: dict[str, object], actor: str, action: str, **extra: object
-) -> audit.Pending:
-    """:func:`_log`'s entry, for :func:`audit.append_many` (an intake batch writes its entries in one go)."""
-    client_ref = details.get("client_ref")
-    return audit.Pending(
-        actor=actor,
-        action=f"alarm.{action}",
-        client_ref=str(client_ref) if client_ref is not None else None,
-        subject=f"alarm:{device_id}/{alarm_id}",
-        details={k: v for k, v in extra.items() if v is not None},
-    )
-
-
 async def ingest(
     session: AsyncSession, items: Sequence[IntakeAlarm | IntakeCancel | IntakeResolve]
 ) -> tuple[list[IntakeResult], list[int]]:
-    """Store forwarded items once each. Returns per-item results and the ids of alarms that changed.
-
-    An alarm of the same type from a device that already has one open (not a test) is collapsed into that queue
-    item (issue 8): kept under its own key in ``queue_repeats``, counted on the item (``repeats``, ``last_repeat_at``,
-    its priority raised if the repeat's is higher) and listed in the item's history. A flood from one device is then
-    one line in the operators' queue, and other devices' alarms are not buried under it. What is already stored
-    and what is open is read once per batch (a few statements, not a round trip per item)."""
+    """Store forwarded items once each. Returns per-item results and the ids of alarms that changed."""
     insert = dialect_insert(session)
     results: list[IntakeResult] = []
-    changed: dict[int, None] = {}  # ordered, once each
+    changed: list[int] = []
     now = utcnow()
-    alarms = [item for item in items if isinstance(item, IntakeAlarm)]
-    known, open_items = await batch_state(session, alarms, [s.value for s in OPEN_STATES])
-    repeated: dict[int, Repeats] = {}
-    entries: list[audit.Pending] = []  # the supervision log's entries of this batch's alarms, written together
     for item in items:
         key = {"device_id": item.device_id, "alarm_id": item.alarm_id}
         if isinstance(item, IntakeAlarm):
-            if (item.device_id, item.alarm_id) in known:
-                results.append(IntakeResult(**key, result="duplicate"))
-                continue
-            known.add((item.device_id, item.alarm_id))
-            target = None if item.is_test else open_items.get((item.device_id, item.type))
-            if target is not None:
-                pk, state = target
-                repeats = repeated.setdefault(pk, Repeats())
-                repeats.add(item)
-                session.add(
-                    QueueRepeat(
-                        alarm_pk=pk,
-                        **key,
-                        priority=item.priority,
-                        device_ts=item.device_ts,
-                        stored_at=item.stored_at,
-                        received_at=now,
-                    )
-                )
-                session.add(
-                    AlarmEvent(
-                        alarm_pk=pk,
-                        actor="gateway",
-                        action="repeated",
-                        from_state=state,
-                        to_state=state,
-                        note=f"the same alarm again from the device: {item.alarm_id}",
-                        code="alarm.repeated",
-                        params={"alarm_id": item.alarm_id},
-                    )
-                )
-                entries.append(
-                    _entry(
-                        item.device_id,
-                        item.alarm_id,
-                        item.details,
-                        "gateway",
-                        "repeated",
-                        into=pk,
-                        type=item.type,
-                        priority=item.priority,
-                    )
-                )
-                results.append(IntakeResult(**key, result="created"))
-                changed[pk] = None
-                continue
             # The person behind the alarm (client register): the device's client now; none, or one without a
             # patrol area, is "routing missing" (technical alarms and installation tests go to no patrol).
             client = await client_for_device(session, item.device_id, item.details.get("client_ref"))
@@ -236,8 +165,6 @@ async def ingest(
             if pk is None:
                 results.append(IntakeResult(**key, result="duplicate"))
                 continue
-            if not item.is_test:
-                open_items[(item.device_id, item.type)] = (pk, State.NEW.value)
             session.add(
                 AlarmEvent(
                     alarm_pk=pk,
@@ -248,17 +175,16 @@ async def ingest(
                     params={},
                 )
             )
-            entries.append(
-                _entry(
-                    item.device_id,
-                    item.alarm_id,
-                    item.details,
-                    "gateway",
-                    "received",
-                    type=item.type,
-                    priority=item.priority,
-                    test=item.is_test or None,
-                )
+            await _log(
+                session,
+                item.device_id,
+                item.alarm_id,
+                item.details,
+                "gateway",
+                "received",
+                type=item.type,
+                priority=item.priority,
+                test=item.is_test or None,
             )
             if routing_missing:  # marked on the row (no history line: the alarm itself is as it came)
                 metrics.ROUTING_MISSING.labels("no_client" if client is None else "no_area").inc()
@@ -289,27 +215,16 @@ async def ingest(
                 )
                 session.add(DeviceNotice(device_id=item.device_id, alarm_id=item.alarm_id, status="acknowledged"))
             results.append(IntakeResult(**key, result="created"))
-            changed[pk] = None
-            continue
-        if repeated:  # a cancel or resolve may concern an item collapsed into above: count those first
-            await apply_repeats(session, repeated, now)
-            repeated = {}
-        await audit.append_many(session, entries)  # the log keeps the batch's order
-        entries = []
-        alarm = await _find(session, item.device_id, item.alarm_id)
-        repeat_of = None
-        if alarm is None:
-            alarm = await find_repeat_target(session, item.device_id, item.alarm_id)
-            repeat_of = alarm
-        if isinstance(item, IntakeResolve):
+            changed.append(pk)
+        elif isinstance(item, IntakeResolve):
+            alarm = await _find(session, item.device_id, item.alarm_id)
             if alarm is None:
                 results.append(IntakeResult(**key, result="unknown"))
             elif alarm.state not in OPEN_STATES:
                 results.append(IntakeResult(**key, result="not_open"))
             else:
                 # The gateway's outcome: English for API users, a code with parameters for the console (an older
-                # gateway sends no code: the console then shows the English it has). A resolution of an alarm that
-                # was collapsed into an item resolves the item: the gateway says the condition is over.
+                # gateway sends no code: the console then shows the English it has).
                 params = _params(outcome_code=item.code, **(item.params or {}))
                 _event(
                     alarm,
@@ -329,26 +244,12 @@ async def ingest(
                 alarm.outcome_code = item.code
                 alarm.outcome_params = dict(item.params or {}) if item.code else None
                 alarm.updated_at = now
-                open_items.pop((alarm.device_id, alarm.type), None)
                 results.append(IntakeResult(**key, result="resolved"))
-                changed[alarm.id] = None
+                changed.append(alarm.id)
         else:
+            alarm = await _find(session, item.device_id, item.alarm_id)
             if alarm is None:
                 results.append(IntakeResult(**key, result="unknown"))
-            elif repeat_of is not None:
-                # A repeat cancelled on the device: said in the item's history; the item itself stays as it is.
-                _event(
-                    alarm,
-                    f"device:{item.device_id}",
-                    "repeat_cancelled",
-                    alarm.state,
-                    alarm.state,
-                    f"the device cancelled its repeat {item.alarm_id}",
-                    "alarm.repeat_cancelled",
-                    {"alarm_id": item.alarm_id},
-                )
-                results.append(IntakeResult(**key, result="cancelled"))
-                changed[alarm.id] = None
             elif alarm.state == State.CANCELLED:
                 results.append(IntakeResult(**key, result="cancelled"))
             elif State(alarm.state) not in TRANSITIONS[Action.CANCEL][0]:
@@ -363,7 +264,7 @@ async def ingest(
                     "alarm.cancel_refused",
                 )
                 results.append(IntakeResult(**key, result="not_cancellable"))
-                changed[alarm.id] = None
+                changed.append(alarm.id)
             else:
                 _event(
                     alarm,
@@ -376,13 +277,10 @@ async def ingest(
                 )
                 alarm.state = State.CANCELLED.value
                 alarm.updated_at = now
-                open_items.pop((alarm.device_id, alarm.type), None)
                 results.append(IntakeResult(**key, result="cancelled"))
-                changed[alarm.id] = None
-    await apply_repeats(session, repeated, now)
-    await audit.append_many(session, entries)
+                changed.append(alarm.id)
     await session.flush()
-    return results, list(changed)
+    return results, changed
 
 
 async def _find(session: AsyncSession, device_id: str, alarm_id: str) -> QueueAlarm | None:
