@@ -39,7 +39,9 @@ def test_every_key_size_round_trips_and_a_wrong_key_is_refused(bits: int) -> Non
     assert isinstance(message, Message)
     assert message.content == "#ABC123|Nri1/FA501" and message.timestamp == NOW
     wrong = open_frame(frame, bytes(reversed(key)))
-    assert isinstance(wrong, FrameError) and wrong.answer is Answer.DUH and wrong.code == "decrypt"
+    # a wrong key gives random bytes: unreadable ("decrypt") or, now and then, readable text that is no DC-09
+    # content ("format"); either way the unit is told DUH and nothing is stored
+    assert isinstance(wrong, FrameError) and wrong.answer is Answer.DUH and wrong.code in ("decrypt", "format")
     assert isinstance(open_frame(frame, None), FrameError)
 
 

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from alembic import command
+from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -33,6 +34,10 @@ def _to(chain: Chain, revision: str, *, down: bool = False) -> Callable[[Connect
             command.upgrade(cfg, revision)
 
     return run
+
+
+def _head(chain: Chain) -> str:
+    return str(ScriptDirectory.from_config(alembic_config(chain)).get_current_head())
 
 
 def _columns(table: str) -> Callable[[Connection], list[str]]:
@@ -82,7 +87,7 @@ async def test_r0002_applies_over_old_rows_and_downgrades(db_url: str) -> None:
         )
         await migrate_receiver(engine)  # adopted at r0001, then r0002
         async with engine.begin() as conn:
-            assert await conn.run_sync(_version(RECEIVER_CHAIN)) == "r0002"
+            assert await conn.run_sync(_version(RECEIVER_CHAIN)) == _head(RECEIVER_CHAIN)  # r0002 and what came after
             row = (await conn.execute(sa.text("SELECT note, code, params FROM alarm_events"))).one()
             assert row == ("assigned to pat: nyckel", None, None)  # old rows keep their English, no code
             alarm = (
@@ -125,7 +130,7 @@ async def test_g0002_applies_over_old_rows_and_downgrades(db_url: str) -> None:
         )
         await migrate_gateway(engine)  # adopted at g0001, then g0002 (and g0003, issue 8's, after it)
         async with engine.begin() as conn:
-            assert await conn.run_sync(_version(GATEWAY_CHAIN)) == "g0003"
+            assert await conn.run_sync(_version(GATEWAY_CHAIN)) == _head(GATEWAY_CHAIN)  # g0002 and what came after
             health = (await conn.execute(sa.text("SELECT mains, has_mains FROM device_health"))).one()
             assert health == (False, None)  # not reported yet: the next heartbeat says
             test = (await conn.execute(sa.text("SELECT detail, detail_code FROM install_tests"))).one()

@@ -183,9 +183,13 @@ def test_the_console_translates_every_code_the_services_use() -> None:
                 position = {"refused": 2, "set_state": 5, "log_by": 2}.get(name)
                 if position is not None and len(node.args) > position and isinstance(node.args[position], ast.Constant):
                     actions.add(str(node.args[position].value))
-    js = (root / "alarm_receiver" / "console" / "static" / "messages.js").read_text(encoding="utf-8")
+    static = root / "alarm_receiver" / "console" / "static"
+    js = (static / "messages.js").read_text(encoding="utf-8")
     sv, en = js.split("\n  en: {", 1)
-    for language, text in (("sv", sv), ("en", en)):
+    # the client register's codes live in its own module (static/clients_i18n.js: ``codes``, sv then en)
+    clients_codes = (static / "clients_i18n.js").read_text(encoding="utf-8").split("const codes = {", 1)[1]
+    clients_sv, clients_en = clients_codes.split("\n  en: {", 1)
+    for language, text in (("sv", sv + clients_sv), ("en", en + clients_en)):
         known = set(re.findall(r'"([a-z_]+\.[a-z_]+)":', text))
         assert (found - actions) - known == set(), language
     assert {"alarm.assigned", "request.invalid", "device.silent", "outcome.seen_ok"} <= found
