@@ -191,5 +191,8 @@ def test_the_console_translates_every_code_the_services_use() -> None:
     clients_sv, clients_en = clients_codes.split("\n  en: {", 1)
     for language, text in (("sv", sv + clients_sv), ("en", en + clients_en)):
         known = set(re.findall(r'"([a-z_]+\.[a-z_]+)":', text))
-        assert (found - actions) - known == set(), language
+        missing = (found - actions) - known
+        # a code built in an f-string (``f"alarm.lock_{state}"``) is found as its prefix: known keys must extend it
+        missing = {c for c in missing if not (c.endswith("_") and any(k.startswith(c) for k in known))}
+        assert missing == set(), language
     assert {"alarm.assigned", "request.invalid", "device.silent", "outcome.seen_ok"} <= found
