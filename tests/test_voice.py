@@ -180,8 +180,13 @@ async def test_unit_calls_operator_answers_both_hear_and_nothing_is_recorded(rig
         # the unit does not hear its own tone, the operator not their own: the relay crosses the directions
         assert unit_call.heard.ratio(UNIT_HZ) < unit_call.heard.ratio(OPERATOR_HZ) / 10
         assert op.heard.ratio(OPERATOR_HZ) < op.heard.ratio(UNIT_HZ) / 10
-        to_op, to_unit = rig.relay.relayed_frames(call["call_id"])
-        assert to_op > 5 and to_unit > 5
+
+        # the relay keeps relaying while the call lasts (counted, not recorded)
+        async def relaying() -> bool:
+            to_op, to_unit = rig.relay.relayed_frames(call["call_id"])
+            return to_op > 5 and to_unit > 5
+
+        assert await eventually(relaying, timeout=10, interval=0.1), rig.relay.relayed_frames(call["call_id"])
 
         async with await rig.http("op") as http:
             r = await http.post(f"/gw/api/v1/voice/calls/{call['call_id']}/end")
