@@ -93,6 +93,7 @@ def create_app(settings: Settings, gateway: Gateway | None = None, *, routers: S
         return {
             "status": "ok" if connected else "degraded",
             "mqtt_connected": connected,
+            "brokers_connected": gw.core.brokers_connected,
             "receiver_reachable": gw.forwarder.receiver_reachable,
         }
 
