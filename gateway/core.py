@@ -28,6 +28,7 @@ from devices import AlarmCancel, AlarmMessage, AlarmType, DeviceStatus, DeviceTo
 from gateway import dead_letters, metrics
 from gateway.db import migrate
 from gateway.dispatch import Dispatcher
+from gateway.floods import FloodWatch
 from gateway.forwarder import Forwarder
 from gateway.install_tests import InstallTests
 from gateway.intake import IntakeItem, IntakeWriter, Resolution, letter_item
@@ -96,6 +97,7 @@ class GatewayCore:
             timeout_s=settings.forward_timeout_s,
             verify=client_tls(settings),
         )
+        self.floods = FloodWatch(settings.device_alarm_rate_limit, settings.device_alarm_rate_window_s)
         self._install_tests = InstallTests(self._sessions)
         self._stored: list[StoredListener] = [self._install_tests.alarm_stored]
         self._delivered_to: list[DeliveredListener] = [self._install_tests.alarm_delivered]
@@ -182,6 +184,7 @@ class GatewayCore:
         outcome = await self.writer.submit(IntakeItem(device_id, message, is_test=is_test, received=received))
         if outcome is Outcome.STORED:
             metrics.ALARMS_STORED.inc()
+            self.floods.alarm(device_id)
             log.info("alarm stored", device_id=device_id, alarm_id=message.alarm_id)
             for listener in self._stored:
                 self._call(listener, device_id, message.alarm_id, is_test)

@@ -220,6 +220,13 @@ class Settings(BaseSettings):
     lock_grant_public_keys: list[str] = []
     lock_grant_ttl_s: float = Field(900.0, gt=0, le=3600)  # a grant is good for 15 min
     lock_relock_after_s: float = Field(30.0, gt=0, le=600)  # the unlock command asks the lock to relock after
+    # --- health and floods (issue 8: /health answers 503 for a failing store, a stalled session, an old backlog)
+    health_store_probe_s: float = Field(10.0, gt=0)
+    health_store_timeout_s: float = Field(3.0, gt=0)
+    health_mqtt_stall_s: float = Field(30.0, gt=0)
+    health_backlog_max_s: float = Field(60.0, gt=0)
+    device_alarm_rate_limit: int = Field(30, ge=1)
+    device_alarm_rate_window_s: float = Field(60.0, gt=0)
 
     @model_validator(mode="after")
     def _consistent(self) -> "Settings":
