@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any, cast
 
-from sqlalchemy import case, select, update
+from sqlalchemy import Table, case, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -125,6 +127,14 @@ async def _log(
     )
 
 
+@functools.cache
+def _insert_alarm(insert: Any) -> Any:
+    """INSERT ... ON CONFLICT DO NOTHING RETURNING id of a queue item, built once per dialect and executed with the
+    item's values as parameters: a Core statement SQLAlchemy compiles once, not an ORM statement built per alarm."""
+    table = cast(Table, QueueAlarm.__table__)
+    return insert(table).on_conflict_do_nothing(index_elements=["device_id", "alarm_id"]).returning(table.c.id)
+
+
 async def ingest(
     session: AsyncSession, items: Sequence[IntakeAlarm | IntakeCancel | IntakeResolve]
 ) -> tuple[list[IntakeResult], list[int]]:
@@ -143,8 +153,8 @@ async def ingest(
                 not item.is_test and item.type not in TECHNICAL_ALARM_TYPES and (client is None or not client.area)
             )
             pk = await session.scalar(
-                insert(QueueAlarm)
-                .values(
+                _insert_alarm(insert),
+                dict(
                     **key,
                     type=item.type,
                     priority=item.priority,
@@ -158,9 +168,7 @@ async def ingest(
                     details=item.details,
                     client_id=client.id if client is not None else None,
                     routing_missing=routing_missing,
-                )
-                .on_conflict_do_nothing(index_elements=["device_id", "alarm_id"])
-                .returning(QueueAlarm.id)
+                ),
             )
             if pk is None:
                 results.append(IntakeResult(**key, result="duplicate"))
