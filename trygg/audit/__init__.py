@@ -23,7 +23,7 @@ from typing import Any
 
 from sqlalchemy import event, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, SessionTransaction
 
 from trygg.audit.models import LogEntry
 from trygg.db import utcnow
@@ -40,8 +40,9 @@ _CHAIN_END = "trygg.audit.chain_end"
 
 
 @event.listens_for(Session, "after_transaction_end")
-def _forget_on_transaction_end(session: Session, _transaction: Any) -> None:
-    session.info.pop(_CHAIN_END, None)
+def _forget_on_transaction_end(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is None or transaction.nested:  # not a flush's own inner transaction
+        session.info.pop(_CHAIN_END, None)
 
 
 @event.listens_for(Session, "transient_to_pending")
