@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from alarm_receiver import metrics
-from alarm_receiver.clients.repository import client_for_device
+from alarm_receiver.clients.repository import clients_for_devices
 from alarm_receiver.models import AlarmEvent, DeviceNotice, QueueAlarm, User
 from devices.types import TECHNICAL_ALARM_TYPES
 from trygg import audit
@@ -135,6 +135,12 @@ def _insert_alarm(insert: Any) -> Any:
     return insert(table).on_conflict_do_nothing(index_elements=["device_id", "alarm_id"]).returning(table.c.id)
 
 
+def _client_ref(item: IntakeAlarm) -> str | None:
+    """The client reference the gateway's registry gave the alarm, if it is one."""
+    ref = item.details.get("client_ref")
+    return ref if isinstance(ref, str) and ref else None
+
+
 async def ingest(
     session: AsyncSession, items: Sequence[IntakeAlarm | IntakeCancel | IntakeResolve]
 ) -> tuple[list[IntakeResult], list[int]]:
@@ -143,12 +149,15 @@ async def ingest(
     results: list[IntakeResult] = []
     changed: list[int] = []
     now = utcnow()
+    clients = await clients_for_devices(  # whose each alarm is: read once for the batch
+        session, ((i.device_id, _client_ref(i)) for i in items if isinstance(i, IntakeAlarm))
+    )
     for item in items:
         key = {"device_id": item.device_id, "alarm_id": item.alarm_id}
         if isinstance(item, IntakeAlarm):
             # The person behind the alarm (client register): the device's client now; none, or one without a
             # patrol area, is "routing missing" (technical alarms and installation tests go to no patrol).
-            client = await client_for_device(session, item.device_id, item.details.get("client_ref"))
+            client = clients[(item.device_id, _client_ref(item))]
             routing_missing = (
                 not item.is_test and item.type not in TECHNICAL_ALARM_TYPES and (client is None or not client.area)
             )
