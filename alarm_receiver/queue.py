@@ -161,7 +161,9 @@ async def ingest(
             routing_missing = (
                 not item.is_test and item.type not in TECHNICAL_ALARM_TYPES and (client is None or not client.area)
             )
-            pk = await session.scalar(
+            # On the session's connection, not through the session: no autoflush per alarm, so the batch's history
+            # lines and log entries are written together at the next flush (nothing here reads them before).
+            pk = await (await session.connection()).scalar(
                 _insert_alarm(insert),
                 dict(
                     **key,
