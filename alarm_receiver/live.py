@@ -7,6 +7,7 @@ session at once (logout), with a last ``session_ended`` event that carries the r
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import structlog
@@ -36,7 +37,8 @@ class LiveFeed:
         return len(self._subscribers)
 
     def publish(self, event: str, data: dict[str, Any]) -> None:
-        message = {"event": event, "data": data}
+        # encoded once here, not once per subscriber (every console on the feed gets the same text)
+        message = {"event": event, "data": data, "text": json.dumps(data)}
         for q in list(self._subscribers):
             try:
                 q.put_nowait(message)

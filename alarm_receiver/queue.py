@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any, cast
 
-from sqlalchemy import case, select, update
+from sqlalchemy import Table, case, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from alarm_receiver import metrics
-from alarm_receiver.clients.models import Client
-from alarm_receiver.clients.repository import client_for_device
+from alarm_receiver.clients.repository import clients_for_devices
 from alarm_receiver.models import AlarmEvent, DeviceNotice, QueueAlarm, QueueRepeat, User
 from alarm_receiver.repeats import (
     Repeats,
@@ -148,6 +149,20 @@ def _entry(
     )
 
 
+@functools.cache
+def _insert_alarm(insert: Any) -> Any:
+    """INSERT ... ON CONFLICT DO NOTHING RETURNING id of a queue item, built once per dialect and executed with the
+    item's values as parameters: a Core statement SQLAlchemy compiles once, not an ORM statement built per alarm."""
+    table = cast(Table, QueueAlarm.__table__)
+    return insert(table).on_conflict_do_nothing(index_elements=["device_id", "alarm_id"]).returning(table.c.id)
+
+
+def _client_ref(item: IntakeAlarm) -> str | None:
+    """The client reference the gateway's registry gave the alarm, if it is one."""
+    ref = item.details.get("client_ref")
+    return ref if isinstance(ref, str) and ref else None
+
+
 async def ingest(
     session: AsyncSession, items: Sequence[IntakeAlarm | IntakeCancel | IntakeResolve]
 ) -> tuple[list[IntakeResult], list[int]]:
@@ -165,7 +180,9 @@ async def ingest(
     now = utcnow()
     alarms = [item for item in items if isinstance(item, IntakeAlarm)]
     known, open_items = await batch_state(session, alarms, [s.value for s in OPEN_STATES])
-    clients: dict[tuple[str, str | None], Client | None] = {}  # a device's client, read once per batch
+    clients = await clients_for_devices(  # whose each alarm is: read once for the batch
+        session, ((i.device_id, _client_ref(i)) for i in alarms)
+    )
     repeated: dict[int, Repeats] = {}
     entries: list[audit.Pending] = []  # the supervision log's entries of this batch's alarms, written together
     for item in items:
@@ -177,11 +194,7 @@ async def ingest(
             known.add((item.device_id, item.alarm_id))
             # The person behind the alarm (client register): the device's client now; none, or one without a
             # patrol area, is "routing missing" (technical alarms and installation tests go to no patrol).
-            ref = item.details.get("client_ref")
-            client_key = (item.device_id, ref if isinstance(ref, str) else None)
-            if client_key not in clients:
-                clients[client_key] = await client_for_device(session, item.device_id, client_key[1])
-            client = clients[client_key]
+            client = clients[(item.device_id, _client_ref(item))]
             client_id = client.id if client is not None else None
             target = None if item.is_test else open_items.get((item.device_id, item.type, client_id))
             if target is not None:
@@ -194,9 +207,11 @@ async def ingest(
             routing_missing = (
                 not item.is_test and item.type not in TECHNICAL_ALARM_TYPES and (client is None or not client.area)
             )
-            pk = await session.scalar(
-                insert(QueueAlarm)
-                .values(
+            # On the session's connection, not through the session: no autoflush per alarm, so the batch's history
+            # lines and log entries are written together at the next flush (nothing here reads them before).
+            pk = await (await session.connection()).scalar(
+                _insert_alarm(insert),
+                dict(
                     **key,
                     type=item.type,
                     priority=item.priority,
@@ -210,9 +225,7 @@ async def ingest(
                     details=item.details,
                     client_id=client_id,
                     routing_missing=routing_missing,
-                )
-                .on_conflict_do_nothing(index_elements=["device_id", "alarm_id"])
-                .returning(QueueAlarm.id)
+                ),
             )
             if pk is None:
                 results.append(IntakeResult(**key, result="duplicate"))

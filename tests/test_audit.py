@@ -6,7 +6,7 @@ import asyncio
 from datetime import timedelta
 from pathlib import Path
 
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from trygg import audit
 from trygg.audit.migrations import AUDIT_CHAIN
@@ -47,6 +47,36 @@ async def _exercise(url: str) -> None:
         await asyncio.gather(*(one(i) for i in range(10)))
         async with sessions.begin() as s:
             assert (await audit.verify(s)).entries == 15
+
+        # Many appends in one transaction read the chain's end once (issue 8, CPU); a savepoint rolled back and an
+        # entry added by someone else in between still leave one unbroken chain.
+        reads: list[str] = []
+
+        def count_reads(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+            if statement.lstrip().upper().startswith("SELECT") and "supervision_log" in statement:
+                reads.append(statement)
+
+        event.listen(engine.sync_engine, "before_cursor_execute", count_reads)
+        async with sessions.begin() as s:
+            for i in range(50):
+                await audit.append(s, actor="gateway", action="alarm.received", subject=f"alarm:d/{i}")
+                if i % 10 == 0:
+                    await s.flush()  # as the other statements of an intake batch do between its appends
+        event.remove(engine.sync_engine, "before_cursor_execute", count_reads)
+        assert len(reads) == 1
+        async with sessions.begin() as s:
+            await audit.append(s, actor="gw", action="x", subject="kept-1")
+            savepoint = await s.begin_nested()
+            await audit.append(s, actor="gw", action="x", subject="rolled-back")
+            await savepoint.rollback()
+            await audit.append(s, actor="gw", action="x", subject="kept-2")
+            last = await s.get(audit.Entry, 15 + 50 + 2)
+            assert last is not None and last.subject == "kept-2"
+            s.add(audit.Entry(id=0, at=utcnow(), actor="x", action="x", details={}, prev_hash="x", hash="x"))
+            s.expunge_all()  # added and dropped again: the next append reads the chain's end
+            await audit.append(s, actor="gw", action="x", subject="kept-3")
+        async with sessions.begin() as s:
+            assert (await audit.verify(s)) == audit.VerifyResult(ok=True, entries=15 + 50 + 3)
 
         # Tampering with entry 3 directly in SQL: verify names it.
         async with engine.begin() as conn:

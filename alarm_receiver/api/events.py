@@ -45,7 +45,7 @@ async def events(request: Request, receiver: ReceiverDep, user: QueueReader) -> 
                 data = message["data"]
                 if message["event"] == "alarm" and patrol is not None and data.get("assigned_to") != patrol:
                     continue
-                yield {"event": message["event"], "data": json.dumps(data)}
+                yield {"event": message["event"], "data": message.get("text") or json.dumps(data)}
         finally:
             receiver.live.unsubscribe(q)
             metrics.LIVE_SUBSCRIBERS.set(receiver.live.subscriber_count)

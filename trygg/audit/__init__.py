@@ -21,8 +21,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import event, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session, SessionTransaction
 
 from trygg.audit.models import LogEntry
 from trygg.db import utcnow
@@ -34,6 +35,20 @@ GENESIS = "0" * 64
 # pg_advisory_xact_lock key: "trygg-supervision-log" folded into a signed 64-bit integer.
 _PG_LOCK_KEY = int.from_bytes(hashlib.sha256(b"trygg-supervision-log").digest()[:8], "big", signed=True)
 _VERIFY_BATCH = 1000
+# session.info key: (id, hash) of the entry this session's transaction appended last (see append)
+_CHAIN_END = "trygg.audit.chain_end"
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _forget_on_transaction_end(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is None or transaction.nested:  # not a flush's own inner transaction
+        session.info.pop(_CHAIN_END, None)
+
+
+@event.listens_for(Session, "transient_to_pending")
+def _forget_on_add(session: Session, instance: object) -> None:
+    if isinstance(instance, LogEntry):  # an entry not added by append (it re-reads the chain's end next time)
+        session.info.pop(_CHAIN_END, None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,11 +104,22 @@ async def append(
     details: dict[str, Any] | None = None,
     at: datetime | None = None,
 ) -> LogEntry:
-    """Add one entry at the end of the chain, in the caller's transaction (flushed, not committed)."""
-    if session.get_bind().dialect.name == "postgresql":
-        await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
-    last = (await session.execute(select(LogEntry.id, LogEntry.hash).order_by(LogEntry.id.desc()).limit(1))).first()
-    entry_id, prev = (last[0] + 1, last[1]) if last is not None else (1, GENESIS)
+    """Add one entry at the end of the chain, in the caller's transaction (written with its next flush).
+
+    The chain's end is read once per transaction: each append remembers the entry it added, and the next append in
+    the same transaction links to it without reading the table again (an intake batch of hundreds of alarms is one
+    read, and its entries are written together at the flush). That is safe because the chain cannot move under the
+    transaction once it has appended: on PostgreSQL the advisory lock is held until the transaction ends, on SQLite
+    the transaction's write holds the database's only write lock. The remembered end is dropped when any transaction
+    of the session ends (commit, rollback, a savepoint's end) and when anyone else adds an entry to the session."""
+    info = session.sync_session.info
+    end: tuple[int, str] | None = info.get(_CHAIN_END)
+    if end is None:
+        if session.get_bind().dialect.name == "postgresql":
+            await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
+        last = (await session.execute(select(LogEntry.id, LogEntry.hash).order_by(LogEntry.id.desc()).limit(1))).first()
+        end = (last[0], last[1]) if last is not None else (0, GENESIS)
+    entry_id, prev = end[0] + 1, end[1]
     when = (at or utcnow()).astimezone(UTC)
     plain = _plain(details)
     fields: dict[str, Any] = {
@@ -107,8 +133,8 @@ async def append(
         "prev_hash": prev,
     }
     entry = LogEntry(**fields, hash=entry_hash(**fields))
-    session.add(entry)
-    await session.flush()
+    session.add(entry)  # drops the remembered end (_forget_on_add): set again just below, to this entry
+    info[_CHAIN_END] = (entry_id, entry.hash)
     return entry
 
 
