@@ -83,6 +83,7 @@ async def check(core: GatewayCore) -> Health:
         problems,
         {
             "mqtt_connected": connected,
+            "brokers_connected": core.brokers_connected,
             "receiver_reachable": core.forwarder.receiver_reachable,
             "backlog_age_s": round(backlog_age, 1),
             "mqtt_pending": pending,

@@ -29,7 +29,7 @@ from typing import Any
 
 import structlog
 from sqlalchemy import exc as sa_exc
-from sqlalchemy import select, update
+from sqlalchemy import select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from devices import DEFAULT_PRIORITY, AlarmCancel, AlarmMessage, effective_priority
@@ -40,6 +40,9 @@ from trygg.db import dialect_insert, utcnow
 from trygg.loops import Backoff
 
 log = structlog.get_logger(__name__)
+# Rows per multi-row INSERT: 8 columns each stays far below the bound parameters SQLite (32,766) and PostgreSQL
+# (32,767) take in one statement, whatever intake_batch_max is set to.
+_ROWS_PER_STATEMENT = 500
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -89,7 +92,6 @@ async def store_batch(
     session: AsyncSession, items: Sequence[IntakeItem], bounds: dead_letters.Bounds | None = None
 ) -> list[Outcome]:
     """Store a batch inside the caller's transaction; returns one outcome per item, in order."""
-    insert = dialect_insert(session)
     letters = [item.message.letter for item in items if isinstance(item.message, _LetterMessage)]
     if letters:
         bounds = bounds or dead_letters.Bounds()
@@ -109,8 +111,17 @@ async def store_batch(
         for device_id, _, client_ref, area in found
     }
     outcomes: list[Outcome] = []
+    run: list[tuple[int, IntakeItem, AlarmMessage]] = []  # consecutive alarms: stored with one statement
     for item in items:
-        if isinstance(item.message, _LetterMessage):
+        msg = item.message
+        if isinstance(msg, AlarmMessage) and item.device_id in known and known[item.device_id] is None:
+            run.append((len(outcomes), item, msg))
+            outcomes.append(Outcome.STORED)  # settled by _store_alarms below
+            continue
+        if run:  # a cancel or resolution after alarms of this batch sees them stored, as one by one would
+            await _store_alarms(session, run, registry, outcomes)
+            run = []
+        if isinstance(msg, _LetterMessage):
             outcomes.append(Outcome.DEAD_LETTERED)
             continue
         if item.device_id not in known:
@@ -119,40 +130,7 @@ async def store_batch(
         if known[item.device_id] is not None:
             outcomes.append(Outcome.RETIRED_DEVICE)
             continue
-        msg = item.message
-        if isinstance(msg, AlarmMessage):
-            priority, payload = _filed(item, msg)
-            payload.update(registry.get(item.device_id, {}))
-            result = await session.execute(
-                insert(StoredAlarm)
-                .values(
-                    device_id=item.device_id,
-                    alarm_id=msg.alarm_id,
-                    type=msg.type.value,
-                    priority=priority,
-                    device_ts=msg.ts,
-                    stored_at=item.received_at,
-                    payload=payload,
-                    is_test=item.is_test,
-                )
-                .on_conflict_do_nothing(index_elements=["device_id", "alarm_id"])
-            )
-            if result.rowcount == 1:  # type: ignore[attr-defined]
-                session.add(OutboxRow(kind="alarm", device_id=item.device_id, alarm_id=msg.alarm_id))
-                outcomes.append(Outcome.STORED)
-            else:
-                # A resend carries the same type and timestamp; anything else reuses an id for a new alarm,
-                # which must not be swallowed as a duplicate.
-                stored = (
-                    await session.execute(
-                        select(StoredAlarm.type, StoredAlarm.device_ts).where(
-                            StoredAlarm.device_id == item.device_id, StoredAlarm.alarm_id == msg.alarm_id
-                        )
-                    )
-                ).one()
-                same = stored.type == msg.type.value and stored.device_ts == msg.ts
-                outcomes.append(Outcome.DUPLICATE if same else Outcome.ALARM_ID_REUSED)
-        elif isinstance(msg, Resolution):
+        if isinstance(msg, Resolution):
             outcomes.append(await _resolve(session, item.device_id, msg, item.received_at))
         else:
             exists = await session.scalar(
@@ -172,8 +150,76 @@ async def store_batch(
                 )
                 session.add(OutboxRow(kind="cancel", device_id=item.device_id, alarm_id=msg.alarm_id))
                 outcomes.append(Outcome.CANCELLED)
+    if run:
+        await _store_alarms(session, run, registry, outcomes)
     await session.flush()
     return outcomes
+
+
+async def _store_alarms(
+    session: AsyncSession,
+    run: Sequence[tuple[int, IntakeItem, AlarmMessage]],
+    registry: dict[str, dict[str, Any]],
+    outcomes: list[Outcome],
+) -> None:
+    """Alarms of known, active devices that came one after another: one INSERT for all of them (ON CONFLICT DO
+    NOTHING, RETURNING the keys it stored) and one for their outbox rows, in arrival order, instead of two
+    statements per alarm. A key already stored, or twice in this run, is a resend (same type and timestamp) or an
+    id reused for a new alarm; its outcome is set in ``outcomes`` at the item's position."""
+    insert = dialect_insert(session)
+    first: dict[tuple[str, str], AlarmMessage] = {}  # each key's first alarm in this run: the one inserted
+    rows: list[dict[str, Any]] = []
+    for _, item, msg in run:
+        key = (item.device_id, msg.alarm_id)
+        if key in first:
+            continue
+        first[key] = msg
+        priority, payload = _filed(item, msg)
+        payload.update(registry.get(item.device_id, {}))
+        rows.append(
+            {
+                "device_id": item.device_id,
+                "alarm_id": msg.alarm_id,
+                "type": msg.type.value,
+                "priority": priority,
+                "device_ts": msg.ts,
+                "stored_at": item.received_at,
+                "payload": payload,
+                "is_test": item.is_test,
+            }
+        )
+    created: set[tuple[str, str]] = set()
+    for start in range(0, len(rows), _ROWS_PER_STATEMENT):
+        result = await session.execute(
+            insert(StoredAlarm)
+            .values(rows[start : start + _ROWS_PER_STATEMENT])
+            .on_conflict_do_nothing(index_elements=["device_id", "alarm_id"])
+            .returning(StoredAlarm.device_id, StoredAlarm.alarm_id)
+        )
+        created.update((device_id, alarm_id) for device_id, alarm_id in result.all())
+    existing: dict[tuple[str, str], tuple[str, datetime]] = {}
+    if len(created) < len(first):  # resends: what is stored under their keys decides duplicate or reused
+        stored = await session.execute(
+            select(StoredAlarm.device_id, StoredAlarm.alarm_id, StoredAlarm.type, StoredAlarm.device_ts).where(
+                tuple_(StoredAlarm.device_id, StoredAlarm.alarm_id).in_([k for k in first if k not in created])
+            )
+        )
+        existing = {(d, a): (t, ts) for d, a, t, ts in stored.all()}
+    outbox: list[dict[str, Any]] = []
+    for position, item, msg in run:
+        key = (item.device_id, msg.alarm_id)
+        if key in created:
+            created.discard(key)  # the first with this key is new; a second one in the run is its resend
+            outbox.append({"kind": "alarm", "device_id": item.device_id, "alarm_id": msg.alarm_id})
+            outcomes[position] = Outcome.STORED
+            continue
+        # A resend carries the same type and timestamp; anything else reuses an id for a new alarm, which must
+        # not be swallowed as a duplicate.
+        type_, ts = existing.get(key) or (first[key].type.value, first[key].ts)
+        same = type_ == msg.type.value and ts == msg.ts
+        outcomes[position] = Outcome.DUPLICATE if same else Outcome.ALARM_ID_REUSED
+    for start in range(0, len(outbox), _ROWS_PER_STATEMENT):
+        await session.execute(insert(OutboxRow).values(outbox[start : start + _ROWS_PER_STATEMENT]))
 
 
 def _filed(item: IntakeItem, msg: AlarmMessage) -> tuple[int, dict[str, Any]]:

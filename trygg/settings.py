@@ -174,6 +174,9 @@ class Settings(BaseSettings):
     heartbeat_share_flush_s: float = Field(1.0, gt=0, le=60)
     # MQTT 5 shared subscription group for the device topics ("$share/<group>/..."); unset: plain subscriptions.
     mqtt_shared_group: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    # A second, independent broker the gateway subscribes to as well (devices fail over to it): its own sessions
+    # and shared subscription group; an ack goes back on the broker its alarm came from. Unset: one broker.
+    mqtt_second_url: str | None = None
 
     # --- SCAIP receiver (gateway/protocols/scaip/, docs/protocols-scaip.md)
     # Off unless a port is set; 0 takes a free port for each transport (tests, the demo). Standard SIP: 5060.
