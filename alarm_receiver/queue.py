@@ -23,7 +23,7 @@ from alarm_receiver.repeats import (
     standing_repeat_ids,
     standing_repeats,
 )
-from devices.types import TECHNICAL_ALARM_TYPES
+from devices.types import TASK_TYPES, TECHNICAL_ALARM_TYPES
 from trygg import audit
 from trygg.db import dialect_insert, utcnow
 from trygg.errors import CodedError
@@ -172,7 +172,8 @@ async def ingest(
     into that queue item (issue 8): kept under its own key in ``queue_repeats``, counted on the item (``repeats``,
     ``last_repeat_at``, its priority raised if the repeat's is higher) and listed in the item's history. A flood from
     one device is then one line in the operators' queue, and other devices' alarms are not buried under it. A device
-    that moved to another client starts a new item (another person, another address). What is already stored and
+    that moved to another client starts a new item (another person, another address); tasks the gateway sets (check-in
+    due, patrol visit) are never collapsed: each is its own check-in's work. What is already stored and
     what is open is read once per batch (a few statements, not a round trip per item)."""
     insert = dialect_insert(session)
     results: list[IntakeResult] = []
@@ -196,7 +197,8 @@ async def ingest(
             # patrol area, is "routing missing" (technical alarms and installation tests go to no patrol).
             client = clients[(item.device_id, _client_ref(item))]
             client_id = client.id if client is not None else None
-            target = None if item.is_test else open_items.get((item.device_id, item.type, client_id))
+            collapsible = not item.is_test and item.type not in TASK_TYPES  # a task has its own check-in
+            target = open_items.get((item.device_id, item.type, client_id)) if collapsible else None
             if target is not None:
                 pk, state = target
                 repeated.setdefault(pk, Repeats()).add(item)
@@ -230,7 +232,7 @@ async def ingest(
             if pk is None:
                 results.append(IntakeResult(**key, result="duplicate"))
                 continue
-            if not item.is_test:
+            if collapsible:
                 open_items[(item.device_id, item.type, client_id)] = (pk, State.NEW.value)
             session.add(
                 AlarmEvent(

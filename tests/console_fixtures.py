@@ -219,7 +219,15 @@ async def inject(system: ConsoleSystem, alarm_id: str, **fields: object) -> int:
         r.raise_for_status()
     async with await system.http("op") as http:
         rows = (await http.get("/api/v1/alarms", params={"all_states": "true", "limit": 5000})).json()
-    return int(next(a["id"] for a in rows if a["alarm_id"] == alarm_id and a["device_id"] == item["device_id"]))
+        mine = [a for a in rows if a["device_id"] == item["device_id"]]
+        own = next((a["id"] for a in mine if a["alarm_id"] == alarm_id), None)
+        if own is not None:
+            return int(own)
+        for a in mine:  # collapsed into an open item of its device (when the caller named a device on purpose)
+            events = (await http.get(f"/api/v1/alarms/{a['id']}")).json()["events"]
+            if any(e["code"] == "alarm.repeated" and e["params"].get("alarm_id") == alarm_id for e in events):
+                return int(a["id"])
+    raise AssertionError(f"alarm {alarm_id} is in no queue item")
 
 
 async def screenshot(page: Page, name: str) -> Path:

@@ -95,7 +95,7 @@ async def test_routing_proposes_the_patrol_on_shift_for_the_area(tmp_path: Path,
         cid = (await case.post("/api/v1/clients", json=client_body("c-1"))).json()["id"]  # area norr
         await case.post(f"/api/v1/clients/{cid}/devices", json={"device_id": "dev-1"})
         await r.send_alarm("dev-1", "a1")
-        await r.send_alarm("dev-1", "a2")
+        await r.send_alarm("dev-1", "a2", "fall")  # another type: its own item (the same would be collapsed)
         pk = (await r.alarm_of("dev-1", "a1"))["id"]
         other = (await r.alarm_of("dev-1", "a2"))["id"]
 

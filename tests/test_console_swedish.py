@@ -154,6 +154,8 @@ async def test_the_swedish_console_shows_no_english(console_system: ConsoleSyste
         await op.post(f"/api/v1/alarms/{left}/acknowledge", json={})
         await op.post(f"/api/v1/alarms/{left}/assign", json={"patrol": "pat", "note": "dörrkod finns hos gruppen"})
         await pat.post(f"/api/v1/alarms/{left}/notes", json={"note": "på väg"})
+        # the same device presses again: collapsed into the item, shown on it (count, latest time, history line)
+        assert await inject(sys, "left-2", device_id="inj-left-1", type="assistance", priority=7) == left
     # --- supervision texts and outcomes (the fleet feature's own actions, through the durable path)
     fleet._enqueue(
         [
@@ -205,6 +207,7 @@ async def test_the_swedish_console_shows_no_english(console_system: ConsoleSyste
     assert "Inget hört från enheten på 95 s (kontrollsignalen uteblev)" in queue_text
     assert "3 av 9 enheter tysta i hela flottan" in queue_text
     assert "påbörjades inte inom 60 min: besök på plats" in queue_text
+    assert "+1 IGEN, senast " in await page.inner_text(f"#alarm-{pk['left-1']}")
     await seen.check(page, "queue")
 
     # the rich history, every line in Swedish, the people's notes as written

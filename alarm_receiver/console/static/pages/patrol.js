@@ -3,7 +3,7 @@ import { describe, get, liveFeed, post } from "../api.js";
 import { callButtons } from "../call.js";
 import { label, t } from "../i18n.js";
 import { beep, flash, fmtAge, fmtTime, h, priorityBadge, priorityLevel } from "../ui.js";
-import { OPEN_STATES, clientOf, compare, describeAlarm, eventText, resolve } from "./common.js";
+import { OPEN_STATES, clientOf, compare, describeAlarm, eventText, repeatsTag, resolve } from "./common.js";
 import { clientBlock, loadClient, rosterBar } from "../patrol_client.js";
 
 export async function render(main) {
@@ -41,7 +41,7 @@ export async function render(main) {
     return h(
       "article",
       { class: `task ${lv.cls} st-${a.state}`, id: `task-${a.id}`, dataset: { id: String(a.id), state: a.state } },
-      h("div", { class: "task-head" }, priorityBadge(a.priority), h("strong", { text: ` ${label("ty", a.type)}` }), h("span", { class: "state", text: label("st", a.state) })),
+      h("div", { class: "task-head" }, priorityBadge(a.priority), h("strong", { text: ` ${label("ty", a.type)}` }), repeatsTag(a), h("span", { class: "state", text: label("st", a.state) })),
       a.client
         ? clientBlock(a, a.client, async () => {
             items.set(a.id, await detail(a.id));
