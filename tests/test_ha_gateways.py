@@ -148,6 +148,7 @@ async def test_heartbeats_heard_while_a_takeover_reads_the_store_count(
     async with running_gateway(instance(s, "gw1")) as gw:
         fleet = gw.feature(FleetFeature)
         await eventually(lambda: fleet.leading, timeout=30)
+        await fleet.stop()  # its own loops off: this test runs the takeover itself, once
         fleet._leading = False  # as a follower that has just been elected
         load_into = fleet._load_into
         during: list[bool] = []
