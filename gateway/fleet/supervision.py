@@ -141,13 +141,16 @@ class Supervisor:
 
         ``restarted``: nothing could be heard while the gateway was down, so a device known online gets a full
         deadline from now; with ``grace_s`` (a takeover from another instance's leader) its deadline is moved to no
-        earlier than ``grace_s`` from now instead."""
+        earlier than ``grace_s`` from now, and never earlier than a full deadline from now: a heartbeat that died
+        with the old leader may have been the device's newest, and its next one is due up to a full deadline after
+        it (with a grace shorter than the deadline, such a device's next heartbeat could be late by only the grace
+        minus its interval, plus the takeover's duration, instead of ``heartbeat_grace_s``)."""
         now_mono, now = self._mono(), self._now()
         if state.last_seen is not None:
             heard_ago = max(0.0, (now - state.last_seen).total_seconds())
             state.last_seen_mono = now_mono - heard_ago
             if restarted and state.status == "online":
-                floor = now_mono if grace_s is None else now_mono - self.limit_s(state) + grace_s
+                floor = now_mono if grace_s is None else max(now_mono, now_mono - self.limit_s(state) + grace_s)
                 state.last_seen_mono = max(state.last_seen_mono, floor)
         if state.status == "offline":
             state.offline_since_mono = now_mono
