@@ -173,6 +173,25 @@ def test_a_takeover_gives_a_device_whose_heartbeat_died_with_the_leader_its_full
     assert raised == ["silent"]  # 90 s after the takeover, not never
 
 
+def test_a_takeover_holds_deadlines_also_for_devices_the_old_leader_had_not_flushed() -> None:
+    """A device the old leader had not written to device_health yet (just registered, a fleet just started) is
+    unknown to the new leader; a heartbeat a follower shared 80 s ago makes it online. Its newer heartbeats may have
+    died with the old leader: it is not judged before a full deadline (90 s) from the takeover either."""
+    clock = Clock()
+    sup = make(clock, heartbeat_interval_alarm_s=60, heartbeat_grace_s=30)
+    sup.track(DeviceState("new", interval_s=60), restarted=True, grace_s=10)  # status unknown
+    sup.hold_deadlines(10)
+    sup.heartbeat("new", HB, at=clock.now() - timedelta(seconds=80))
+    raised: list[str] = []
+    for _ in range(89):
+        clock.advance(1)
+        raised += [a.device_id for a in sup.tick() if isinstance(a, RaiseOffline)]
+    assert raised == []
+    clock.advance(1.5)
+    [action] = sup.tick()  # really silent: raised once the hold is over, with how long it has been silent
+    assert isinstance(action, RaiseOffline) and action.device_id == "new" and action.silent_s > 170
+
+
 def test_restart_gives_online_devices_a_fresh_deadline_but_remembers_the_silent() -> None:
     clock = Clock()
     sup = make(clock, heartbeat_interval_alarm_s=60, heartbeat_grace_s=30)

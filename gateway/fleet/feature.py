@@ -336,6 +336,7 @@ class FleetFeature:
         configs = await self._load_into(sup, grace_s=self.settings.leader_takeover_grace_s)
         shared = await self.share.read_new(everything=True)
         mine = self.share.take_heard()  # no await from here on
+        sup.hold_deadlines(self.settings.leader_takeover_grace_s)  # for every device, however it becomes online
         self.supervisor, self.configs = sup, configs
         for device_id, seen_at, hb in shared:
             self._apply_shared(device_id, seen_at, hb)
