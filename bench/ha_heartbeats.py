@@ -147,12 +147,10 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             )
         two = await measure(args, broker, base.topic_root, [d for d, _ in ids], gateways)
 
+        conn = await asyncpg.connect(with_db(pg_admin(), name).replace("+asyncpg", ""))
+
         async def online_count() -> int:
-            conn = await asyncpg.connect(with_db(pg_admin(), name).replace("+asyncpg", ""))
-            try:
-                return int(await conn.fetchval("SELECT count(*) FROM device_health WHERE status = 'online'"))
-            finally:
-                await conn.close()
+            return int(await conn.fetchval("SELECT count(*) FROM device_health WHERE status = 'online'"))
 
         async def all_online() -> bool:
             return await online_count() == args.devices
@@ -161,7 +159,9 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             await eventually(all_online, timeout=30, interval=0.5)
         except TimeoutError:
             pass  # reported: fewer than all
-        two["online_in_leader_health"] = await online_count()
+        finally:
+            two["online_in_leader_health"] = await online_count()
+            await conn.close()
         two["target_met"] = two["heartbeats_per_s"] >= TARGET
         out["two_gateways_postgresql"] = two
         for gw in gateways:

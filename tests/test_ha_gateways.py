@@ -15,8 +15,10 @@ from typing import Any
 
 from sqlalchemy import func, select, text
 
-from devices import DeviceType
+from devices import DeviceType, Heartbeat
 from gateway.fleet.feature import FleetFeature
+from gateway.fleet.models import DeviceConfigRow
+from gateway.fleet.supervision import Supervisor
 from gateway.models import StoredAlarm
 from gateway.service import Gateway
 from testing.broker import Broker, free_port
@@ -134,6 +136,32 @@ async def test_heartbeats_through_either_gateway_count_and_takeover_raises_no_fa
         await eventually(raised, timeout=30)
         assert await offline_alarms(other) == ["p3"]
         assert not first.feature(FleetFeature).leading
+
+
+async def test_heartbeats_heard_while_a_takeover_reads_the_store_count(
+    broker: Broker, tmp_path: Path, pg_fresh_url: str
+) -> None:
+    """A takeover reads the registry and device_health (seconds, at thousands of devices) while heartbeats keep
+    coming: they must count, not meet an emptied supervisor (an unknown device each, a registry look-up each)."""
+    s = make_settings(tmp_path, broker.url, gateway_database_url=pg_fresh_url, **HA)
+    await prepare_stores(s, {d: DeviceType.PENDANT for d in DEVICES})
+    async with running_gateway(instance(s, "gw1")) as gw:
+        fleet = gw.feature(FleetFeature)
+        await eventually(lambda: fleet.leading, timeout=30)
+        await fleet.stop()  # its own loops off: this test runs the takeover itself, once
+        fleet._leading = False  # as a follower that has just been elected
+        load_into = fleet._load_into
+        during: list[bool] = []
+
+        async def loading(sup: Supervisor, grace_s: float | None = None) -> dict[str, DeviceConfigRow]:
+            # arrives while the takeover awaits the store (what the heartbeat connection does meanwhile)
+            during.append(fleet.heartbeat("p1", Heartbeat(ts=datetime.now(UTC), battery_pct=42)))
+            return await load_into(sup, grace_s)
+
+        fleet._load_into = loading  # type: ignore[method-assign]
+        await fleet._take_over()
+        assert during == [True]  # a known device, counted
+        assert fleet.leading and fleet.is_online("p1") and fleet.supervisor.states["p1"].battery_pct == 42
 
 
 async def test_alarm_resent_through_two_gateways_is_stored_once_and_cancel_never_overtakes(

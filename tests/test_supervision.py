@@ -148,6 +148,50 @@ def test_a_few_silent_devices_are_not_an_area_outage() -> None:
     assert kinds(actions) == ["RaiseOffline"] * 3
 
 
+def test_a_takeover_gives_a_device_whose_heartbeat_died_with_the_leader_its_full_allowance() -> None:
+    """The old leader heard p1 at the kill and died before flushing it: the new leader knows only the heartbeat
+    before (60 s earlier). p1's next one, 25 s late (inside its 30 s grace), must not raise it; a device really
+    silent since before the kill is raised, one deadline after the takeover at the latest."""
+    clock = Clock()
+    sup = make(clock, heartbeat_interval_alarm_s=60, heartbeat_grace_s=30)
+    known = clock.now() - timedelta(seconds=60)  # p1's heartbeat before the one that died, as flushed
+    p1 = DeviceState("p1", status="online", last_seen=known, interval_s=60)
+    silent = DeviceState("silent", status="online", last_seen=clock.now() - timedelta(seconds=85), interval_s=60)
+    clock.advance(4)  # the takeover
+    for st in (p1, silent):
+        sup.track(st, restarted=True, grace_s=10)  # a grace shorter than the 90 s deadline
+    raised: list[str] = []
+    for _ in range(80):  # up to the lost heartbeat + 80 s (60 s interval + 25 s late = 85 s, 81 s from here)
+        clock.advance(1)
+        raised += [a.device_id for a in sup.tick() if isinstance(a, RaiseOffline)]
+    assert raised == []
+    clock.advance(1)
+    assert sup.heartbeat("p1", HB) == []  # p1's next heartbeat, 25 s late: still online
+    for _ in range(10):
+        clock.advance(1)
+        raised += [a.device_id for a in sup.tick() if isinstance(a, RaiseOffline)]
+    assert raised == ["silent"]  # 90 s after the takeover, not never
+
+
+def test_a_takeover_holds_deadlines_also_for_devices_the_old_leader_had_not_flushed() -> None:
+    """A device the old leader had not written to device_health yet (just registered, a fleet just started) is
+    unknown to the new leader; a heartbeat a follower shared 80 s ago makes it online. Its newer heartbeats may have
+    died with the old leader: it is not judged before a full deadline (90 s) from the takeover either."""
+    clock = Clock()
+    sup = make(clock, heartbeat_interval_alarm_s=60, heartbeat_grace_s=30)
+    sup.track(DeviceState("new", interval_s=60), restarted=True, grace_s=10)  # status unknown
+    sup.hold_deadlines(10)
+    sup.heartbeat("new", HB, at=clock.now() - timedelta(seconds=80))
+    raised: list[str] = []
+    for _ in range(89):
+        clock.advance(1)
+        raised += [a.device_id for a in sup.tick() if isinstance(a, RaiseOffline)]
+    assert raised == []
+    clock.advance(1.5)
+    [action] = sup.tick()  # really silent: raised once the hold is over, with how long it has been silent
+    assert isinstance(action, RaiseOffline) and action.device_id == "new" and action.silent_s > 170
+
+
 def test_restart_gives_online_devices_a_fresh_deadline_but_remembers_the_silent() -> None:
     clock = Clock()
     sup = make(clock, heartbeat_interval_alarm_s=60, heartbeat_grace_s=30)

@@ -168,8 +168,10 @@ class Settings(BaseSettings):
     # ended by the server after leader_ttl_s, and it stops acting by its own clock before that.
     leader_check_s: float = Field(1.0, gt=0, le=60)
     leader_ttl_s: float = Field(5.0, gt=0, le=600)
-    # After a takeover no device is judged offline for this long (nobody may have been listening to its share).
-    leader_takeover_grace_s: float = Field(60.0, ge=0)
+    # After a takeover no device is judged offline for this long, nor before its own full deadline: heartbeats the
+    # old leader heard, and those the broker sent a hung one until it dropped it (1.5 x the 30 s keep-alive), are
+    # lost, and a device's next one comes up to a full deadline later (90 s + 45 s; docs/configuration.md).
+    leader_takeover_grace_s: float = Field(135.0, ge=0)
     # Followers write the heartbeats they received to the shared store this often (the leader reads them).
     heartbeat_share_flush_s: float = Field(1.0, gt=0, le=60)
     # MQTT 5 shared subscription group for the device topics ("$share/<group>/..."); unset: plain subscriptions.

@@ -138,21 +138,31 @@ class FleetFeature:
             self._publish_config(row)
 
     # --- loading and saving ----------------------------------------------------------------------------------
-    async def _load(self, grace_s: float | None = None) -> None:
-        sup = self.supervisor
+    async def _load(self) -> None:
+        self.configs = await self._load_into(self.supervisor)
+
+    async def _load_into(self, sup: Supervisor, grace_s: float | None = None) -> dict[str, DeviceConfigRow]:
+        """Fill ``sup`` from the store (registry, ``device_health``); returns the configurations read."""
         async with self.port.sessions() as session:
             devices = (await session.scalars(select(Device).where(Device.retired_at.is_(None)))).all()
             health = {h.device_id: h for h in (await session.scalars(select(DeviceHealth))).all()}
-            self.configs = {c.device_id: c for c in (await session.scalars(select(DeviceConfigRow))).all()}
+            configs = {c.device_id: c for c in (await session.scalars(select(DeviceConfigRow))).all()}
         for device in devices:
             if device.id.startswith(AREA_DEVICE_PREFIX):
                 continue
-            sup.track(self._state_from(device, health.get(device.id)), restarted=True, grace_s=grace_s)
-        log.info("fleet supervision loaded", devices=len(sup.states), configs=len(self.configs))
+            sup.track(self._state_from(device, health.get(device.id), sup, configs), restarted=True, grace_s=grace_s)
+        log.info("fleet supervision loaded", devices=len(sup.states), configs=len(configs))
+        return configs
 
-    def _state_from(self, device: Device, h: DeviceHealth | None) -> DeviceState:
-        sup = self.supervisor
-        config = self.configs.get(device.id)
+    def _state_from(
+        self,
+        device: Device,
+        h: DeviceHealth | None,
+        sup: Supervisor | None = None,
+        configs: Mapping[str, DeviceConfigRow] | None = None,
+    ) -> DeviceState:
+        sup = sup or self.supervisor
+        config = (self.configs if configs is None else configs).get(device.id)
         state = DeviceState(
             device_id=device.id,
             supervision_class=device.supervision_class or ("camera" if device.type == "camera" else "alarm"),
@@ -316,12 +326,19 @@ class FleetFeature:
     async def _take_over(self) -> None:
         """This instance just became the leader: start from what the previous one left in the store (statuses,
         open alarms) and what the followers shared, and judge no device offline for ``leader_takeover_grace_s``:
-        heartbeats handled by the old leader since its last flush were heard by nobody else."""
-        mine = self.share.take_heard()
-        self.supervisor = Supervisor(self.settings)
-        self.configs = {}
-        await self._load(grace_s=self.settings.leader_takeover_grace_s)
-        for device_id, seen_at, hb in await self.share.read_new(everything=True):
+        heartbeats handled by the old leader since its last flush were heard by nobody else.
+
+        The new state is built beside the current one and swapped in without an await in between: heartbeats keep
+        arriving while the store is read (thousands a second), and they go on being shared (``share.record``)
+        until the swap, then are applied to the new state with the rest. (Emptying the supervisor before reading
+        made every heartbeat of those seconds an unknown device: not counted, and a registry look-up each.)"""
+        sup = Supervisor(self.settings)
+        configs = await self._load_into(sup, grace_s=self.settings.leader_takeover_grace_s)
+        shared = await self.share.read_new(everything=True)
+        mine = self.share.take_heard()  # no await from here on
+        sup.hold_deadlines(self.settings.leader_takeover_grace_s)  # for every device, however it becomes online
+        self.supervisor, self.configs = sup, configs
+        for device_id, seen_at, hb in shared:
             self._apply_shared(device_id, seen_at, hb)
         for device_id, (seen_at, hb) in mine.items():
             self._apply_shared(device_id, seen_at, hb)
