@@ -112,23 +112,36 @@ async def running_gateway(settings: Settings, *, http: bool = False) -> AsyncIte
         yield gw
 
 
-class GatewayProcess:
-    """``trygg gateway`` as its own process, so a test can SIGKILL it."""
+class ServiceProcess:
+    """``trygg <service>`` (``gateway`` or ``receiver``) as its own process, so a test can SIGKILL it."""
 
-    def __init__(self, settings: Settings, log_path: Path) -> None:
+    def __init__(self, settings: Settings, log_path: Path, service: str = "gateway") -> None:
         self.settings = settings
         self.log_path = log_path
+        self.service = service
         self.proc: subprocess.Popen[bytes] | None = None
 
+    @property
+    def port(self) -> int:
+        s = self.settings
+        return s.gateway_http_port if self.service == "gateway" else s.receiver_http_port
+
+    def spawn(self) -> None:
+        """Start the process without waiting for it (``wait_ready`` waits)."""
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "trygg_cli", self.service],
+                env=settings_env(self.settings),
+                stdout=log,
+                stderr=log,
+            )
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        wait_port(self.port, timeout=timeout)
+
     def start(self) -> None:
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "trygg_cli", "gateway"],
-            env=settings_env(self.settings),
-            stdout=log,
-            stderr=log,
-        )
-        wait_port(self.settings.gateway_http_port, timeout=30)
+        self.spawn()
+        self.wait_ready()
 
     def kill(self) -> None:
         if self.proc and self.proc.poll() is None:
@@ -142,6 +155,13 @@ class GatewayProcess:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+
+class GatewayProcess(ServiceProcess):
+    """``trygg gateway`` as its own process, so a test can SIGKILL it."""
+
+    def __init__(self, settings: Settings, log_path: Path) -> None:
+        super().__init__(settings, log_path, "gateway")
 
 
 class Api:

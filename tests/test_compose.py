@@ -171,7 +171,7 @@ def test_compose_broker_is_not_anonymous() -> None:
 COMPOSE_HA = ROOT / "docker-compose.ha.yml"
 
 
-def test_ha_compose_runs_three_gateways_and_two_receivers_behind_haproxy() -> None:
+def test_ha_compose_runs_two_brokers_three_gateways_and_two_receivers_behind_haproxy() -> None:
     services = yaml.safe_load(COMPOSE_HA.read_text())["services"]
     commands = {n: _command(s)[:1] for n, s in services.items() if "command" in s}
     gateways = [n for n, c in commands.items() if c == ["gateway"]]
@@ -186,6 +186,21 @@ def test_ha_compose_runs_three_gateways_and_two_receivers_behind_haproxy() -> No
         assert env["TRYGG_RECEIVER_URL"] == "http://haproxy:8081"
         for key in ("TRYGG_GATEWAY_DATABASE_URL", "TRYGG_RECEIVER_DATABASE_URL"):
             assert str(env[key]).startswith("postgresql+asyncpg://"), key
+    # two independent brokers: every gateway on both, the devices falling back to the second
+    for name in ("mosquitto", "mosquitto2"):
+        assert str(services[name]["image"]).startswith("eclipse-mosquitto:2"), name
+    for name in gateways:
+        env = services[name]["environment"]
+        assert (env["TRYGG_MQTT_URL"], env["TRYGG_MQTT_SECOND_URL"]) == (
+            "mqtt://mosquitto:1883",
+            "mqtt://mosquitto2:1883",
+        )
+        assert {"mosquitto", "mosquitto2"} <= set(services[name]["depends_on"]), name
+    sim = services["sim"]["environment"]
+    assert (sim["TRYGG_MQTT_URL"], sim["TRYGG_SIM_FALLBACK_MQTT_URL"]) == (
+        "mqtt://mosquitto:1884",
+        "mqtt://mosquitto2:1884",
+    )
     haproxy = services["haproxy"]
     assert str(haproxy["image"]).startswith("haproxy:2")
     assert {haproxy["environment"]["TRYGG_RECEIVER1"], haproxy["environment"]["TRYGG_RECEIVER2"]} == {

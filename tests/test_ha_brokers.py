@@ -1,7 +1,7 @@
 """Two independent Mosquittos, two gateways subscribed to both (``mqtt_second_url``), one PostgreSQL database: an
 alarm is stored once whichever broker it came by, its answer goes back on that broker, an alarm and its cancel
-cannot overtake each other across the brokers, and a device whose broker dies fails over to the second one without
-a false offline alarm."""
+cannot overtake each other across the brokers, a device whose broker dies fails over to the second one without
+a false offline alarm, and a gateway starts with one broker down and sends what is not an answer to both."""
 
 from __future__ import annotations
 
@@ -147,3 +147,27 @@ async def test_device_fails_over_to_the_second_broker_and_back_without_a_false_o
         assert await offline_alarms(gws[0]) == 0
         for alarm_id in (first, second, third):
             assert len(await stored_rows(gws[0], alarm_id)) == 1
+
+
+async def test_gateway_starts_with_one_broker_down_and_publishes_what_is_not_an_answer_to_both(
+    broker: Broker, tmp_path: Path
+) -> None:
+    second = Broker(workdir=tmp_path / "mosquitto-2")  # not started yet: the gateway must start without it
+    s = make_settings(tmp_path, broker.url, mqtt_second_url=second.url)
+    await prepare_stores(s, DEVICES)
+    try:
+        async with running_receiver(s), running_gateway(s) as gw:
+            assert gw.core.brokers_connected == [True, False]
+            second.start()
+            await eventually(lambda: gw.core.brokers_connected == [True, True], timeout=60)
+            # Retained state (a device's configuration) outside any message's handling: on both brokers.
+            topic = f"{s.topic_root}/devices/p1/config"
+            assert gw.port.publish(topic, b'{"version": 7}', retain=True)
+            for url in (broker.url, second.url):
+                on = s.model_copy(update={"mqtt_url": url})
+                async with RawDevice(on, "p1") as reader:
+                    reader.client.subscribe(topic, qos=1)
+                    got = await reader.next_ack(timeout=30)  # RawDevice queues whatever it receives
+                    assert got == {"version": 7}, url
+    finally:
+        second.stop()
