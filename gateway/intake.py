@@ -3,7 +3,9 @@
 One writer task takes items in arrival order and commits them in batches (group commit): messages of
 one device are stored in the order they came, many devices share one commit, and the device is told
 ``stored`` only after that commit. The store is keyed by (device_id, alarm_id), so a resend is answered
-again but never stored twice.
+again but never stored twice. A batch's consecutive alarms are written with one multi-row
+``INSERT ... ON CONFLICT DO NOTHING RETURNING`` and one insert of their outbox rows (a few round trips per commit,
+not two per alarm); a cancel or resolution is written in its place, so it sees what came before it.
 
 An alarm from a device is filed by the gateway's rules, not the device's: its priority never below its type's
 default for a life-safety type (``devices.effective_priority``), the client reference from the registry, the
@@ -89,7 +91,6 @@ async def store_batch(
     session: AsyncSession, items: Sequence[IntakeItem], bounds: dead_letters.Bounds | None = None
 ) -> list[Outcome]:
     """Store a batch inside the caller's transaction; returns one outcome per item, in order."""
-    insert = dialect_insert(session)
     letters = [item.message.letter for item in items if isinstance(item.message, _LetterMessage)]
     if letters:
         bounds = bounds or dead_letters.Bounds()
@@ -108,72 +109,132 @@ async def store_batch(
         device_id: {k: v for k, v in (("client_ref", client_ref), ("area", area)) if v}
         for device_id, _, client_ref, area in found
     }
-    outcomes: list[Outcome] = []
-    for item in items:
+    outcomes: list[Outcome | None] = [None] * len(items)
+    run: list[int] = []  # consecutive new alarms: one statement for all of them
+    for i, item in enumerate(items):
         if isinstance(item.message, _LetterMessage):
-            outcomes.append(Outcome.DEAD_LETTERED)
+            outcomes[i] = Outcome.DEAD_LETTERED
             continue
         if item.device_id not in known:
-            outcomes.append(Outcome.UNKNOWN_DEVICE)
+            outcomes[i] = Outcome.UNKNOWN_DEVICE
             continue
         if known[item.device_id] is not None:
-            outcomes.append(Outcome.RETIRED_DEVICE)
+            outcomes[i] = Outcome.RETIRED_DEVICE
             continue
         msg = item.message
         if isinstance(msg, AlarmMessage):
+            run.append(i)
+            continue
+        # a cancel or a resolution sees every alarm that came before it in the batch, as if stored one by one
+        await _store_alarms(session, items, run, registry, outcomes)
+        run = []
+        if isinstance(msg, Resolution):
+            outcomes[i] = await _resolve(session, item.device_id, msg, item.received_at)
+        else:
+            outcomes[i] = await _cancel(session, item.device_id, msg, item.received_at)
+    await _store_alarms(session, items, run, registry, outcomes)
+    await session.flush()
+    done = [o for o in outcomes if o is not None]
+    assert len(done) == len(items), "every item has its outcome"
+    return done
+
+
+_ROWS_PER_STATEMENT = 500  # 8 parameters a row: far below SQLite's and PostgreSQL's limits
+
+
+async def _store_alarms(
+    session: AsyncSession,
+    items: Sequence[IntakeItem],
+    indexes: Sequence[int],
+    registry: dict[str, dict[str, Any]],
+    outcomes: list[Outcome | None],
+) -> None:
+    """Store the alarms at ``indexes`` (in arrival order) with a few statements whatever their number: one
+    ``INSERT ... ON CONFLICT DO NOTHING RETURNING`` for the alarms, one read for those already there, one insert
+    for their outbox rows. Each round trip to the store is paid by the whole batch, not by each alarm."""
+    if not indexes:
+        return
+    table = StoredAlarm.__table__
+    insert = dialect_insert(session)
+    inserted: set[tuple[str, str]] = set()
+    for start in range(0, len(indexes), _ROWS_PER_STATEMENT):
+        rows = []
+        for i in indexes[start : start + _ROWS_PER_STATEMENT]:
+            item = items[i]
+            msg = item.message
+            assert isinstance(msg, AlarmMessage)
             priority, payload = _filed(item, msg)
             payload.update(registry.get(item.device_id, {}))
-            result = await session.execute(
-                insert(StoredAlarm)
-                .values(
-                    device_id=item.device_id,
-                    alarm_id=msg.alarm_id,
-                    type=msg.type.value,
-                    priority=priority,
-                    device_ts=msg.ts,
-                    stored_at=item.received_at,
-                    payload=payload,
-                    is_test=item.is_test,
-                )
-                .on_conflict_do_nothing(index_elements=["device_id", "alarm_id"])
+            rows.append(
+                {
+                    "device_id": item.device_id,
+                    "alarm_id": msg.alarm_id,
+                    "type": msg.type.value,
+                    "priority": priority,
+                    "device_ts": msg.ts,
+                    "stored_at": item.received_at,
+                    "payload": payload,
+                    "is_test": item.is_test,
+                }
             )
-            if result.rowcount == 1:  # type: ignore[attr-defined]
-                session.add(OutboxRow(kind="alarm", device_id=item.device_id, alarm_id=msg.alarm_id))
-                outcomes.append(Outcome.STORED)
-            else:
-                # A resend carries the same type and timestamp; anything else reuses an id for a new alarm,
-                # which must not be swallowed as a duplicate.
-                stored = (
-                    await session.execute(
-                        select(StoredAlarm.type, StoredAlarm.device_ts).where(
-                            StoredAlarm.device_id == item.device_id, StoredAlarm.alarm_id == msg.alarm_id
-                        )
-                    )
-                ).one()
-                same = stored.type == msg.type.value and stored.device_ts == msg.ts
-                outcomes.append(Outcome.DUPLICATE if same else Outcome.ALARM_ID_REUSED)
-        elif isinstance(msg, Resolution):
-            outcomes.append(await _resolve(session, item.device_id, msg, item.received_at))
+        result = await session.execute(
+            insert(table)
+            .values(rows)
+            .on_conflict_do_nothing(index_elements=["device_id", "alarm_id"])
+            .returning(table.c.device_id, table.c.alarm_id)
+        )
+        inserted.update((device_id, alarm_id) for device_id, alarm_id in result.all())
+    outbox: list[dict[str, Any]] = []
+    again: list[int] = []
+    for i in indexes:
+        item = items[i]
+        assert isinstance(item.message, AlarmMessage)
+        key = (item.device_id, item.message.alarm_id)
+        if key in inserted:
+            inserted.discard(key)  # the first of the batch is stored; the same alarm again in it is a resend
+            outbox.append({"kind": "alarm", "device_id": key[0], "alarm_id": key[1], "created_at": utcnow()})
+            outcomes[i] = Outcome.STORED
         else:
-            exists = await session.scalar(
-                select(StoredAlarm.cancelled_at.is_not(None)).where(
-                    StoredAlarm.device_id == item.device_id, StoredAlarm.alarm_id == msg.alarm_id
+            again.append(i)
+    if outbox:
+        await session.execute(insert(OutboxRow.__table__), outbox)
+    if again:
+        # A resend carries the same type and timestamp; anything else reuses an id for a new alarm, which must
+        # not be swallowed as a duplicate.
+        devices = {items[i].device_id for i in again}
+        alarm_ids = {items[i].message.alarm_id for i in again}  # type: ignore[union-attr]
+        stored = {
+            (row.device_id, row.alarm_id): (row.type, row.device_ts)
+            for row in await session.execute(
+                select(StoredAlarm.device_id, StoredAlarm.alarm_id, StoredAlarm.type, StoredAlarm.device_ts).where(
+                    StoredAlarm.device_id.in_(devices), StoredAlarm.alarm_id.in_(alarm_ids)
                 )
             )
-            if exists is None:
-                outcomes.append(Outcome.UNKNOWN_ALARM)
-            elif exists:
-                outcomes.append(Outcome.CANCEL_DUPLICATE)
-            else:
-                await session.execute(
-                    update(StoredAlarm)
-                    .where(StoredAlarm.device_id == item.device_id, StoredAlarm.alarm_id == msg.alarm_id)
-                    .values(cancelled_at=item.received_at)
-                )
-                session.add(OutboxRow(kind="cancel", device_id=item.device_id, alarm_id=msg.alarm_id))
-                outcomes.append(Outcome.CANCELLED)
-    await session.flush()
-    return outcomes
+        }
+        for i in again:
+            msg = items[i].message
+            assert isinstance(msg, AlarmMessage)
+            same = stored.get((items[i].device_id, msg.alarm_id)) == (msg.type.value, msg.ts)
+            outcomes[i] = Outcome.DUPLICATE if same else Outcome.ALARM_ID_REUSED
+
+
+async def _cancel(session: AsyncSession, device_id: str, msg: AlarmCancel, at: datetime) -> Outcome:
+    exists = await session.scalar(
+        select(StoredAlarm.cancelled_at.is_not(None)).where(
+            StoredAlarm.device_id == device_id, StoredAlarm.alarm_id == msg.alarm_id
+        )
+    )
+    if exists is None:
+        return Outcome.UNKNOWN_ALARM
+    if exists:
+        return Outcome.CANCEL_DUPLICATE
+    await session.execute(
+        update(StoredAlarm)
+        .where(StoredAlarm.device_id == device_id, StoredAlarm.alarm_id == msg.alarm_id)
+        .values(cancelled_at=at)
+    )
+    session.add(OutboxRow(kind="cancel", device_id=device_id, alarm_id=msg.alarm_id))
+    return Outcome.CANCELLED
 
 
 def _filed(item: IntakeItem, msg: AlarmMessage) -> tuple[int, dict[str, Any]]:
