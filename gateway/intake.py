@@ -31,7 +31,7 @@ from typing import Any
 
 import structlog
 from sqlalchemy import exc as sa_exc
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from devices import DEFAULT_PRIORITY, AlarmCancel, AlarmMessage, effective_priority
@@ -139,9 +139,6 @@ async def store_batch(
     return done
 
 
-_ROWS_PER_STATEMENT = 500  # 8 parameters a row: far below SQLite's and PostgreSQL's limits
-
-
 async def _store_alarms(
     session: AsyncSession,
     items: Sequence[IntakeItem],
@@ -155,35 +152,33 @@ async def _store_alarms(
     if not indexes:
         return
     table = StoredAlarm.__table__
-    insert = dialect_insert(session)
-    inserted: set[tuple[str, str]] = set()
-    for start in range(0, len(indexes), _ROWS_PER_STATEMENT):
-        rows = []
-        for i in indexes[start : start + _ROWS_PER_STATEMENT]:
-            item = items[i]
-            msg = item.message
-            assert isinstance(msg, AlarmMessage)
-            priority, payload = _filed(item, msg)
-            payload.update(registry.get(item.device_id, {}))
-            rows.append(
-                {
-                    "device_id": item.device_id,
-                    "alarm_id": msg.alarm_id,
-                    "type": msg.type.value,
-                    "priority": priority,
-                    "device_ts": msg.ts,
-                    "stored_at": item.received_at,
-                    "payload": payload,
-                    "is_test": item.is_test,
-                }
-            )
-        result = await session.execute(
-            insert(table)
-            .values(rows)
-            .on_conflict_do_nothing(index_elements=["device_id", "alarm_id"])
-            .returning(table.c.device_id, table.c.alarm_id)
+    rows = []
+    for i in indexes:
+        item = items[i]
+        msg = item.message
+        assert isinstance(msg, AlarmMessage)
+        priority, payload = _filed(item, msg)
+        payload.update(registry.get(item.device_id, {}))
+        rows.append(
+            {
+                "device_id": item.device_id,
+                "alarm_id": msg.alarm_id,
+                "type": msg.type.value,
+                "priority": priority,
+                "device_ts": msg.ts,
+                "stored_at": item.received_at,
+                "payload": payload,
+                "is_test": item.is_test,
+            }
         )
-        inserted.update((device_id, alarm_id) for device_id, alarm_id in result.all())
+    # executemany: SQLAlchemy sends it as multi-row statements ("insertmanyvalues"), compiled once and cached
+    result = await session.execute(
+        dialect_insert(session)(table)
+        .on_conflict_do_nothing(index_elements=["device_id", "alarm_id"])
+        .returning(table.c.device_id, table.c.alarm_id),
+        rows,
+    )
+    inserted = {(device_id, alarm_id) for device_id, alarm_id in result.all()}
     outbox: list[dict[str, Any]] = []
     again: list[int] = []
     for i in indexes:
@@ -197,7 +192,7 @@ async def _store_alarms(
         else:
             again.append(i)
     if outbox:
-        await session.execute(insert(OutboxRow.__table__), outbox)
+        await session.execute(insert(OutboxRow), outbox)  # ORM bulk insert: one executemany
     if again:
         # A resend carries the same type and timestamp; anything else reuses an id for a new alarm, which must
         # not be swallowed as a duplicate.
