@@ -326,7 +326,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             press_rate = await press_alarms(clients, settings, args.alarms, args.rate, feed, acks)
             await wait_all([acks, feed], args.drain_timeout)
             span = time.perf_counter() - t_cpu
-            cpu_pct = {name: round(100 * (cpu_seconds(pid) - cpu0[name]) / span) for name, pid in pids.items()}
+            cpu_used = {name: cpu_seconds(pid) - cpu0[name] for name, pid in pids.items()}
+            cpu_pct = {name: round(100 * used / span) for name, used in cpu_used.items()}
+            # CPU per alarm (ms): less sensitive to the machine's other load than latency is
+            cpu_ms = {name: round(1000 * used / args.alarms, 2) for name, used in cpu_used.items()}
+            load_avg = os.getloadavg()
             reader_alive = not reader.done()
 
         rows = {
@@ -351,6 +355,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "device_connect_s": round(connect_s, 2),
             "sse_reader_alive_at_end": reader_alive,
             "cpu_pct_during_alarms": cpu_pct,
+            "cpu_ms_per_alarm": cpu_ms,
+            "load_avg_1_5_15_at_end": [round(x, 2) for x in load_avg],
             "results": rows,
             "target": {"live_feed_p99_ms": TARGET_P99_MS, "met": bool(p99 <= TARGET_P99_MS)},
         }
@@ -407,8 +413,12 @@ def report(result: dict[str, Any]) -> str:
     target = result["target"]
     verdict = "MET" if target["met"] else "NOT MET"
     cpu = ", ".join(f"{k} {v}%" for k, v in result["cpu_pct_during_alarms"].items())
+    per_alarm = ", ".join(f"{k} {v}" for k, v in result["cpu_ms_per_alarm"].items())
+    load = " / ".join(str(x) for x in result["load_avg_1_5_15_at_end"])
     return (
         f"{head}\n{body}\n\nCPU during the alarm phase (100% = one core): {cpu}\n"
+        f"CPU ms per alarm: {per_alarm}\n"
+        f"machine load average (1/5/15 min) at the end: {load}\n"
         f"target live-feed p99 <= {target['live_feed_p99_ms']} ms: {verdict}"
     )
 

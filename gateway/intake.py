@@ -3,9 +3,7 @@
 One writer task takes items in arrival order and commits them in batches (group commit): messages of
 one device are stored in the order they came, many devices share one commit, and the device is told
 ``stored`` only after that commit. The store is keyed by (device_id, alarm_id), so a resend is answered
-again but never stored twice. A batch's consecutive alarms are written with one multi-row
-``INSERT ... ON CONFLICT DO NOTHING RETURNING`` and one insert of their outbox rows (a few round trips per commit,
-not two per alarm); a cancel or resolution is written in its place, so it sees what came before it.
+again but never stored twice.
 
 An alarm from a device is filed by the gateway's rules, not the device's: its priority never below its type's
 default for a life-safety type (``devices.effective_priority``), the client reference from the registry, the
@@ -31,7 +29,7 @@ from typing import Any
 
 import structlog
 from sqlalchemy import exc as sa_exc
-from sqlalchemy import insert, select, update
+from sqlalchemy import select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from devices import DEFAULT_PRIORITY, AlarmCancel, AlarmMessage, effective_priority
@@ -42,6 +40,9 @@ from trygg.db import dialect_insert, utcnow
 from trygg.loops import Backoff
 
 log = structlog.get_logger(__name__)
+# Rows per multi-row INSERT: 8 columns each stays far below the bound parameters SQLite (32,766) and PostgreSQL
+# (32,767) take in one statement, whatever intake_batch_max is set to.
+_ROWS_PER_STATEMENT = 500
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -109,54 +110,70 @@ async def store_batch(
         device_id: {k: v for k, v in (("client_ref", client_ref), ("area", area)) if v}
         for device_id, _, client_ref, area in found
     }
-    outcomes: list[Outcome | None] = [None] * len(items)
-    run: list[int] = []  # consecutive new alarms: one statement for all of them
-    for i, item in enumerate(items):
-        if isinstance(item.message, _LetterMessage):
-            outcomes[i] = Outcome.DEAD_LETTERED
+    outcomes: list[Outcome] = []
+    run: list[tuple[int, IntakeItem, AlarmMessage]] = []  # consecutive alarms: stored with one statement
+    for item in items:
+        msg = item.message
+        if isinstance(msg, AlarmMessage) and item.device_id in known and known[item.device_id] is None:
+            run.append((len(outcomes), item, msg))
+            outcomes.append(Outcome.STORED)  # settled by _store_alarms below
+            continue
+        if run:  # a cancel or resolution after alarms of this batch sees them stored, as one by one would
+            await _store_alarms(session, run, registry, outcomes)
+            run = []
+        if isinstance(msg, _LetterMessage):
+            outcomes.append(Outcome.DEAD_LETTERED)
             continue
         if item.device_id not in known:
-            outcomes[i] = Outcome.UNKNOWN_DEVICE
+            outcomes.append(Outcome.UNKNOWN_DEVICE)
             continue
         if known[item.device_id] is not None:
-            outcomes[i] = Outcome.RETIRED_DEVICE
+            outcomes.append(Outcome.RETIRED_DEVICE)
             continue
-        msg = item.message
-        if isinstance(msg, AlarmMessage):
-            run.append(i)
-            continue
-        # a cancel or a resolution sees every alarm that came before it in the batch, as if stored one by one
-        await _store_alarms(session, items, run, registry, outcomes)
-        run = []
         if isinstance(msg, Resolution):
-            outcomes[i] = await _resolve(session, item.device_id, msg, item.received_at)
+            outcomes.append(await _resolve(session, item.device_id, msg, item.received_at))
         else:
-            outcomes[i] = await _cancel(session, item.device_id, msg, item.received_at)
-    await _store_alarms(session, items, run, registry, outcomes)
+            exists = await session.scalar(
+                select(StoredAlarm.cancelled_at.is_not(None)).where(
+                    StoredAlarm.device_id == item.device_id, StoredAlarm.alarm_id == msg.alarm_id
+                )
+            )
+            if exists is None:
+                outcomes.append(Outcome.UNKNOWN_ALARM)
+            elif exists:
+                outcomes.append(Outcome.CANCEL_DUPLICATE)
+            else:
+                await session.execute(
+                    update(StoredAlarm)
+                    .where(StoredAlarm.device_id == item.device_id, StoredAlarm.alarm_id == msg.alarm_id)
+                    .values(cancelled_at=item.received_at)
+                )
+                session.add(OutboxRow(kind="cancel", device_id=item.device_id, alarm_id=msg.alarm_id))
+                outcomes.append(Outcome.CANCELLED)
+    if run:
+        await _store_alarms(session, run, registry, outcomes)
     await session.flush()
-    done = [o for o in outcomes if o is not None]
-    assert len(done) == len(items), "every item has its outcome"
-    return done
+    return outcomes
 
 
 async def _store_alarms(
     session: AsyncSession,
-    items: Sequence[IntakeItem],
-    indexes: Sequence[int],
+    run: Sequence[tuple[int, IntakeItem, AlarmMessage]],
     registry: dict[str, dict[str, Any]],
-    outcomes: list[Outcome | None],
+    outcomes: list[Outcome],
 ) -> None:
-    """Store the alarms at ``indexes`` (in arrival order) with a few statements whatever their number: one
-    ``INSERT ... ON CONFLICT DO NOTHING RETURNING`` for the alarms, one read for those already there, one insert
-    for their outbox rows. Each round trip to the store is paid by the whole batch, not by each alarm."""
-    if not indexes:
-        return
-    table = StoredAlarm.__table__
-    rows = []
-    for i in indexes:
-        item = items[i]
-        msg = item.message
-        assert isinstance(msg, AlarmMessage)
+    """Alarms of known, active devices that came one after another: one INSERT for all of them (ON CONFLICT DO
+    NOTHING, RETURNING the keys it stored) and one for their outbox rows, in arrival order, instead of two
+    statements per alarm. A key already stored, or twice in this run, is a resend (same type and timestamp) or an
+    id reused for a new alarm; its outcome is set in ``outcomes`` at the item's position."""
+    insert = dialect_insert(session)
+    first: dict[tuple[str, str], AlarmMessage] = {}  # each key's first alarm in this run: the one inserted
+    rows: list[dict[str, Any]] = []
+    for _, item, msg in run:
+        key = (item.device_id, msg.alarm_id)
+        if key in first:
+            continue
+        first[key] = msg
         priority, payload = _filed(item, msg)
         payload.update(registry.get(item.device_id, {}))
         rows.append(
@@ -171,65 +188,38 @@ async def _store_alarms(
                 "is_test": item.is_test,
             }
         )
-    # executemany: SQLAlchemy sends it as multi-row statements ("insertmanyvalues"), compiled once and cached
-    result = await session.execute(
-        dialect_insert(session)(table)
-        .on_conflict_do_nothing(index_elements=["device_id", "alarm_id"])
-        .returning(table.c.device_id, table.c.alarm_id),
-        rows,
-    )
-    inserted = {(device_id, alarm_id) for device_id, alarm_id in result.all()}
+    created: set[tuple[str, str]] = set()
+    for start in range(0, len(rows), _ROWS_PER_STATEMENT):
+        result = await session.execute(
+            insert(StoredAlarm)
+            .values(rows[start : start + _ROWS_PER_STATEMENT])
+            .on_conflict_do_nothing(index_elements=["device_id", "alarm_id"])
+            .returning(StoredAlarm.device_id, StoredAlarm.alarm_id)
+        )
+        created.update((device_id, alarm_id) for device_id, alarm_id in result.all())
+    existing: dict[tuple[str, str], tuple[str, datetime]] = {}
+    if len(created) < len(first):  # resends: what is stored under their keys decides duplicate or reused
+        stored = await session.execute(
+            select(StoredAlarm.device_id, StoredAlarm.alarm_id, StoredAlarm.type, StoredAlarm.device_ts).where(
+                tuple_(StoredAlarm.device_id, StoredAlarm.alarm_id).in_([k for k in first if k not in created])
+            )
+        )
+        existing = {(d, a): (t, ts) for d, a, t, ts in stored.all()}
     outbox: list[dict[str, Any]] = []
-    again: list[int] = []
-    for i in indexes:
-        item = items[i]
-        assert isinstance(item.message, AlarmMessage)
-        key = (item.device_id, item.message.alarm_id)
-        if key in inserted:
-            inserted.discard(key)  # the first of the batch is stored; the same alarm again in it is a resend
-            outbox.append({"kind": "alarm", "device_id": key[0], "alarm_id": key[1], "created_at": utcnow()})
-            outcomes[i] = Outcome.STORED
-        else:
-            again.append(i)
-    if outbox:
-        await session.execute(insert(OutboxRow), outbox)  # ORM bulk insert: one executemany
-    if again:
+    for position, item, msg in run:
+        key = (item.device_id, msg.alarm_id)
+        if key in created:
+            created.discard(key)  # the first with this key is new; a second one in the run is its resend
+            outbox.append({"kind": "alarm", "device_id": item.device_id, "alarm_id": msg.alarm_id})
+            outcomes[position] = Outcome.STORED
+            continue
         # A resend carries the same type and timestamp; anything else reuses an id for a new alarm, which must
         # not be swallowed as a duplicate.
-        devices = {items[i].device_id for i in again}
-        alarm_ids = {items[i].message.alarm_id for i in again}  # type: ignore[union-attr]
-        stored = {
-            (row.device_id, row.alarm_id): (row.type, row.device_ts)
-            for row in await session.execute(
-                select(StoredAlarm.device_id, StoredAlarm.alarm_id, StoredAlarm.type, StoredAlarm.device_ts).where(
-                    StoredAlarm.device_id.in_(devices), StoredAlarm.alarm_id.in_(alarm_ids)
-                )
-            )
-        }
-        for i in again:
-            msg = items[i].message
-            assert isinstance(msg, AlarmMessage)
-            same = stored.get((items[i].device_id, msg.alarm_id)) == (msg.type.value, msg.ts)
-            outcomes[i] = Outcome.DUPLICATE if same else Outcome.ALARM_ID_REUSED
-
-
-async def _cancel(session: AsyncSession, device_id: str, msg: AlarmCancel, at: datetime) -> Outcome:
-    exists = await session.scalar(
-        select(StoredAlarm.cancelled_at.is_not(None)).where(
-            StoredAlarm.device_id == device_id, StoredAlarm.alarm_id == msg.alarm_id
-        )
-    )
-    if exists is None:
-        return Outcome.UNKNOWN_ALARM
-    if exists:
-        return Outcome.CANCEL_DUPLICATE
-    await session.execute(
-        update(StoredAlarm)
-        .where(StoredAlarm.device_id == device_id, StoredAlarm.alarm_id == msg.alarm_id)
-        .values(cancelled_at=at)
-    )
-    session.add(OutboxRow(kind="cancel", device_id=device_id, alarm_id=msg.alarm_id))
-    return Outcome.CANCELLED
+        type_, ts = existing.get(key) or (first[key].type.value, first[key].ts)
+        same = type_ == msg.type.value and ts == msg.ts
+        outcomes[position] = Outcome.DUPLICATE if same else Outcome.ALARM_ID_REUSED
+    for start in range(0, len(outbox), _ROWS_PER_STATEMENT):
+        await session.execute(insert(OutboxRow).values(outbox[start : start + _ROWS_PER_STATEMENT]))
 
 
 def _filed(item: IntakeItem, msg: AlarmMessage) -> tuple[int, dict[str, Any]]:

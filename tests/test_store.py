@@ -143,6 +143,62 @@ async def test_intake_batch_keeps_arrival_order_across_kinds_and_statements(engi
         assert await s.scalar(select(func.count()).select_from(StoredAlarm)) == 3 + 1203
 
 
+async def test_a_batch_stores_as_its_items_one_by_one_would(engine: AsyncEngine) -> None:
+    """Alarms are stored with one statement per run of alarms (issue 8, CPU): outcomes and outbox order are those
+    of storing each item in its own transaction, for new alarms, resends, reused ids, a cancel of an alarm stored
+    earlier in the same batch and a cancel that comes before its alarm."""
+    sessions = session_factory(engine)
+    async with sessions.begin() as s:
+        for device_id in ("batched", "single"):
+            await add_device(s, device_id, DeviceType.PENDANT)
+
+    def items(device_id: str) -> list[IntakeItem]:
+        now = datetime.now(UTC)
+        return [
+            IntakeItem(device_id, alarm("b1")),
+            IntakeItem(device_id, AlarmCancel(alarm_id="b3", ts=now)),  # before its alarm: unknown then
+            IntakeItem(device_id, alarm("b2", AlarmType.ASSISTANCE)),
+            IntakeItem(device_id, alarm("b1")),  # a resend in the same batch
+            IntakeItem(device_id, alarm("b2", ts="2026-11-23T03:00:00Z")),  # b2 reused for another alarm
+            IntakeItem(device_id, AlarmCancel(alarm_id="b1", ts=now)),  # stored earlier in this batch
+            IntakeItem(device_id, alarm("b3")),
+            IntakeItem(device_id, alarm("b4")),
+            IntakeItem("nobody", alarm("b5")),
+            IntakeItem(device_id, alarm("b5")),
+            IntakeItem(device_id, alarm("b4")),
+        ]
+
+    async with sessions.begin() as s:
+        batched = await store_batch(s, items("batched"))
+    single = []
+    for item in items("single"):
+        async with sessions.begin() as s:
+            single += await store_batch(s, [item])
+    assert batched == single
+    assert batched.count(Outcome.STORED) == 5 and Outcome.ALARM_ID_REUSED in batched
+    async with sessions() as s:
+        order = {
+            device_id: [
+                tuple(r)
+                for r in await s.execute(
+                    select(OutboxRow.kind, OutboxRow.alarm_id)
+                    .where(OutboxRow.device_id == device_id)
+                    .order_by(OutboxRow.id)
+                )
+            ]
+            for device_id in ("batched", "single")
+        }
+    assert order["batched"] == order["single"]
+    assert order["batched"] == [
+        ("alarm", "b1"),
+        ("alarm", "b2"),
+        ("cancel", "b1"),
+        ("alarm", "b3"),
+        ("alarm", "b4"),
+        ("alarm", "b5"),
+    ]
+
+
 def intake_alarm(device_id: str, alarm_id: str, priority: int, age_s: float = 0) -> IntakeAlarm:
     t = datetime.now(UTC) - timedelta(seconds=age_s)
     return IntakeAlarm(
