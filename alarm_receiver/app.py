@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 import structlog
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 
 from alarm_receiver import metrics
 from alarm_receiver.api import alarms, auth, clients, events, gateway_proxy, intake, locks, overview, routing, voice
@@ -57,9 +57,16 @@ def create_app(settings: Settings, receiver: Receiver | None = None, *, run_migr
     install_error_handlers(app, refused)
     app.add_middleware(LoginGuard, logins=rec.logins, refused=refused)  # outermost: a throttled flood stops here
 
-    @app.get("/health", tags=["health"])
-    async def health() -> dict[str, object]:
-        return {"status": "ok", "mqtt_connected": rec.client.is_connected}
+    @app.get("/health", tags=["health"], responses={503: {"description": "the store does not commit (codes)"}})
+    async def health() -> JSONResponse:
+        """200 while the store commits; 503 with the reasons as codes otherwise (alarm_receiver/health.py)."""
+        problems = await rec.store_health.problems()
+        body = {
+            "status": "failing" if problems else "ok",
+            "problems": problems,
+            "mqtt_connected": rec.client.is_connected,
+        }
+        return JSONResponse(body, status_code=503 if problems else 200)
 
     @app.get("/metrics", include_in_schema=False)
     async def prometheus(request: Request) -> Response:

@@ -15,3 +15,8 @@ ROUTING_MISSING = Counter(
     "trygg_receiver_routing_missing_total", "Alarms in with no client, or a client with no patrol area", ["why"]
 )
 CLIENT_VIEWS = Counter("trygg_receiver_client_views_total", "Client records viewed (logged)", ["what", "role"])
+HEALTH_CODES = ("health.store_failing", "health.store_unresponsive")
+HEALTH_FAILING = Gauge("trygg_receiver_health_failing", "1 while /health answers 503 for this reason code", ["code"])
+for _code in HEALTH_CODES:
+    HEALTH_FAILING.labels(_code)  # every reason exported from the start (0), so an alert rule sees it
+INTAKE_COMMIT_FAILURES = Counter("trygg_receiver_intake_commit_failures_total", "Intake batches that failed to commit")

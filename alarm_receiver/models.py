@@ -41,6 +41,13 @@ class QueueAlarm(Base):
     # (no foreign key in the database: adding one would make SQLite copy this table, which others reference)
     client_id: Mapped[int | None] = mapped_column(Integer, index=True)
     routing_missing: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # Alarms of the same type from the same device that came while this one was open, collapsed into it (each in
+    # queue_repeats and in the history): how many, and when the latest was stored at the gateway.
+    repeats: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    last_repeat_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # When the device cancelled this item's own alarm while alarms collapsed into it still stood (the item stays
+    # until every one of them is cancelled too, alarm_receiver/queue.py).
+    device_cancelled_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
     events: Mapped[list["AlarmEvent"]] = relationship(back_populates="alarm", order_by="AlarmEvent.id", lazy="raise")
     client: Mapped[Client | None] = relationship(
@@ -113,3 +120,30 @@ class DeviceNotice(Base):
     status: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class QueueRepeat(Base):
+    """An alarm collapsed into an open queue item of the same device and type (a flood, a pressed-again button):
+    kept under its own key, so that a resend is still answered as a duplicate and a cancel finds it."""
+
+    __tablename__ = "queue_repeats"
+    __table_args__ = (UniqueConstraint("device_id", "alarm_id", name="uq_queue_repeats_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    alarm_pk: Mapped[int] = mapped_column(ForeignKey("queue_alarms.id"), index=True)
+    device_id: Mapped[str] = mapped_column(String(64))
+    alarm_id: Mapped[str] = mapped_column(String(64))
+    priority: Mapped[int] = mapped_column(Integer)
+    device_ts: Mapped[datetime] = mapped_column(UtcDateTime)
+    stored_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    cancelled_at: Mapped[datetime | None] = mapped_column(UtcDateTime)  # cancelled on the device
+
+
+class StoreProbe(Base):
+    """One row health rewrites when no intake committed lately: a store that cannot commit answers 503."""
+
+    __tablename__ = "receiver_store_probe"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    probed_at: Mapped[datetime] = mapped_column(UtcDateTime)

@@ -11,8 +11,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from alarm_receiver import metrics
+from alarm_receiver.clients.models import Client
 from alarm_receiver.clients.repository import client_for_device
-from alarm_receiver.models import AlarmEvent, DeviceNotice, QueueAlarm, User
+from alarm_receiver.models import AlarmEvent, DeviceNotice, QueueAlarm, QueueRepeat, User
+from alarm_receiver.repeats import (
+    Repeats,
+    apply_repeats,
+    batch_state,
+    find_repeat,
+    standing_repeat_ids,
+    standing_repeats,
+)
 from devices.types import TECHNICAL_ALARM_TYPES
 from trygg import audit
 from trygg.db import dialect_insert, utcnow
@@ -125,20 +134,63 @@ async def _log(
     )
 
 
+def _entry(
+    device_id: str, alarm_id: str, details: dict[str, object], actor: str, action: str, **extra: object
+) -> audit.Pending:
+    """:func:`_log`'s entry, for :func:`audit.append_many` (an intake batch writes its entries in one go)."""
+    client_ref = details.get("client_ref")
+    return audit.Pending(
+        actor=actor,
+        action=f"alarm.{action}",
+        client_ref=str(client_ref) if client_ref is not None else None,
+        subject=f"alarm:{device_id}/{alarm_id}",
+        details={k: v for k, v in extra.items() if v is not None},
+    )
+
+
 async def ingest(
     session: AsyncSession, items: Sequence[IntakeAlarm | IntakeCancel | IntakeResolve]
 ) -> tuple[list[IntakeResult], list[int]]:
-    """Store forwarded items once each. Returns per-item results and the ids of alarms that changed."""
+    """Store forwarded items once each. Returns per-item results and the ids of alarms that changed.
+
+    An alarm of the same type from a device that already has one open for the same client (not a test) is collapsed
+    into that queue item (issue 8): kept under its own key in ``queue_repeats``, counted on the item (``repeats``,
+    ``last_repeat_at``, its priority raised if the repeat's is higher) and listed in the item's history. A flood from
+    one device is then one line in the operators' queue, and other devices' alarms are not buried under it. A device
+    that moved to another client starts a new item (another person, another address). What is already stored and
+    what is open is read once per batch (a few statements, not a round trip per item)."""
     insert = dialect_insert(session)
     results: list[IntakeResult] = []
-    changed: list[int] = []
+    changed: dict[int, None] = {}  # ordered, once each
     now = utcnow()
+    alarms = [item for item in items if isinstance(item, IntakeAlarm)]
+    known, open_items = await batch_state(session, alarms, [s.value for s in OPEN_STATES])
+    clients: dict[tuple[str, str | None], Client | None] = {}  # a device's client, read once per batch
+    repeated: dict[int, Repeats] = {}
+    entries: list[audit.Pending] = []  # the supervision log's entries of this batch's alarms, written together
     for item in items:
         key = {"device_id": item.device_id, "alarm_id": item.alarm_id}
         if isinstance(item, IntakeAlarm):
+            if (item.device_id, item.alarm_id) in known:
+                results.append(IntakeResult(**key, result="duplicate"))
+                continue
+            known.add((item.device_id, item.alarm_id))
             # The person behind the alarm (client register): the device's client now; none, or one without a
             # patrol area, is "routing missing" (technical alarms and installation tests go to no patrol).
-            client = await client_for_device(session, item.device_id, item.details.get("client_ref"))
+            ref = item.details.get("client_ref")
+            client_key = (item.device_id, ref if isinstance(ref, str) else None)
+            if client_key not in clients:
+                clients[client_key] = await client_for_device(session, item.device_id, client_key[1])
+            client = clients[client_key]
+            client_id = client.id if client is not None else None
+            target = None if item.is_test else open_items.get((item.device_id, item.type, client_id))
+            if target is not None:
+                pk, state = target
+                repeated.setdefault(pk, Repeats()).add(item)
+                _add_repeat(session, item, pk, state, now, entries)
+                results.append(IntakeResult(**key, result="created"))
+                changed[pk] = None
+                continue
             routing_missing = (
                 not item.is_test and item.type not in TECHNICAL_ALARM_TYPES and (client is None or not client.area)
             )
@@ -156,7 +208,7 @@ async def ingest(
                     received_at=now,
                     updated_at=now,
                     details=item.details,
-                    client_id=client.id if client is not None else None,
+                    client_id=client_id,
                     routing_missing=routing_missing,
                 )
                 .on_conflict_do_nothing(index_elements=["device_id", "alarm_id"])
@@ -165,6 +217,8 @@ async def ingest(
             if pk is None:
                 results.append(IntakeResult(**key, result="duplicate"))
                 continue
+            if not item.is_test:
+                open_items[(item.device_id, item.type, client_id)] = (pk, State.NEW.value)
             session.add(
                 AlarmEvent(
                     alarm_pk=pk,
@@ -175,112 +229,186 @@ async def ingest(
                     params={},
                 )
             )
-            await _log(
-                session,
-                item.device_id,
-                item.alarm_id,
-                item.details,
-                "gateway",
-                "received",
-                type=item.type,
-                priority=item.priority,
-                test=item.is_test or None,
+            entries.append(
+                _entry(
+                    item.device_id,
+                    item.alarm_id,
+                    item.details,
+                    "gateway",
+                    "received",
+                    type=item.type,
+                    priority=item.priority,
+                    test=item.is_test or None,
+                )
             )
             if routing_missing:  # marked on the row (no history line: the alarm itself is as it came)
                 metrics.ROUTING_MISSING.labels("no_client" if client is None else "no_area").inc()
             if item.is_test:
-                # An installation test: the whole chain is proven, the patrol never sees it, the device hears
-                # "acknowledged" as it would for a real alarm.
-                await session.execute(
-                    update(QueueAlarm)
-                    .where(QueueAlarm.id == pk)
-                    .values(
-                        state=State.RESOLVED.value,
-                        outcome="installation test: chain confirmed",
-                        outcome_code="alarm.test_confirmed",
-                        outcome_params={},
-                    )
-                )
-                session.add(
-                    AlarmEvent(
-                        alarm_pk=pk,
-                        actor="system",
-                        action="test_confirmed",
-                        from_state=State.NEW.value,
-                        to_state=State.RESOLVED.value,
-                        note="installation test, not shown to the patrol",
-                        code="alarm.test_confirmed",
-                        params={},
-                    )
-                )
-                session.add(DeviceNotice(device_id=item.device_id, alarm_id=item.alarm_id, status="acknowledged"))
+                await _confirm_test(session, item, pk)
             results.append(IntakeResult(**key, result="created"))
-            changed.append(pk)
-        elif isinstance(item, IntakeResolve):
-            alarm = await _find(session, item.device_id, item.alarm_id)
-            if alarm is None:
-                results.append(IntakeResult(**key, result="unknown"))
-            elif alarm.state not in OPEN_STATES:
-                results.append(IntakeResult(**key, result="not_open"))
-            else:
-                # The gateway's outcome: English for API users, a code with parameters for the console (an older
-                # gateway sends no code: the console then shows the English it has).
-                params = _params(outcome_code=item.code, **(item.params or {}))
-                _event(
-                    alarm,
-                    item.actor,
-                    "resolve",
-                    alarm.state,
-                    State.RESOLVED.value,
-                    f"outcome: {item.outcome}",
-                    "alarm.resolved",
-                    params if item.code else {"outcome": item.outcome},
-                )
-                await _log(
-                    session, alarm.device_id, alarm.alarm_id, alarm.details, item.actor, "resolve", outcome=item.outcome
-                )
-                alarm.state = State.RESOLVED.value
-                alarm.outcome = item.outcome
-                alarm.outcome_code = item.code
-                alarm.outcome_params = dict(item.params or {}) if item.code else None
-                alarm.updated_at = now
-                results.append(IntakeResult(**key, result="resolved"))
-                changed.append(alarm.id)
+            changed[pk] = None
+            continue
+        if repeated:  # a cancel or resolve may concern an item collapsed into above: count those first
+            await apply_repeats(session, repeated, now)
+            repeated = {}
+        await audit.append_many(session, entries)  # the log keeps the batch's order
+        entries = []
+        alarm, repeat = await find_alarm(session, item.device_id, item.alarm_id)
+        if alarm is None:
+            results.append(IntakeResult(**key, result="unknown"))
+            continue
+        if isinstance(item, IntakeResolve):
+            result, did_change = _resolve_by_gateway(alarm, item, now)
         else:
-            alarm = await _find(session, item.device_id, item.alarm_id)
-            if alarm is None:
-                results.append(IntakeResult(**key, result="unknown"))
-            elif alarm.state == State.CANCELLED:
-                results.append(IntakeResult(**key, result="cancelled"))
-            elif State(alarm.state) not in TRANSITIONS[Action.CANCEL][0]:
-                # Too late to cancel (a patrol is on site or it is resolved): keep it, say so in its history.
-                _event(
-                    alarm,
-                    f"device:{item.device_id}",
-                    "cancel_refused",
-                    alarm.state,
-                    alarm.state,
-                    "device cancelled after the patrol was on site or the alarm was resolved",
-                    "alarm.cancel_refused",
-                )
-                results.append(IntakeResult(**key, result="not_cancellable"))
-                changed.append(alarm.id)
-            else:
-                _event(
-                    alarm,
-                    f"device:{item.device_id}",
-                    "cancel",
-                    alarm.state,
-                    State.CANCELLED.value,
-                    "cancelled on the device",
-                    "alarm.cancelled_by_device",
-                )
-                alarm.state = State.CANCELLED.value
-                alarm.updated_at = now
-                results.append(IntakeResult(**key, result="cancelled"))
-                changed.append(alarm.id)
+            result, did_change = await _cancel_by_device(session, alarm, repeat, item, now)
+        if alarm.state not in OPEN_STATES:
+            open_items.pop((alarm.device_id, alarm.type, alarm.client_id), None)
+        results.append(IntakeResult(**key, result=result))
+        if did_change:
+            changed[alarm.id] = None
+    await apply_repeats(session, repeated, now)
+    await audit.append_many(session, entries)
     await session.flush()
-    return results, changed
+    return results, list(changed)
+
+
+def _add_repeat(
+    session: AsyncSession, item: IntakeAlarm, pk: int, state: str, now: datetime, entries: list[audit.Pending]
+) -> None:
+    """An alarm collapsed into the open item ``pk``: under its own key, a line in the item's history and in the
+    supervision log; an item already in hand tells the device "help is coming" for this alarm too."""
+    key = {"device_id": item.device_id, "alarm_id": item.alarm_id}
+    session.add(
+        QueueRepeat(
+            alarm_pk=pk,
+            **key,
+            priority=item.priority,
+            device_ts=item.device_ts,
+            stored_at=item.stored_at,
+            received_at=now,
+        )
+    )
+    session.add(
+        AlarmEvent(
+            alarm_pk=pk,
+            actor="gateway",
+            action="repeated",
+            from_state=state,
+            to_state=state,
+            note=f"the same alarm again from the device: {item.alarm_id}",
+            code="alarm.repeated",
+            params={"alarm_id": item.alarm_id},
+        )
+    )
+    entries.append(
+        _entry(
+            item.device_id,
+            item.alarm_id,
+            item.details,
+            "gateway",
+            "repeated",
+            into=pk,
+            type=item.type,
+            priority=item.priority,
+        )
+    )
+    if state != State.NEW.value:  # acknowledged already: help is coming for this press as well
+        session.add(DeviceNotice(**key, status="acknowledged"))
+
+
+async def _confirm_test(session: AsyncSession, item: IntakeAlarm, pk: int) -> None:
+    """An installation test: the whole chain is proven, the patrol never sees it, the device hears "acknowledged"
+    as it would for a real alarm."""
+    await session.execute(
+        update(QueueAlarm)
+        .where(QueueAlarm.id == pk)
+        .values(
+            state=State.RESOLVED.value,
+            outcome="installation test: chain confirmed",
+            outcome_code="alarm.test_confirmed",
+            outcome_params={},
+        )
+    )
+    session.add(
+        AlarmEvent(
+            alarm_pk=pk,
+            actor="system",
+            action="test_confirmed",
+            from_state=State.NEW.value,
+            to_state=State.RESOLVED.value,
+            note="installation test, not shown to the patrol",
+            code="alarm.test_confirmed",
+            params={},
+        )
+    )
+    session.add(DeviceNotice(device_id=item.device_id, alarm_id=item.alarm_id, status="acknowledged"))
+
+
+def _resolve_by_gateway(alarm: QueueAlarm, item: IntakeResolve, now: datetime) -> tuple[str, bool]:
+    """The gateway's outcome: English for API users, a code with parameters for the console (an older gateway sends
+    no code: the console then shows the English it has). A resolution naming an alarm that was collapsed into an item
+    resolves the item: the gateway says the condition is over."""
+    if alarm.state not in OPEN_STATES:
+        return "not_open", False
+    params = _params(outcome_code=item.code, **(item.params or {}))
+    _event(alarm, "gateway", "resolve", alarm.state, State.RESOLVED.value, item.outcome, "alarm.resolved", params)
+    alarm.state = State.RESOLVED.value
+    alarm.outcome = item.outcome
+    alarm.outcome_code = item.code
+    alarm.outcome_params = dict(item.params or {}) if item.code else None
+    alarm.updated_at = now
+    return "resolved", True
+
+
+async def _cancel_by_device(
+    session: AsyncSession, alarm: QueueAlarm, repeat: QueueRepeat | None, item: IntakeCancel, now: datetime
+) -> tuple[str, bool]:
+    """A device cancels one of its alarms: the item's own, or one collapsed into it (``repeat``).
+
+    An item stands while any of its alarms stands: a device that cancels one press of several has not cancelled the
+    others, so the item is cancelled only once its own alarm and every repeat are (until then a history line says
+    which alarm was cancelled and how many still stand). Too late (patrol on site, resolved) is refused as before.
+    Returns the result for the gateway and whether the item changed."""
+    actor = f"device:{item.device_id}"
+    if alarm.state == State.CANCELLED or (repeat is not None and repeat.cancelled_at is not None):
+        return "cancelled", False  # cancelled before: a resend
+    if repeat is None and alarm.device_cancelled_at is not None:
+        return "cancelled", False
+    if State(alarm.state) not in TRANSITIONS[Action.CANCEL][0]:
+        # Too late to cancel (a patrol is on site or it is resolved): keep it, say so in its history.
+        note = "device cancelled after the patrol was on site or the alarm was resolved"
+        params: dict[str, object] = {"alarm_id": item.alarm_id} if repeat is not None else {}
+        _event(alarm, actor, "cancel_refused", alarm.state, alarm.state, note, "alarm.cancel_refused", params)
+        return "not_cancellable", True
+    if repeat is not None:
+        repeat.cancelled_at = now
+    else:
+        alarm.device_cancelled_at = now
+    alarm.updated_at = now
+    standing = await standing_repeats(session, alarm.id) + (1 if alarm.device_cancelled_at is None else 0)
+    if standing:
+        note = f"the device cancelled {item.alarm_id}; {standing} of its alarms in this item still stand"
+        params = {"alarm_id": item.alarm_id, "standing": standing}
+        _event(alarm, actor, "cancel_one", alarm.state, alarm.state, note, "alarm.cancelled_one_by_device", params)
+        return "cancelled", True
+    note = "cancelled on the device"
+    _event(alarm, actor, "cancel", alarm.state, State.CANCELLED.value, note, "alarm.cancelled_by_device")
+    alarm.state = State.CANCELLED.value
+    return "cancelled", True
+
+
+async def find_alarm(
+    session: AsyncSession, device_id: str, alarm_id: str
+) -> tuple[QueueAlarm | None, QueueRepeat | None]:
+    """The queue item of a device's alarm (its events loaded): the alarm's own item, or the item it was collapsed
+    into (then also the repeat's row). Every lookup by a device's alarm id goes through here (intake, voice)."""
+    alarm = await _find(session, device_id, alarm_id)
+    if alarm is not None:
+        return alarm, None
+    repeat = await find_repeat(session, device_id, alarm_id)
+    if repeat is None:
+        return None, None
+    return await get_alarm(session, repeat.alarm_pk), repeat
 
 
 async def _find(session: AsyncSession, device_id: str, alarm_id: str) -> QueueAlarm | None:
@@ -379,10 +507,17 @@ async def transition(
     alarm.state = target.value
     alarm.updated_at = utcnow()
     if action is Action.ACKNOWLEDGE:
-        # Tell the device "help is coming", through the notice outbox (same transaction).
-        session.add(DeviceNotice(device_id=alarm.device_id, alarm_id=alarm.alarm_id, status="acknowledged"))
+        await tell_help_coming(session, alarm)
     await session.flush()
     return alarm
+
+
+async def tell_help_coming(session: AsyncSession, alarm: QueueAlarm) -> None:
+    """Tell the device "help is coming", through the notice outbox (same transaction): for the item's own alarm and
+    for every alarm collapsed into it that still stands (each press of the button hears it)."""
+    ids = ([alarm.alarm_id] if alarm.device_cancelled_at is None else []) + await standing_repeat_ids(session, alarm.id)
+    for alarm_id in ids:
+        session.add(DeviceNotice(device_id=alarm.device_id, alarm_id=alarm_id, status="acknowledged"))
 
 
 async def add_note(session: AsyncSession, pk: int, actor: str, note: str) -> QueueAlarm:

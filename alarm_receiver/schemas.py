@@ -58,6 +58,10 @@ class AlarmOut(BaseModel):
     client_name: str | None = None
     client_address: str | None = None
     routing_missing: bool = False
+    # alarms of the same type from the device while this one was open, collapsed into it (issue 8): how many, and
+    # when the latest was stored at the gateway
+    repeats: int = 0
+    last_repeat_at: datetime | None = None
 
 
 class AlarmDetailOut(AlarmOut):

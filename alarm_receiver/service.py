@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from alarm_receiver.db import migrate
 from alarm_receiver.escalation import Escalator
 from alarm_receiver.fanout import LiveFanout
+from alarm_receiver.health import StoreHealth
 from alarm_receiver.live import LiveFeed
 from alarm_receiver.logins import Logins
 from alarm_receiver.models import QueueAlarm
@@ -82,6 +83,9 @@ class Receiver:
             on_change=self.publish_alarm,
             is_leader=lambda: self.leadership.is_leader,
         )
+        self.store_health = StoreHealth(
+            self.sessions, probe_after_s=settings.health_store_probe_s, timeout_s=settings.health_store_timeout_s
+        )
         self.logins = Logins(self.sessions, settings)  # argon2 off the event loop, failed logins throttled
         self._connect_task: asyncio.Task[None] | None = None
         # signs unlock grants for digital locks (issue 10); None: the receiver issues none
@@ -119,6 +123,7 @@ class Receiver:
         await self.notifier.stop()
         await self.fanout.stop()
         await self.leadership.stop()
+        await self.store_health.close()
         if self.client.is_connected:
             await self.client.disconnect()
         await self.gateway_http.aclose()

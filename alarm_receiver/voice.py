@@ -15,8 +15,18 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from alarm_receiver.models import DeviceNotice, QueueAlarm, User
-from alarm_receiver.queue import OPEN_STATES, Action, State, _event, _find, _log, get_alarm, transition
+from alarm_receiver.models import QueueAlarm, User
+from alarm_receiver.queue import (
+    OPEN_STATES,
+    Action,
+    State,
+    _event,
+    _log,
+    find_alarm,
+    get_alarm,
+    tell_help_coming,
+    transition,
+)
 from trygg import audit
 from trygg.db import utcnow
 from trygg.errors import CodedError
@@ -52,7 +62,7 @@ def _refusal(user: User, alarm: QueueAlarm | None, request: VoiceRightRequest) -
 
 async def decide_right(session: AsyncSession, user: User, request: VoiceRightRequest) -> VoiceRight:
     """The right to talk with the unit of this alarm now, or a coded refusal (logged; the caller commits)."""
-    alarm = await _find(session, request.device_id, request.alarm_id)
+    alarm, _ = await find_alarm(session, request.device_id, request.alarm_id)  # also an alarm collapsed into one
     refusal = _refusal(user, alarm, request)
     subject = f"alarm:{request.device_id}/{request.alarm_id}"
     if refusal is not None:
@@ -88,7 +98,7 @@ _NOTES = {
 
 async def record_call_event(session: AsyncSession, event: CallEvent) -> QueueAlarm:
     """The call's step in the alarm's history and the supervision log (flushed; the caller commits)."""
-    alarm = await _find(session, event.device_id, event.alarm_id)
+    alarm, _ = await find_alarm(session, event.device_id, event.alarm_id)
     if alarm is None:
         raise VoiceNotFound("voice.alarm_not_found", "no such alarm in the queue (yet)")
     params: dict[str, object] = {"call_id": event.call_id, "unit_id": event.unit_id, "by": event.actor}
@@ -116,7 +126,7 @@ async def help_coming(session: AsyncSession, alarm_pk: int, user: User) -> Queue
         raise VoiceRefused("voice.alarm_closed", f"the alarm is {alarm.state}: no call", state=alarm.state)
     if alarm.state == State.NEW.value:
         return await transition(session, alarm_pk, Action.ACKNOWLEDGE, user.username)
-    session.add(DeviceNotice(device_id=alarm.device_id, alarm_id=alarm.alarm_id, status="acknowledged"))
+    await tell_help_coming(session, alarm)
     _event(alarm, user.username, "call", None, None, "told the client: help is coming", "call.help_coming", {})
     await _log(session, alarm.device_id, alarm.alarm_id, alarm.details, user.username, "help_coming")
     alarm.updated_at = utcnow()

@@ -138,7 +138,10 @@ async def login(http: httpx.AsyncClient) -> None:
 
 
 async def read_feed(http: httpx.AsyncClient, feed: Timings, ready: asyncio.Event) -> None:
-    """Stamps each ``alarm`` event in state ``new`` with the time its data line arrived."""
+    """Stamps each ``alarm`` event in state ``new`` with the time its data line arrived. A device's alarms of one
+    type that came while its first was open are collapsed into that item (issue 8): an item showing ``repeats`` r
+    stands for the device's first r + 1 alarms sent, each stamped when the item first showed it."""
+    sent_by_device: dict[str, list[Any]] = {}
     async for event, line in feed_events(http):
         at = time.perf_counter()
         if event == "hello":
@@ -147,6 +150,15 @@ async def read_feed(http: httpx.AsyncClient, feed: Timings, ready: asyncio.Event
             data = json.loads(line)
             if data.get("state") == "new":
                 feed.arrive((data["device_id"], data["alarm_id"]), at)
+                repeats = int(data.get("repeats") or 0)
+                if repeats:
+                    keys = sent_by_device.get(data["device_id"])
+                    if keys is None or len(keys) < repeats + 1:  # the device's alarms in the order they were sent
+                        keys = sent_by_device[data["device_id"]] = sorted(
+                            (k for k in feed.sent if k[0] == data["device_id"]), key=feed.sent.__getitem__
+                        )
+                    for key in keys[: repeats + 1]:
+                        feed.arrive(key, at)
 
 
 # --- MQTT clients -----------------------------------------------------------------------------------------------

@@ -13,10 +13,10 @@ from contextlib import asynccontextmanager
 
 import structlog
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 
-from gateway import metrics
-from gateway.api import dead_letters
+from gateway import health, metrics
+from gateway.api import dead_letters, floods
 from gateway.api.deps import TokenChecker
 from gateway.checkin.feature import CheckinFeature
 from gateway.checkin.routes import router as checkin_router
@@ -77,6 +77,7 @@ def create_app(settings: Settings, gateway: Gateway | None = None, *, routers: S
     api = APIRouter(prefix="/api/v1")
     api.include_router(dead_letters.router)
     api.include_router(dc09_router)  # the registry, also while the DC-09 receiver is off
+    api.include_router(floods.router)
     for cls, router in FEATURE_ROUTERS:
         if any(isinstance(feature, cls) for feature in gw.features):
             api.include_router(router)
@@ -87,14 +88,12 @@ def create_app(settings: Settings, gateway: Gateway | None = None, *, routers: S
     # every refusal (the domain errors of gateway/errors.py, guards, validation): one body, counted by code
     install_error_handlers(app, lambda code: metrics.API_REFUSED.labels(code).inc())
 
-    @app.get("/health")
-    async def health() -> dict[str, object]:
-        connected = gw.core.connected
-        return {
-            "status": "ok" if connected else "degraded",
-            "mqtt_connected": connected,
-            "receiver_reachable": gw.forwarder.receiver_reachable,
-        }
+    @app.get("/health", responses={503: {"description": "failing: the reasons as codes (gateway/health.py)"}})
+    async def health_() -> JSONResponse:
+        """200 when the store commits, the MQTT session moves and the backlog is young; else 503 with the reasons
+        as codes (gateway/health.py)."""
+        found = await health.check(gw.core)
+        return JSONResponse(found.body(), status_code=200 if found.ok else 503)
 
     @app.get("/metrics", include_in_schema=False)
     async def prometheus(request: Request) -> Response:

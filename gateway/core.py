@@ -4,13 +4,21 @@ MQTT session: fixed client id, clean start off and a session expiry, so alarms p
 restarts wait at the broker. A QoS 1 PUBACK is sent only when the message's handler returns, i.e. after the alarm
 is committed; the application ack (``stored``) follows the commit too. What features and protocol adapters may use
 of all this is :class:`gateway.port.GatewayPort` (its docstring lists it); they never see this class.
+
+Two brokers (``mqtt_second_url``): the gateway holds the same connections to a second, independent broker
+(:class:`BrokerLink`, one per broker, each with its own sessions). A message is handled the same whichever broker it
+came by; what the gateway says in answer to it (``stored``, ``rejected``) goes back on that broker, anything else it
+publishes (retained configs, requests to cameras and locks) goes to every broker.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 from collections.abc import Callable, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -20,6 +28,7 @@ from devices import AlarmCancel, AlarmMessage, AlarmType, DeviceStatus, DeviceTo
 from gateway import dead_letters, metrics
 from gateway.db import migrate
 from gateway.dispatch import Dispatcher
+from gateway.floods import FloodWatch
 from gateway.forwarder import Forwarder
 from gateway.install_tests import InstallTests
 from gateway.intake import IntakeItem, IntakeWriter, Resolution, letter_item
@@ -29,11 +38,24 @@ from trygg import mqtt
 from trygg.db import create_engine, session_factory, utcnow
 from trygg.http import client_tls
 from trygg.leader import Leadership
-from trygg.loops import run_forever
+from trygg.loops import Backoff, retry_until_done, run_forever
 from trygg.secrets import check_service_secrets
 from trygg.settings import Settings
 
 log = structlog.get_logger(__name__)
+
+# The broker connection the message being handled came from (set per message task): answers go back there.
+_ORIGIN: ContextVar[mqtt.MqttConnection | None] = ContextVar("trygg_gateway_origin", default=None)
+
+
+@dataclass(slots=True)
+class BrokerLink:
+    """The gateway's connections to one broker: the persistent main session (QoS 1 kinds) and the fast one."""
+
+    number: int  # 1 for mqtt_url, 2 for mqtt_second_url
+    endpoint: mqtt.MqttEndpoint
+    main: mqtt.MqttConnection
+    fast: mqtt.MqttConnection | None = None
 
 
 class GatewayCore:
@@ -75,6 +97,7 @@ class GatewayCore:
             timeout_s=settings.forward_timeout_s,
             verify=client_tls(settings),
         )
+        self.floods = FloodWatch(settings.device_alarm_rate_limit, settings.device_alarm_rate_window_s)
         self._install_tests = InstallTests(self._sessions)
         self._stored: list[StoredListener] = [self._install_tests.alarm_stored]
         self._delivered_to: list[DeliveredListener] = [self._install_tests.alarm_delivered]
@@ -87,23 +110,10 @@ class GatewayCore:
             keep=self.keep_dead_letter,
             shared_group=settings.mqtt_shared_group,
         )
-        self._endpoint = mqtt.MqttEndpoint.from_url(
-            settings.mqtt_url,
-            settings.gateway_mqtt_username,
-            settings.gateway_mqtt_password.get_secret_value() if settings.gateway_mqtt_password else None,
-            ca_file=settings.mqtt_ca_file,
-        )
-        self.mqtt = mqtt.MqttConnection(
-            self.client_id,
-            self._endpoint,
-            persistent=True,
-            session_expiry_s=settings.gateway_session_expiry_s,
-            protocol=settings.mqtt_protocol,
-            on_message=self.dispatcher.on_message,
-            on_connect=self._on_connect,
-            on_disconnect=self._on_disconnect,
-        )
-        self.fast_mqtt: mqtt.MqttConnection | None = None  # QoS 0 floods (heartbeats), when a kind is fast
+        urls = [settings.mqtt_url] + ([settings.mqtt_second_url] if settings.mqtt_second_url else [])
+        self.links = [self._link(number, url) for number, url in enumerate(urls, start=1)]
+        self.mqtt = self.links[0].main
+        self._connecting: list[asyncio.Task[None]] = []
         self.stopping = False  # set when the gateway stops: a disconnect is then ours, not warned about
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -122,7 +132,17 @@ class GatewayCore:
 
     @property
     def connected(self) -> bool:
-        return self.mqtt.connected.is_set()
+        """Connected to a broker (with two brokers: to at least one)."""
+        return any(link.main.connected.is_set() for link in self.links)
+
+    @property
+    def brokers_connected(self) -> list[bool]:
+        return [link.main.connected.is_set() for link in self.links]
+
+    @property
+    def fast_mqtt(self) -> mqtt.MqttConnection | None:
+        """The first broker's QoS 0 connection (heartbeats), when a kind is fast."""
+        return self.links[0].fast
 
     @property
     def install_tests(self) -> InstallTests:
@@ -139,12 +159,22 @@ class GatewayCore:
         return f"{s.gateway_client_id}-{s.instance_name}" if s.instance_name else s.gateway_client_id
 
     def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> bool:
-        try:
-            self.mqtt.publish(topic, payload, qos=qos, retain=retain)
-        except mqtt.PublishFailed as exc:
+        """To the broker the message being handled came from (an answer); otherwise, and retained state always,
+        to every broker. True when at least one broker took it."""
+        origin = _ORIGIN.get()
+        targets = [origin] if origin is not None and not retain else [link.main for link in self.links]
+        failed: list[str] = []
+        for connection in targets:
+            try:
+                connection.publish(topic, payload, qos=qos, retain=retain)
+            except mqtt.PublishFailed as exc:
+                failed.append(str(exc))
+        if len(failed) == len(targets):
             metrics.PUBLISH_FAILED.inc()
-            log.error("publish failed", topic=topic, error=str(exc))
+            log.error("publish failed", topic=topic, error=failed[0])
             return False
+        if failed:
+            log.warning("publish reached only some brokers", topic=topic, failed=len(failed), brokers=len(targets))
         return True
 
     # --- GatewayPort: a device's messages -------------------------------------------------------------------
@@ -154,6 +184,7 @@ class GatewayCore:
         outcome = await self.writer.submit(IntakeItem(device_id, message, is_test=is_test, received=received))
         if outcome is Outcome.STORED:
             metrics.ALARMS_STORED.inc()
+            self.floods.alarm(device_id)
             log.info("alarm stored", device_id=device_id, alarm_id=message.alarm_id)
             for listener in self._stored:
                 self._call(listener, device_id, message.alarm_id, is_test)
@@ -182,6 +213,11 @@ class GatewayCore:
         return known
 
     async def report_status(self, device_id: str, status: DeviceStatus) -> None:
+        if status is DeviceStatus.OFFLINE and len(self.links) > 1:
+            # With two brokers a will says only that the device left that broker: it may be on the other one
+            # (a device moving publishes "offline" where it leaves). The heartbeat deadline judges it instead.
+            log.debug("offline status with two brokers left to the heartbeat deadline", device_id=device_id)
+            return
         for listener in self._statuses:
             await listener(device_id, status)
 
@@ -266,25 +302,53 @@ class GatewayCore:
         )
 
     async def connect(self) -> None:
-        await self.mqtt.connect()
-        await asyncio.wait_for(self.mqtt.connected.wait(), 10)
-        if self.dispatcher.has_fast:
-            s = self._settings
-            self.fast_mqtt = mqtt.MqttConnection(
-                f"{self.client_id}-fast",
-                self._endpoint,
+        """Connect to the broker; with two brokers to both, and start when one answers (the other is tried on in
+        the background)."""
+        if len(self.links) == 1:
+            await self._connect_link(self.links[0])
+            return
+        results = await asyncio.gather(*(self._connect_link(link) for link in self.links), return_exceptions=True)
+        if all(isinstance(result, BaseException) for result in results):
+            raise ConnectionError(f"no broker answered: {results[0]!r}")
+        for link, result in zip(self.links, results, strict=True):
+            if isinstance(result, BaseException):
+                log.warning("broker not reachable at start; trying on", broker=link.number, error=repr(result))
+                self._connecting.append(
+                    asyncio.create_task(
+                        retry_until_done(
+                            f"connection to broker {link.number}",
+                            functools.partial(self._connect_link, link),
+                            backoff=Backoff(0.5, 10.0),
+                            log=log,
+                        ),
+                        name=f"gateway-broker-{link.number}-connect",
+                    )
+                )
+
+    async def _connect_link(self, link: BrokerLink) -> None:
+        await link.main.connect()
+        await asyncio.wait_for(link.main.connected.wait(), 10)
+        if self.dispatcher.has_fast and link.fast is None:
+            fast_id = f"{link.main.client_id}-fast"
+            link.fast = mqtt.MqttConnection(
+                fast_id,
+                link.endpoint,
                 persistent=False,
-                protocol=s.mqtt_protocol,
+                protocol=self._settings.mqtt_protocol,
                 on_message_inline=self.dispatcher.on_inline,
-                on_connect=self._on_fast_connect,
+                on_connect=lambda _present: self._on_fast_connect(link),
             )
-            await self.fast_mqtt.connect()
+            await link.fast.connect()
 
     async def disconnect(self) -> None:
         self.stopping = True
-        for connection in (self.fast_mqtt, self.mqtt):
-            if connection is not None:
-                await connection.disconnect()
+        for task in self._connecting:
+            task.cancel()
+        await asyncio.gather(*self._connecting, return_exceptions=True)
+        for link in self.links:
+            for connection in (link.fast, link.main):
+                if connection is not None:
+                    await connection.disconnect()
 
     async def stop(self) -> None:
         await self.dispatcher.close()
@@ -308,26 +372,58 @@ class GatewayCore:
         if self._leadership.is_leader:
             await self._install_tests.fail_overdue()
 
-    def _on_connect(self, session_present: bool) -> None:
-        self.dispatcher.subscribe_main(self.mqtt)
+    def _link(self, number: int, url: str) -> BrokerLink:
+        s = self._settings
+        endpoint = mqtt.MqttEndpoint.from_url(
+            url,
+            s.gateway_mqtt_username,
+            s.gateway_mqtt_password.get_secret_value() if s.gateway_mqtt_password else None,
+            ca_file=s.mqtt_ca_file,
+        )
+        # The second broker's sessions get ids of their own (the same ids would do on an independent broker, but
+        # two URLs naming one broker by mistake must not throw each other off).
+        client_id = self.client_id if number == 1 else f"{self.client_id}-b{number}"
+        link: BrokerLink  # the callbacks below run only after it is made
+        main = mqtt.MqttConnection(
+            client_id,
+            endpoint,
+            persistent=True,
+            session_expiry_s=s.gateway_session_expiry_s,
+            protocol=s.mqtt_protocol,
+            on_message=lambda message: self._handle_from(main, message),
+            on_connect=lambda present: self._on_connect(link, present),
+            on_disconnect=lambda: self._on_disconnect(link),
+        )
+        link = BrokerLink(number, endpoint, main)
+        return link
+
+    async def _handle_from(self, origin: mqtt.MqttConnection, message: mqtt.Message) -> None:
+        token = _ORIGIN.set(origin)
+        try:
+            await self.dispatcher.on_message(message)
+        finally:
+            _ORIGIN.reset(token)
+
+    def _on_connect(self, link: BrokerLink, session_present: bool) -> None:
+        self.dispatcher.subscribe_main(link.main)
         metrics.MQTT_CONNECTED.set(1)
-        log.info("connected to broker", session_present=session_present)
+        log.info("connected to broker", broker=link.number, session_present=session_present)
         for callback in self._after_connect:
             try:
                 callback()
             except Exception as exc:
                 log.error("re-publishing after a reconnect failed", error_type=type(exc).__name__, exc_info=exc)
 
-    def _on_fast_connect(self, session_present: bool) -> None:
-        assert self.fast_mqtt is not None
-        self.dispatcher.subscribe_fast(self.fast_mqtt)
+    def _on_fast_connect(self, link: BrokerLink) -> None:
+        assert link.fast is not None
+        self.dispatcher.subscribe_fast(link.fast)
 
-    def _on_disconnect(self) -> None:
-        metrics.MQTT_CONNECTED.set(0)
+    def _on_disconnect(self, link: BrokerLink) -> None:
+        metrics.MQTT_CONNECTED.set(1 if self.connected else 0)
         if self.stopping:
-            log.info("disconnected from broker (stopping)")
+            log.info("disconnected from broker (stopping)", broker=link.number)
         else:
-            log.warning("disconnected from broker; reconnecting")
+            log.warning("disconnected from broker; reconnecting", broker=link.number)
 
     def _delivered(self, rows: Sequence[tuple[str, str, str]]) -> None:
         for kind, device_id, alarm_id in rows:

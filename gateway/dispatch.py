@@ -60,6 +60,9 @@ class Dispatcher:
         self._fast_second = 0
         self._fast_kept = 0
         self._tasks: set[asyncio.Task[None]] = set()
+        # Health (gateway/health.py): messages of the main connection being handled, and when one last finished.
+        self.handling = 0
+        self.last_handled = time.monotonic()
 
     def add(self, routes: Mapping[DeviceTopic, Subscription]) -> None:
         """Add entries to the table; a kind has exactly one handler."""
@@ -121,6 +124,14 @@ class Dispatcher:
 
     async def on_message(self, message: Message) -> None:
         """The main connection's handler: one task per message; returning sends the PUBACK."""
+        self.handling += 1
+        try:
+            await self._handle(message)
+        finally:
+            self.handling -= 1
+            self.last_handled = time.monotonic()
+
+    async def _handle(self, message: Message) -> None:
         routed = self._route(message)
         if isinstance(routed, Letter):
             await self._keep(routed)

@@ -34,7 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from devices import DEFAULT_PRIORITY, AlarmCancel, AlarmMessage, effective_priority
 from gateway import dead_letters, metrics
-from gateway.models import Device, OutboxRow, StoredAlarm
+from gateway.models import Device, OutboxRow, StoredAlarm, StoreProbe
 from gateway.records import Letter, Outcome, Received
 from trygg.db import dialect_insert, utcnow
 from trygg.loops import Backoff
@@ -277,6 +277,11 @@ class IntakeWriter:
         # None is a wake-up: outbox rows to mark delivered are waiting in self._delivered.
         self._queue: asyncio.Queue[tuple[IntakeItem, asyncio.Future[Outcome]] | None] = asyncio.Queue()
         self._delivered: list[tuple[Sequence[int], asyncio.Future[None]]] = []
+        self._probes: list[asyncio.Future[None]] = []
+        # Health (gateway/health.py): since when commits fail (None: the last one went through), and when the last
+        # one went through (monotonic seconds).
+        self.failing_since: float | None = None
+        self.last_commit_ok = time.monotonic()
         self._on_commit = on_commit
         self._task: asyncio.Task[None] | None = None
         # Fault injection counts newly stored alarms, not batches: a device's resend (a duplicate) or a
@@ -307,6 +312,13 @@ class IntakeWriter:
         self._queue.put_nowait(None)
         return fut
 
+    def probe(self) -> asyncio.Future[None]:
+        """Write the store's probe row in the writer's next transaction (health, when nothing else was written)."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._probes.append(fut)
+        self._queue.put_nowait(None)
+        return fut
+
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="intake-writer")
 
@@ -322,6 +334,9 @@ class IntakeWriter:
         for _, done in self._delivered:  # stay pending in the table: forwarded again, harmlessly
             done.cancel()
         self._delivered.clear()
+        for probe in self._probes:
+            probe.cancel()
+        self._probes.clear()
 
     async def _run(self) -> None:
         while True:
@@ -334,12 +349,14 @@ class IntakeWriter:
                     break
                 entry = self._queue.get_nowait()
             delivered, self._delivered = self._delivered, []
-            await self._commit(batch, delivered)
+            probes, self._probes = self._probes, []
+            await self._commit(batch, delivered, probes)
 
     async def _commit(
         self,
         batch: list[tuple[IntakeItem, asyncio.Future[Outcome]]],
         delivered: list[tuple[Sequence[int], asyncio.Future[None]]],
+        probes: Sequence[asyncio.Future[None]] = (),
     ) -> None:
         started = time.perf_counter()
         delivered_ids = [i for ids, _ in delivered for i in ids]
@@ -358,8 +375,12 @@ class IntakeWriter:
                             .where(OutboxRow.id.in_(delivered_ids))
                             .values(delivered_at=utcnow(), attempts=OutboxRow.attempts + 1)
                         )
+                    if probes:
+                        await _write_probe(session)
                     if batch:
                         self._maybe_die("before_commit")
+                self.failing_since = None
+                self.last_commit_ok = time.monotonic()
                 break
             except asyncio.CancelledError:
                 raise
@@ -373,6 +394,8 @@ class IntakeWriter:
                     outcomes = await self._one_by_one([item for item, _ in batch], delivered_ids)
                     break
                 # the database is down, locked or full: keep the batch, retry
+                if self.failing_since is None:
+                    self.failing_since = time.monotonic()
                 metrics.STORE_ERRORS.inc()
                 retry_in = backoff.next()
                 log.error(
@@ -383,7 +406,7 @@ class IntakeWriter:
                     retry_in_s=round(retry_in, 2),
                 )
                 await asyncio.sleep(retry_in)
-        for _, done in delivered:
+        for done in (*(d for _, d in delivered), *probes):
             if not done.done():
                 done.set_result(None)
         if not batch:
@@ -458,6 +481,17 @@ class IntakeWriter:
             if is_transient(exc):
                 raise
             log.error("dead letter could not be stored", code=letter.code, error=dead_letters.where(exc))
+
+
+async def _write_probe(session: AsyncSession) -> None:
+    """One row, rewritten: a commit that touches the file, as an alarm's would."""
+    insert = dialect_insert(session)
+    now = utcnow()
+    await session.execute(
+        insert(StoreProbe)
+        .values(id=1, probed_at=now)
+        .on_conflict_do_update(index_elements=["id"], set_={"probed_at": now})
+    )
 
 
 def _kind(item: IntakeItem) -> str:

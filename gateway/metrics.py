@@ -17,6 +17,9 @@ INTAKE_BATCH = Histogram(
 FORWARDED = Counter("trygg_gateway_forwarded_total", "Outbox rows the receiver confirmed")
 FORWARD_FAILURES = Counter("trygg_gateway_forward_failures_total", "Forward attempts that failed")
 OUTBOX_PENDING = Gauge("trygg_gateway_outbox_pending", "Outbox rows not yet confirmed by the receiver")
+OUTBOX_OLDEST_AGE = Gauge(
+    "trygg_gateway_outbox_oldest_age_seconds", "Age of the oldest outbox row not yet confirmed by the receiver"
+)
 PUBLISH_FAILED = Counter("trygg_gateway_publish_failed_total", "Publishes of gateway features that failed")
 MQTT_CONNECTED = Gauge("trygg_gateway_mqtt_connected", "1 while the gateway is connected to the broker")
 API_REFUSED = Counter("trygg_gateway_api_refused_total", "HTTP API requests refused", ["reason"])
@@ -36,6 +39,24 @@ TAKEOVERS = Counter("trygg_gateway_leader_takeovers_total", "Times this gateway 
 # voice calls (gateway/voice/): a unit's signalling refused (malformed, oversize, a call that may not ring)
 VOICE_REJECTED = Counter("trygg_gateway_voice_rejected_total", "Voice signalling from units refused", ["kind", "code"])
 VOICE_CALLS = Counter("trygg_gateway_voice_calls_total", "Voice calls by how they ended", ["kind", "reason"])
+
+
+HEALTH_CODES = (
+    "health.store_failing",
+    "health.store_unresponsive",
+    "health.mqtt_disconnected",
+    "health.mqtt_stalled",
+    "health.backlog_old",
+)
+HEALTH_FAILING = Gauge("trygg_gateway_health_failing", "1 while /health answers 503 for this reason code", ["code"])
+for _code in HEALTH_CODES:
+    HEALTH_FAILING.labels(_code)  # every reason exported from the start (0), so an alert rule sees it
+MQTT_INFLIGHT_OLDEST_AGE = Gauge(
+    "trygg_gateway_mqtt_inflight_oldest_age_seconds", "Age of the oldest QoS 1 publish still waiting for its PUBACK"
+)
+
+DEVICES_FLOODING = Gauge("trygg_gateway_devices_flooding", "Devices now flagged for sending alarms over the rate limit")
+DEVICE_FLOODS = Counter("trygg_gateway_device_floods_total", "Times a device was flagged for flooding alarms")
 
 
 _MESSAGE_COUNTERS: dict[str, Counter] = {}

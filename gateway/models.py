@@ -104,3 +104,13 @@ class InstallTest(Base):
     end_to_end_ms: Mapped[float | None] = mapped_column()
     detail: Mapped[str | None] = mapped_column(Text)  # English, for API users
     detail_code: Mapped[str | None] = mapped_column(String(64))  # what the console shows (test.no_alarm, ...)
+
+
+class StoreProbe(Base):
+    """One row the intake writer rewrites when health asks and nothing else was committed lately: a commit that
+    fails (disk full, read-only, locked) shows in ``/health`` even while no alarm comes (gateway/health.py)."""
+
+    __tablename__ = "gateway_store_probe"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    probed_at: Mapped[datetime] = mapped_column(UtcDateTime)

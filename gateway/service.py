@@ -100,8 +100,8 @@ class Gateway:
         for feature in self.features:
             await feature.start()
         await self.core.connect()
-        endpoint = self.core.mqtt.endpoint
-        log.info("gateway started", broker=f"{endpoint.host}:{endpoint.port}", receiver=self.settings.receiver_url)
+        brokers = [f"{link.endpoint.host}:{link.endpoint.port}" for link in self.core.links]
+        log.info("gateway started", brokers=brokers, receiver=self.settings.receiver_url)
 
     async def stop(self) -> None:
         self.core.stopping = True  # from now on a lost broker connection is expected, not warned about

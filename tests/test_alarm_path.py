@@ -19,6 +19,7 @@ from testing.harness import (
     running_gateway,
     running_receiver,
 )
+from testing.wait import eventually
 from trygg import audit
 from trygg.db import engine_scope, session_factory
 from trygg.settings import Settings
@@ -106,8 +107,9 @@ async def test_duplicates_are_stored_once_and_answered_each_time(broker: Broker,
             assert (await device.next_ack(alarm_id="dup-1"))["status"] == "stored"
         api = Api(s)
         await api.login("op")
-        # a later, different alarm passes through behind the duplicates: once it is visible, so is the first
-        device.publish("alarm", alarm("after-dups"))
+        # a later, different alarm passes through behind the duplicates: once it is visible, so is the first (of
+        # another type: one of the same type while the first is open would be collapsed into it)
+        device.publish("alarm", alarm("after-dups", "fall"))
         await device.next_ack(alarm_id="after-dups")
         async with LiveFeedReader(api) as feed:
             rows = await api.alarms(device_id="pendant-2")
@@ -120,7 +122,8 @@ async def test_duplicates_are_stored_once_and_answered_each_time(broker: Broker,
 
 async def test_queue_order_is_priority_then_age(broker: Broker, tmp_path: Path) -> None:
     s = make_settings(tmp_path, broker.url)
-    await prepare_stores(s, {"d1": DeviceType.PENDANT, "d2": DeviceType.SMOKE, "d3": DeviceType.FALL_SENSOR})
+    devices = {"d1": DeviceType.PENDANT, "d2": DeviceType.SMOKE, "d3": DeviceType.FALL_SENSOR, "d4": DeviceType.PENDANT}
+    await prepare_stores(s, devices)
     await create_user(s, "op", "operator")
     async with running_receiver(s), running_gateway(s):
         api = Api(s)
@@ -131,7 +134,7 @@ async def test_queue_order_is_priority_then_age(broker: Broker, tmp_path: Path) 
                 ("d1", "assist-old", "assistance"),
                 ("d2", "smoke", "smoke"),
                 ("d3", "fall", "fall"),
-                ("d1", "assist-new", "assistance"),
+                ("d4", "assist-new", "assistance"),  # d1's would be collapsed into its open assist-old
             ]:
                 async with RawDevice(s, device_id) as dev:
                     dev.publish("alarm", alarm(alarm_id, type_))
@@ -176,4 +179,46 @@ async def test_escalation_levels_are_pushed_live(broker: Broker, tmp_path: Path)
         assert first["state"] == second["state"] == "new"
         r = await api.http.get(f"/api/v1/alarms/{second['id']}")
         assert [e["action"] for e in r.json()["events"]] == ["received", "escalated", "escalated"]
+        await api.close()
+
+
+async def test_a_press_again_shows_on_the_open_item_and_each_press_hears_help_coming(
+    broker: Broker, tmp_path: Path
+) -> None:
+    """Issue 8: a second press of the same type while the first is open is collapsed into its queue item, and never
+    hidden: the live feed shows the item's update (count, latest time), the history names the press, a call or a
+    cancel naming it finds the item, and acknowledging tells the device for both presses."""
+    s = make_settings(tmp_path, broker.url)
+    await prepare_stores(s, {"pendant-3": DeviceType.PENDANT})
+    await create_user(s, "op", "operator")
+    async with running_receiver(s), running_gateway(s), RawDevice(s, "pendant-3") as device:
+        api = Api(s)
+        await api.login("op")
+        async with LiveFeedReader(api) as feed:
+            device.publish("alarm", alarm("p1"))
+            first = await feed.next_alarm(alarm_id="p1")
+            assert first["repeats"] == 0 and first["last_repeat_at"] is None
+            device.publish("alarm", alarm("p2", priority=9))
+            assert (await device.next_ack(alarm_id="p2"))["status"] == "stored"
+            again = await feed.next_alarm(id=first["id"], repeats=1)
+            assert again["alarm_id"] == "p1" and again["state"] == "new" and again["last_repeat_at"] is not None
+            assert again["priority"] == 9  # raised to the repeat's
+            detail = (await api.http.get(f"/api/v1/alarms/{first['id']}")).json()
+            assert [(e["code"], e["params"]) for e in detail["events"]] == [
+                ("alarm.received", {}),
+                ("alarm.repeated", {"alarm_id": "p2"}),
+            ]
+            # the device cancels its first press: the second still stands, so the item stays (and says so)
+            device.publish("alarm/cancel", {"alarm_id": "p1", "ts": datetime.now(UTC).isoformat()})
+            assert (await device.next_ack(alarm_id="p1", status="cancelled"))["status"] == "cancelled"
+
+            async def cancel_line() -> dict[str, Any] | None:
+                item = (await api.http.get(f"/api/v1/alarms/{first['id']}")).json()
+                return item if item["events"][-1]["code"] == "alarm.cancelled_one_by_device" else None
+
+            item: dict[str, Any] = await eventually(cancel_line, timeout=15)  # type: ignore[arg-type]
+            assert item["state"] == "new" and item["events"][-1]["params"] == {"alarm_id": "p1", "standing": 1}
+            r = await api.act(first["id"], "acknowledge")
+            assert r.status_code == 200, r.text
+            assert (await device.next_ack(alarm_id="p2", status="acknowledged"))["status"] == "acknowledged"
         await api.close()

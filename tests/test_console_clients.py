@@ -199,12 +199,12 @@ async def test_queue_with_500_open_items_each_with_its_client(system: System, br
             ids.append(r.json()["id"])
         for d in range(50):
             (
-                await case.post(f"/api/v1/clients/{ids[d % 80]}/devices", json={"device_id": f"load{d:02d}"})
+                await case.post(f"/api/v1/clients/{ids[d % 80]}/devices", json={"device_id": f"load{d:03d}"})
             ).raise_for_status()
     items: list[dict[str, Any]] = [
         {
             "kind": "alarm",
-            "device_id": f"load{i % 50:02d}",
+            "device_id": f"load{i:03d}",  # a device each: one device's alarms of one type would be one item
             "alarm_id": f"load-{i}",
             "type": ("assistance", "fall", "device_offline", "low_battery", "checkin_due")[i % 5],
             "priority": i % 10,

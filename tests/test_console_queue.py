@@ -109,7 +109,7 @@ async def test_queue_with_500_open_items(console_system: ConsoleSystem, browser:
     items = [
         {
             "kind": "alarm",
-            "device_id": f"load{i % 50:02d}",
+            "device_id": f"load{i:03d}",  # a device each: one device's alarms of one type would be one item
             "alarm_id": f"load-{i}",
             "type": ("assistance", "fall", "device_offline", "low_battery", "checkin_due")[i % 5],
             "priority": i % 10,

@@ -21,6 +21,7 @@ from gateway.fleet.supervision import DeviceBackOnline, RaiseAreaOutage, RaiseOf
 from testing.wait import eventually
 from tests import console_fixtures
 from tests.console_fixtures import (
+    CAMERA,
     PENDANT,
     ConsoleSystem,
     PageErrors,
@@ -156,7 +157,8 @@ async def test_the_swedish_console_shows_no_english(console_system: ConsoleSyste
     # --- supervision texts and outcomes (the fleet feature's own actions, through the durable path)
     fleet._enqueue(
         [
-            RaiseOffline(PENDANT, "offline-open", 95.0, "heartbeat deadline passed", "deadline"),
+            # two devices: a second offline alarm of one device while its first is open would be collapsed into it
+            RaiseOffline(CAMERA, "offline-open", 95.0, "heartbeat deadline passed", "deadline"),
             RaiseOffline(PENDANT, "offline-done", 130.0, "last will: connection dropped", "last_will"),
             ResolveOffline(PENDANT, "offline-done", "device back online"),
             DeviceBackOnline(PENDANT, 12.0),

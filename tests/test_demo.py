@@ -44,7 +44,7 @@ async def test_demo_press_command_clean_up_and_quiet_stop(tmp_path: Path) -> Non
             "trygg_cli",
             "demo",
             "--devices",
-            "2",
+            "5",  # each device presses every 5 s, after its last press was cancelled (3 s): a new item each time
             "--press-every",
             "1",
             "--clear-after",

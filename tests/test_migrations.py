@@ -132,6 +132,7 @@ def read(names: set[str]) -> Callable[[Connection], Rows]:
 ADDED_WITH_DEFAULT: dict[tuple[str, str], Any] = {
     ("intake_alarms", "is_test"): False,  # g0003: true only where an installation test names the alarm
     ("queue_alarms", "routing_missing"): False,  # r0003: old alarms are not marked
+    ("queue_alarms", "repeats"): 0,  # r0005: no alarm was collapsed into an old row
 }
 
 

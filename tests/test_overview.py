@@ -46,7 +46,7 @@ def test_a_shift_within_one_day() -> None:
 def _alarm(alarm_id: str, at: datetime, type_: str = "fall", client: str = "c1") -> IntakeAlarm:
     return IntakeAlarm(
         kind="alarm",
-        device_id=f"dev-{client}",
+        device_id=f"dev-{client}-{alarm_id}",  # one device each: a device's open alarm would collapse its next
         alarm_id=alarm_id,
         type=type_,
         priority=8,

@@ -199,13 +199,13 @@ async def test_a_batch_stores_as_its_items_one_by_one_would(engine: AsyncEngine)
     ]
 
 
-def intake_alarm(device_id: str, alarm_id: str, priority: int, age_s: float = 0) -> IntakeAlarm:
+def intake_alarm(device_id: str, alarm_id: str, priority: int, age_s: float = 0, type_: str = "fall") -> IntakeAlarm:
     t = datetime.now(UTC) - timedelta(seconds=age_s)
     return IntakeAlarm(
         kind="alarm",
         device_id=device_id,
         alarm_id=alarm_id,
-        type="fall",
+        type=type_,
         priority=priority,
         device_ts=t,
         stored_at=t,
@@ -219,14 +219,15 @@ async def test_receiver_queue_idempotent_ordered_lifecycle_and_escalation(engine
         results, changed = await queue.ingest(
             s,
             [
-                intake_alarm("d1", "low", 3, age_s=100),
+                # two of d1's own, of different types (one of the same type would be collapsed into the first)
+                intake_alarm("d1", "low", 3, age_s=100, type_="assistance"),
                 intake_alarm("d1", "high-new", 8, age_s=10),
                 intake_alarm("d2", "high-old", 8, age_s=200),
             ],
         )
     assert [r.result for r in results] == ["created"] * 3 and len(changed) == 3
     async with sessions.begin() as s:
-        results, changed = await queue.ingest(s, [intake_alarm("d1", "low", 3)])
+        results, changed = await queue.ingest(s, [intake_alarm("d1", "low", 3, type_="assistance")])
     assert [r.result for r in results] == ["duplicate"] and changed == []
 
     async with sessions() as s:
@@ -268,6 +269,92 @@ async def test_receiver_queue_idempotent_ordered_lifecycle_and_escalation(engine
         notices = (await s.scalars(select(DeviceNotice))).all()
         assert [(n.device_id, n.alarm_id, n.status) for n in notices] == [("d1", "high-new", "acknowledged")]
         assert await s.scalar(select(func.count()).select_from(DeviceNotice)) == 1
+
+
+def cancel(device_id: str, alarm_id: str) -> IntakeCancel:
+    return IntakeCancel(kind="cancel", device_id=device_id, alarm_id=alarm_id, cancelled_at=datetime.now(UTC))
+
+
+async def test_repeats_collapse_into_the_open_item_and_stay_findable(engine: AsyncEngine) -> None:
+    """Issue 8, point 6: a device's repeats of an open alarm are one item with a count, the latest time, a raised
+    priority and a history line each; a resend of a repeat is a duplicate; each is found by its own id."""
+    sessions = session_factory(engine)
+    async with sessions.begin() as s:
+        results, changed = await queue.ingest(
+            s,
+            [
+                intake_alarm("d1", "a1", 5, age_s=30, type_="assistance"),
+                intake_alarm("d1", "a2", 5, age_s=20, type_="assistance"),
+                intake_alarm("d1", "f1", 8, age_s=20),  # another type: its own item
+                intake_alarm("d2", "b1", 5, age_s=20, type_="assistance"),  # another device: its own item
+            ],
+        )
+    assert [r.result for r in results] == ["created"] * 4 and len(changed) == 3
+    async with sessions.begin() as s:
+        results, _ = await queue.ingest(
+            s, [intake_alarm("d1", "a3", 7, age_s=10, type_="assistance"), intake_alarm("d1", "a2", 5)]
+        )
+    assert [r.result for r in results] == ["created", "duplicate"]  # a resend of a repeat stays a duplicate
+    async with sessions() as s:
+        items = {a.alarm_id: a for a in await queue.list_alarms(s)}
+        assert set(items) == {"a1", "f1", "b1"}
+        a1 = items["a1"]
+        assert (a1.repeats, a1.priority, a1.escalation_level) == (2, 7, 0)  # raised to the repeat's priority
+        assert a1.last_repeat_at is not None and abs((datetime.now(UTC) - a1.last_repeat_at).total_seconds() - 10) < 5
+        assert a1.stored_at < a1.last_repeat_at  # the item's own age is kept: escalation counts from the first
+        found, repeat = await queue.find_alarm(s, "d1", "a3")
+        assert found is not None and found.id == a1.id and repeat is not None and repeat.alarm_id == "a3"
+        events = (await queue.get_alarm(s, a1.id)).events
+        assert [(e.action, e.code, e.params) for e in events] == [
+            ("received", "alarm.received", {}),
+            ("repeated", "alarm.repeated", {"alarm_id": "a2"}),
+            ("repeated", "alarm.repeated", {"alarm_id": "a3"}),
+        ]
+    async with sessions.begin() as s:  # escalation is not reset by a repeat: the item is as old as its first alarm
+        escalated = await queue.escalate_due(s, datetime.now(UTC), 25, 600)
+    assert {a.alarm_id for a in escalated} == {"a1"}
+
+    # The device cancels its first press: the item stands while a2 and a3 do, and says so; then the rest.
+    async with sessions.begin() as s:
+        results, changed = await queue.ingest(s, [cancel("d1", "a1"), cancel("d1", "a2")])
+    assert [r.result for r in results] == ["cancelled", "cancelled"] and changed == [a1.id]
+    async with sessions() as s:
+        item = await queue.get_alarm(s, a1.id)
+        assert item.state == "new"
+        standing = [e.params["standing"] for e in item.events if e.code == "alarm.cancelled_one_by_device"]
+        assert standing == [2, 1]
+    async with sessions.begin() as s:
+        results, _ = await queue.ingest(s, [cancel("d1", "a2"), cancel("d1", "a3"), cancel("d1", "nope")])
+    assert [r.result for r in results] == ["cancelled", "cancelled", "unknown"]  # a resend changes nothing
+    async with sessions() as s:
+        item = await queue.get_alarm(s, a1.id)
+        assert item.state == "cancelled" and item.events[-1].code == "alarm.cancelled_by_device"
+
+    # A new press after that is a new item; acknowledging it tells the device for each standing press.
+    async with sessions.begin() as s:
+        await queue.ingest(
+            s, [intake_alarm("d1", "a4", 5, type_="assistance"), intake_alarm("d1", "a5", 5, type_="assistance")]
+        )
+    async with sessions() as s:
+        a4 = next(a for a in await queue.list_alarms(s) if a.alarm_id == "a4")
+        assert a4.repeats == 1
+    async with sessions.begin() as s:
+        await queue.transition(s, a4.id, queue.Action.ACKNOWLEDGE, "op")
+        # a press after the acknowledgement is collapsed too, and hears "help is coming" at once
+        await queue.ingest(s, [intake_alarm("d1", "a6", 5, type_="assistance")])
+    async with sessions() as s:
+        notices = [(n.alarm_id, n.status) for n in (await s.scalars(select(DeviceNotice))).all()]
+        assert sorted(notices) == [("a4", "acknowledged"), ("a5", "acknowledged"), ("a6", "acknowledged")]
+        # too late to cancel one press once the patrol is on its way: refused, in the history
+    async with sessions.begin() as s:
+        await create_user(s, "car1", "pw-long-enough", Role.PATROL)
+        await queue.transition(s, a4.id, queue.Action.ASSIGN, "op", patrol="car1")
+        await queue.transition(s, a4.id, queue.Action.ON_SITE, "car1")
+        results, _ = await queue.ingest(s, [cancel("d1", "a5")])
+    assert [r.result for r in results] == ["not_cancellable"]
+    async with sessions() as s:
+        item = await queue.get_alarm(s, a4.id)
+        assert item.state == "on_site" and item.events[-1].params == {"alarm_id": "a5"}
 
 
 async def test_tokens_expire_and_revoke(engine: AsyncEngine) -> None:

@@ -19,6 +19,8 @@ handler's to deal with (the gateway's dispatcher keeps them as dead letters).
 import asyncio
 import contextlib
 import ssl
+import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,7 +96,46 @@ class PublishNotDelivered(ConnectionError):
     """A QoS 1 message was dropped before its PUBACK: the broker had no session to resume."""
 
 
-class PubackTracker(PersistentStorage):  # type: ignore[misc,unused-ignore]
+class InflightStore(PersistentStorage):  # type: ignore[misc,unused-ignore]
+    """gmqtt's store of in-flight QoS 1 messages, with the time each was sent and a call when one is acknowledged.
+
+    The store is the one place gmqtt hands over both ends of a QoS 1 publish (``push_message`` when sent,
+    ``remove_message_by_mid`` on the PUBACK). Health reads :meth:`oldest_age` (how long the oldest message waits for
+    its PUBACK: a stalled session) and :class:`MqttConnection` sends what waited for a free slot in ``on_free``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._sent_at: dict[int, float] = {}
+        self.last_puback = time.monotonic()
+        self.on_free: Callable[[], None] | None = None
+
+    def push_message(self, mid: int, raw_package: bytes) -> None:
+        super().push_message(mid, raw_package)
+        self._sent_at.setdefault(mid, time.monotonic())  # a resend after a reconnect keeps its first time
+
+    def remove_message_by_mid(self, mid: int) -> None:
+        super().remove_message_by_mid(mid)
+        self._sent_at.pop(mid, None)
+        self.last_puback = time.monotonic()
+        if self.on_free is not None:
+            self.on_free()
+
+    def clear(self) -> None:
+        super().clear()
+        self._sent_at.clear()
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._sent_at)
+
+    def oldest_age(self) -> float | None:
+        """Seconds the oldest unacknowledged message has waited; None when nothing is in flight."""
+        if not self._sent_at:
+            return None
+        return time.monotonic() - min(self._sent_at.values())
+
+
+class PubackTracker(InflightStore):
     """gmqtt's store of in-flight QoS 1 messages, which also says when each one's PUBACK arrived.
 
     gmqtt's ``publish`` returns nothing and its PUBACK handling has no callback; the store is the one
@@ -145,10 +186,10 @@ def make_client(
     on_message: MessageHandler | None = None,
     will: Will | None = None,
     reconnect_delay_s: float = 1.0,
-    tracker: PubackTracker | None = None,
+    tracker: InflightStore | None = None,
 ) -> Any:
     """A gmqtt client that reconnects forever. ``persistent`` keeps the broker session (clean start off);
-    ``tracker`` lets ``tracker.publish_confirmed`` wait for the broker's PUBACK."""
+    ``tracker`` (a :class:`PubackTracker`) lets ``tracker.publish_confirmed`` wait for the broker's PUBACK."""
     kwargs: dict[str, Any] = {}
     if tracker is not None:
         kwargs["persistent_storage"] = tracker
@@ -202,6 +243,10 @@ OnMessage = Callable[[Message], Awaitable[None]]
 OnMessageInline = Callable[[Message], None]
 
 
+# QoS 1 messages a connection keeps waiting for the broker's in-flight window before it refuses more.
+WAITING_MAX = 100_000
+
+
 class PublishFailed(ConnectionError):
     """A publish could not be handed to the connection (not connected yet, or the connection is closing)."""
 
@@ -252,13 +297,18 @@ class MqttConnection:
         self._on_connect = on_connect
         self._on_disconnect = on_disconnect
         self.connected = asyncio.Event()
+        self.inflight: InflightStore = tracker if tracker is not None else InflightStore()
+        self.inflight.on_free = self._send_waiting
+        # QoS 1 messages waiting for a free slot of the broker's receive maximum (its in-flight window, e.g. 100):
+        # gmqtt refuses a publish beyond it (OverflowError), so a storm of acks waits here, in order, instead.
+        self._waiting: deque[tuple[str, bytes, int, bool]] = deque()
         self._client: Any = make_client(
             client_id,
             persistent=persistent,
             session_expiry_s=session_expiry_s,
             will=will,
             reconnect_delay_s=reconnect_delay_s,
-            tracker=tracker,
+            tracker=self.inflight,
         )
         if on_message is not None:
             self._client.on_message = self._handle
@@ -299,11 +349,41 @@ class MqttConnection:
 
     def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> None:
         """Hand a message to the connection (QoS 1 is kept in flight until its PUBACK); :class:`PublishFailed` if
-        it cannot be handed over."""
+        it cannot be handed over (not connected, or :data:`WAITING_MAX` messages already wait for the window).
+
+        With the broker's in-flight window full, a QoS 1 message waits here and is sent, in order, as PUBACKs free
+        slots (gmqtt would refuse it: that lost 6,038 of 10,000 ``stored`` acks in a storm, issue 8)."""
+        if qos > 0 and self._waiting:
+            self._wait(topic, payload, qos, retain)
+            return
         try:
             self._client.publish(topic, payload, qos=qos, retain=retain)
+        except OverflowError:  # gmqtt: every packet id of the broker's receive maximum is in flight
+            self._wait(topic, payload, qos, retain)
         except Exception as exc:
             raise PublishFailed(str(exc) or type(exc).__name__) from exc
+
+    @property
+    def waiting(self) -> int:
+        """QoS 1 messages waiting for a slot in the broker's in-flight window."""
+        return len(self._waiting)
+
+    def _wait(self, topic: str, payload: bytes, qos: int, retain: bool) -> None:
+        if not self.is_connected:
+            raise PublishFailed("not connected")
+        if len(self._waiting) >= WAITING_MAX:
+            raise PublishFailed(f"{WAITING_MAX} messages already wait for the broker's in-flight window")
+        self._waiting.append((topic, payload, qos, retain))
+
+    def _send_waiting(self) -> None:
+        """A PUBACK freed a slot (or the connection is back): send what waits, until the window is full again."""
+        while self._waiting:
+            topic, payload, qos, retain = self._waiting[0]
+            try:
+                self._client.publish(topic, payload, qos=qos, retain=retain)
+            except Exception:  # window full again, or the connection closing: the next PUBACK or connect sends it
+                return
+            self._waiting.popleft()
 
     def publish_confirmed(self, topic: str, payload: bytes) -> asyncio.Future[None]:
         """Publish at QoS 1; the future completes on the broker's PUBACK (needs a ``tracker``)."""
@@ -331,6 +411,8 @@ class MqttConnection:
 
     def _connected(self, client: Any, flags: Any, rc: Any, properties: Any) -> None:
         self.connected.set()
+        if self._waiting:
+            asyncio.get_running_loop().call_soon(self._send_waiting)  # after gmqtt's own resend of its in-flight
         if self._on_connect is not None:
             self._on_connect(bool(flags))
 

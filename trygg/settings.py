@@ -174,6 +174,9 @@ class Settings(BaseSettings):
     heartbeat_share_flush_s: float = Field(1.0, gt=0, le=60)
     # MQTT 5 shared subscription group for the device topics ("$share/<group>/..."); unset: plain subscriptions.
     mqtt_shared_group: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    # A second, independent broker the gateway subscribes to as well (devices fail over to it): its own sessions
+    # and shared subscription group; an ack goes back on the broker its alarm came from. Unset: one broker.
+    mqtt_second_url: str | None = None
 
     # --- SCAIP receiver (gateway/protocols/scaip/, docs/protocols-scaip.md)
     # Off unless a port is set; 0 takes a free port for each transport (tests, the demo). Standard SIP: 5060.
@@ -217,6 +220,13 @@ class Settings(BaseSettings):
     lock_grant_public_keys: list[str] = []
     lock_grant_ttl_s: float = Field(900.0, gt=0, le=3600)  # a grant is good for 15 min
     lock_relock_after_s: float = Field(30.0, gt=0, le=600)  # the unlock command asks the lock to relock after
+    # --- health and floods (issue 8: /health answers 503 for a failing store, a stalled session, an old backlog)
+    health_store_probe_s: float = Field(10.0, gt=0)
+    health_store_timeout_s: float = Field(3.0, gt=0)
+    health_mqtt_stall_s: float = Field(30.0, gt=0)
+    health_backlog_max_s: float = Field(60.0, gt=0)
+    device_alarm_rate_limit: int = Field(30, ge=1)
+    device_alarm_rate_window_s: float = Field(60.0, gt=0)
 
     @model_validator(mode="after")
     def _consistent(self) -> "Settings":

@@ -4,20 +4,28 @@ from __future__ import annotations
 
 import structlog
 from fastapi import APIRouter
+from sqlalchemy.exc import OperationalError
 
 from alarm_receiver import metrics, queue
 from alarm_receiver.api.deps import GatewayAuth, ReceiverDep, SessionDep
-from trygg.errors import responses
+from trygg.errors import ApiError, responses
 from wire.intake import IntakeRequest, IntakeResponse
 
 log = structlog.get_logger(__name__)
-router = APIRouter(responses=responses(401, 422), tags=["intake"])
+router = APIRouter(responses=responses(401, 422, 503), tags=["intake"])
 
 
 @router.post("/intake", response_model=IntakeResponse, dependencies=[GatewayAuth])
 async def intake(body: IntakeRequest, session: SessionDep, receiver: ReceiverDep) -> IntakeResponse:
-    results, changed = await queue.ingest(session, body.items)
-    await session.commit()  # confirmed to the gateway only once stored here
+    try:
+        results, changed = await queue.ingest(session, body.items)
+        await session.commit()  # confirmed to the gateway only once stored here
+    except OperationalError as exc:  # the store is down, locked or full: the gateway keeps the batch and retries
+        metrics.INTAKE_COMMIT_FAILURES.inc()
+        receiver.store_health.failed()  # /health answers 503 until a commit goes through again
+        log.error("intake commit failed", error_type=type(exc.orig).__name__)
+        raise ApiError(503, "intake.store_unavailable", "the receiver's store cannot commit now; retry") from None
+    receiver.store_health.committed()
     for r in results:
         metrics.INTAKE_ITEMS.labels(r.result).inc()
         if r.result != "duplicate":

@@ -53,6 +53,13 @@ def area_device_id(area: str) -> str:
     return AREA_DEVICE_PREFIX + ("all" if area == WHOLE_FLEET else safe)
 
 
+def _health_upsert(insert: Any, row: Mapping[str, object]) -> Any:
+    table = DeviceHealth.__table__
+    stmt = insert(table)
+    cols = {k: stmt.excluded[k] for k in row if k != "device_id"}
+    return stmt.on_conflict_do_update(index_elements=[table.c.device_id], set_=cols)
+
+
 class FleetFeature:
     name = "fleet"
 
@@ -196,12 +203,9 @@ class FleetFeature:
             st.dirty = False
         try:
             async with self.port.sessions.begin() as session:
-                insert = dialect_insert(session)
-                for chunk in range(0, len(rows), 500):
-                    part = rows[chunk : chunk + 500]
-                    stmt = insert(DeviceHealth).values(part)
-                    cols = {k: stmt.excluded[k] for k in part[0] if k != "device_id"}
-                    await session.execute(stmt.on_conflict_do_update(index_elements=["device_id"], set_=cols))
+                # One upsert run as an executemany (its compiled form is cached; a multi-row ``.values()`` was
+                # compiled again on every flush, a CPU stall on the heartbeat path at thousands of devices).
+                await session.execute(_health_upsert(dialect_insert(session), rows[0]), rows)
                 for device_id, version in applied.items():
                     await session.execute(
                         update(DeviceConfigRow)

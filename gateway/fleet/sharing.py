@@ -12,11 +12,11 @@ heartbeat thus reaches the leader's deadline check at most a flush period plus a
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timedelta
+from typing import Any
 
 import structlog
-from sqlalchemy import func, select
+from sqlalchemy import Text, cast, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from devices import Heartbeat
@@ -28,7 +28,22 @@ log = structlog.get_logger(__name__)
 # Rows written up to this long before the last read are read again: a transaction that began (and so stamped
 # written_at) before the read but committed after it is not missed.
 READ_MARGIN_S = 5.0
-CHUNK = 1000
+
+
+def _upsert(insert: Any) -> Any:
+    """``INSERT ... ON CONFLICT (device_id) DO UPDATE`` (newest heard wins) for executemany."""
+    table = HeartbeatSeen.__table__
+    stmt = insert(table)
+    return stmt.on_conflict_do_update(
+        index_elements=[table.c.device_id],
+        set_={
+            "seen_at": stmt.excluded.seen_at,
+            "gateway": stmt.excluded.gateway,
+            "heartbeat": stmt.excluded.heartbeat,
+            "written_at": func.now(),
+        },
+        where=table.c.seen_at < stmt.excluded.seen_at,
+    )
 
 
 class HeartbeatShare:
@@ -37,6 +52,7 @@ class HeartbeatShare:
         self._instance = instance or "gateway"
         self._heard: dict[str, tuple[datetime, Heartbeat]] = {}  # device -> newest heard, not yet written
         self._read_since: datetime | None = None  # database time of the last read
+        self._known: dict[str, datetime] = {}  # device -> seen_at of the row the leader read last
         self.written = 0
         self.read = 0
 
@@ -65,21 +81,10 @@ class HeartbeatShare:
         ]
         try:
             async with self._sessions.begin() as session:
-                insert = dialect_insert(session)
-                for start in range(0, len(rows), CHUNK):
-                    stmt = insert(HeartbeatSeen).values(rows[start : start + CHUNK])
-                    await session.execute(
-                        stmt.on_conflict_do_update(
-                            index_elements=["device_id"],
-                            set_={
-                                "seen_at": stmt.excluded.seen_at,
-                                "gateway": stmt.excluded.gateway,
-                                "heartbeat": stmt.excluded.heartbeat,
-                                "written_at": func.now(),
-                            },
-                            where=HeartbeatSeen.seen_at < stmt.excluded.seen_at,
-                        )
-                    )
+                # One statement for the whole batch, run as an executemany: its compiled form is cached. (A
+                # multi-row ``.values(rows)`` is compiled again on every flush: 0.14 s of CPU per 2,000 devices,
+                # which stalled the follower's heartbeat intake; this costs about a tenth of that.)
+                await session.execute(_upsert(dialect_insert(session)), rows)
         except BaseException:
             for device_id, entry in heard.items():  # not lost: written with the next flush (unless newer came)
                 self._heard.setdefault(device_id, entry)
@@ -88,18 +93,27 @@ class HeartbeatShare:
         return len(rows)
 
     async def read_new(self, *, everything: bool = False) -> list[tuple[str, datetime, Heartbeat]]:
-        """The leader's read: rows written since its last read (all of them with ``everything``: a takeover)."""
+        """The leader's read: rows written since its last read (all of them with ``everything``: a takeover);
+        a row read before (the margin reads each row for ``READ_MARGIN_S``) is not returned again."""
         async with self._sessions() as session:
             now = (await session.execute(select(func.now()))).scalar_one()
-            stmt = select(HeartbeatSeen.device_id, HeartbeatSeen.seen_at, HeartbeatSeen.heartbeat)
+            # the body as text: decoded (and validated) only for the rows not read before
+            body = cast(HeartbeatSeen.heartbeat, Text)
+            stmt = select(HeartbeatSeen.device_id, HeartbeatSeen.seen_at, body)
             if not everything and self._read_since is not None:
                 stmt = stmt.where(HeartbeatSeen.written_at > self._read_since - timedelta(seconds=READ_MARGIN_S))
             rows = (await session.execute(stmt)).all()
         self._read_since = now
+        if everything:
+            self._known = {}
+        known = self._known
         out: list[tuple[str, datetime, Heartbeat]] = []
-        for device_id, seen_at, body in rows:
+        for device_id, seen_at, text in rows:
+            if known.get(device_id) == seen_at:
+                continue  # read again within the margin: already counted (validated once, not every tick)
+            known[device_id] = seen_at
             try:
-                out.append((device_id, seen_at, Heartbeat.model_validate_json(json.dumps(body))))  # as sent: strict
+                out.append((device_id, seen_at, Heartbeat.model_validate_json(text)))  # as sent: strict
             except ValueError:
                 log.warning("shared heartbeat unreadable; skipped", device_id=device_id)
         self.read += len(out)

@@ -80,6 +80,8 @@ const codes = {
     "alarm.cancelled": "avbrutet av operatören",
     "alarm.cancelled_by_device": "avbrutet på enheten",
     "alarm.cancel_refused": "enheten avbröt för sent (patrullen på plats eller larmet avslutat): larmet står kvar",
+    "alarm.repeated": "samma larm igen från enheten ({alarm_id})",
+    "alarm.cancelled_one_by_device": "enheten avbröt larmet {alarm_id}; {standing} av dess larm här står kvar",
     "alarm.note": "anteckning",
     "alarm.escalated": "eskalerat, nivå {level}: inte kvitterat inom {after_s} s",
     // outcomes the gateway sets
@@ -241,6 +243,8 @@ const codes = {
     "alarm.cancelled": "cancelled by the operator",
     "alarm.cancelled_by_device": "cancelled on the device",
     "alarm.cancel_refused": "the device cancelled too late (patrol on site or alarm resolved): the alarm stays",
+    "alarm.repeated": "the same alarm again from the device ({alarm_id})",
+    "alarm.cancelled_one_by_device": "the device cancelled {alarm_id}; {standing} of its alarms here still stand",
     "alarm.note": "note",
     "alarm.escalated": "escalated, level {level}: not acknowledged within {after_s} s",
     "outcome.checkin_cancelled": "the check-in is cancelled",

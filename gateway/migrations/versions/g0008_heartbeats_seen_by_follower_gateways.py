@@ -1,7 +1,7 @@
 """heartbeats seen by follower gateways (several gateways: the leader reads what the others heard)
 
 Revision ID: g0008
-Revises: g0005
+Revises: g0007
 Create Date: 2026-11-30 01:13:51.370599
 """
 
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "g0008"
-down_revision = "g0005"
+down_revision = "g0007"
 branch_labels = None
 depends_on = None
 

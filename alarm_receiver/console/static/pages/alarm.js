@@ -3,7 +3,7 @@ import { describe, get, liveFeed } from "../api.js";
 import { callButtons } from "../call.js";
 import { label, t } from "../i18n.js";
 import { dl, flash, fmtAge, fmtDateTime, fmtTime, h, priorityBadge } from "../ui.js";
-import { OPEN_STATES, acknowledge, addNote, assign, clientOf, describeAlarm, eventText, outcomeText, resolve } from "./common.js";
+import { OPEN_STATES, acknowledge, addNote, assign, clientOf, describeAlarm, eventText, outcomeText, repeatsTag, resolve } from "./common.js";
 import { clientPanel } from "../client_panel.js";
 
 // Mains: on, lost, or none at all (a battery-only device says so: never "lost").
@@ -79,6 +79,7 @@ export async function render(main, params) {
         h("strong", { class: "big-type", text: ` ${label("ty", a.type)} ` }),
         h("span", { class: "state", id: "detail-state", dataset: { state: a.state }, text: label("st", a.state) }),
         esc ? h("span", { class: "tag esc-tag", text: `⚠ ${t("escalated", { n: a.escalation_level })}` }) : null,
+        repeatsTag(a),
         open ? age : null,
       ),
       h(

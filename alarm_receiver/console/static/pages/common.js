@@ -2,7 +2,7 @@
 import { describe, get, post } from "../api.js";
 import { label, t } from "../i18n.js";
 import { outcomeWord, tr } from "../messages.js";
-import { ask } from "../ui.js";
+import { ask, fmtTime, h } from "../ui.js";
 import { proposals } from "../clients.js";
 
 // Open states (and of them those in progress), technical alarm types and task types: the server's lists
@@ -39,6 +39,13 @@ export function describeAlarm(a) {
 export function outcomeText(a) {
   if (a.outcome_code) return tr(a.outcome_code, a.outcome_params);
   return a.outcome ? outcomeWord(a.outcome) : null;
+}
+
+// Alarms of the same type from the device collapsed into this item while it was open (issue 8): how many more and
+// the latest one's time, on the row and the detail, so that a pressed-again button is never hidden.
+export function repeatsTag(a) {
+  if (!a.repeats) return null;
+  return h("span", { class: "tag repeats-tag", text: t("repeats", { n: a.repeats, time: fmtTime(a.last_repeat_at) }) });
 }
 
 // One history line: what happened (translated) and the person's own note. Rows from before codes: the

@@ -5,7 +5,7 @@
 import { describe, get, liveFeed } from "../api.js";
 import { label, t } from "../i18n.js";
 import { alarmSound, flash, fmtAge, fmtTime, h, priorityBadge, priorityLevel } from "../ui.js";
-import { IN_PROGRESS, OPEN_STATES, acknowledge, addNote, assign, clientOf, describeAlarm, kindOf, resolve, triage } from "./common.js";
+import { IN_PROGRESS, OPEN_STATES, acknowledge, addNote, assign, clientOf, describeAlarm, kindOf, repeatsTag, resolve, triage } from "./common.js";
 
 const SOUND_MIN_PRIORITY = 5; // a new alarm at or above this sounds until acknowledged (8 and up: urgent tones)
 const FILTER_KEY = "trygg.queue.filters";
@@ -157,6 +157,7 @@ export async function render(main) {
         h("strong", { text: label("ty", a.type) }),
         a.is_test ? h("span", { class: "tag", text: t("test") }) : null,
         esc ? h("span", { class: "tag esc-tag", text: `⚠ ${t("escalated", { n: a.escalation_level })}` }) : null,
+        repeatsTag(a),
         a.routing_missing ? h("span", { class: "tag routing-missing", text: t("routing_missing") }) : null,
       ),
       h("span", { class: "c-client" }, h("strong", { text: clientOf(a) }), h("small", { text: [a.client_address, text].filter(Boolean).join(" · ") })),
