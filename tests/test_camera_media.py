@@ -268,7 +268,7 @@ async def test_an_offline_camera_fails_quickly(broker: Broker, tmp_path: Path) -
             assert time.perf_counter() - t0 < 2
             ended = await rig.next_ended(1)
             assert ended.reason == "failed" and ended.frames_relayed == 0
-            assert not rig.relay.active_looks() and not rig.relay._pcs
+            assert not rig.relay.active_looks() and rig.relay._peers.open == 0
         finally:
             await op.close()
 

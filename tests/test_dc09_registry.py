@@ -120,3 +120,36 @@ async def test_api_for_technicians_only(broker: Broker, tmp_path: Path) -> None:
         finally:
             await tech.close()
             await op.close()
+
+
+async def test_an_account_removed_through_the_api_is_refused_from_the_next_frame(
+    broker: Broker, tmp_path: Path
+) -> None:
+    """The receiver remembers look-ups for a few seconds; a removal through the API makes it forget them at once
+    (a unit whose account was removed gets DUH from its next frame on, not only after the cache time)."""
+    from gateway.protocols.dc09.receiver import ACCOUNT_CACHE_S, Dc09Receiver
+    from testing.broker import free_port
+    from testing.dc09 import Dialler
+
+    s = make_settings(tmp_path, broker.url, dc09_port=free_port(), dc09_transports=["tcp"])
+    await prepare_stores(s, {"unit-1": DeviceType.BASE_UNIT})
+    await create_user(s, "tech", "technician")
+    async with running_receiver(s), running_gateway(s, http=True) as gw:
+        port = gw.feature(Dc09Receiver).listening[0].port
+        tech = Api(s)
+        await tech.login("tech")
+        base = f"http://127.0.0.1:{s.gateway_http_port}/api/v1/dc09/accounts"
+        try:
+            async with httpx.AsyncClient(headers={"Authorization": f"Bearer {tech.token}"}) as http:
+                unit = Dialler(port, "4321", transport="tcp")
+                assert await unit.link_test() == "DUH"  # not registered yet
+                r = await http.post(base, json={"account": "4321", "device_id": "unit-1"})
+                assert r.status_code == 201, r.text
+                assert await unit.link_test() == "ACK"  # seen at once, and now remembered
+                loop = asyncio.get_running_loop()
+                removed_at = loop.time()
+                assert (await http.delete(f"{base}/{r.json()['id']}")).status_code == 204
+                assert await unit.link_test() == "DUH"
+                assert loop.time() - removed_at < ACCOUNT_CACHE_S  # refused before the cache would have expired
+        finally:
+            await tech.close()

@@ -95,6 +95,54 @@ async def test_intake_stores_once_with_outbox_and_refuses_what_it_must(engine: A
         assert a1 is not None and a1.priority == 8  # fall default
 
 
+async def test_intake_batch_keeps_arrival_order_across_kinds_and_statements(engine: AsyncEngine) -> None:
+    """Alarms of a batch are stored together (a few statements), yet a cancel sees exactly the alarms that came
+    before it, and a batch larger than one statement's rows stores every alarm once, its outbox in arrival order."""
+    sessions = session_factory(engine)
+    async with sessions.begin() as s:
+        await add_device(s, "p1", DeviceType.PENDANT)
+        await add_device(s, "p2", DeviceType.PENDANT)
+    now = datetime.now(UTC)
+    async with sessions.begin() as s:
+        outcomes = await store_batch(
+            s,
+            [
+                IntakeItem("p1", AlarmCancel(alarm_id="b1", ts=now)),  # before its alarm: nothing to cancel yet
+                IntakeItem("p1", alarm("b1")),
+                IntakeItem("p2", alarm("b1")),  # same id, other device: another alarm
+                IntakeItem("p1", AlarmCancel(alarm_id="b1", ts=now)),
+                IntakeItem("p1", alarm("b1")),  # the resend after the cancel
+                IntakeItem("p1", alarm("b2")),
+            ],
+        )
+    assert outcomes == [
+        Outcome.UNKNOWN_ALARM,
+        Outcome.STORED,
+        Outcome.STORED,
+        Outcome.CANCELLED,
+        Outcome.DUPLICATE,
+        Outcome.STORED,
+    ]
+    many = [IntakeItem(f"p{i % 2 + 1}", alarm(f"m{i:04d}")) for i in range(1203)]
+    many.insert(700, IntakeItem("p2", alarm("m0001")))  # a resend of an alarm a statement before
+    async with sessions.begin() as s:
+        outcomes = await store_batch(s, many)
+    assert outcomes.count(Outcome.STORED) == 1203
+    assert outcomes[700] is Outcome.DUPLICATE
+    async with sessions() as s:
+        rows = (
+            await s.execute(select(OutboxRow.kind, OutboxRow.device_id, OutboxRow.alarm_id).order_by(OutboxRow.id))
+        ).all()
+        assert [tuple(r) for r in rows[:4]] == [
+            ("alarm", "p1", "b1"),
+            ("alarm", "p2", "b1"),
+            ("cancel", "p1", "b1"),
+            ("alarm", "p1", "b2"),
+        ]
+        assert [r.alarm_id for r in rows[4:]] == [f"m{i:04d}" for i in range(1203)]
+        assert await s.scalar(select(func.count()).select_from(StoredAlarm)) == 3 + 1203
+
+
 async def test_a_batch_stores_as_its_items_one_by_one_would(engine: AsyncEngine) -> None:
     """Alarms are stored with one statement per run of alarms (issue 8, CPU): outcomes and outbox order are those
     of storing each item in its own transaction, for new alarms, resends, reused ids, a cancel of an alarm stored

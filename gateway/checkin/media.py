@@ -21,7 +21,7 @@ created here. With the setting empty, aioice's own lookup is put back.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -38,6 +38,7 @@ from devices.validation import Rejection, parse_model
 from gateway.checkin.privacy import PrivacyMode, PrivacyState, apply_privacy
 from gateway.features import Subscription
 from gateway.port import GatewayPort
+from gateway.webrtc.peers import Peers
 from trygg.webrtc import new_peer_connection, rtc_configuration, use_host_addresses
 
 log = structlog.get_logger(__name__)
@@ -138,8 +139,7 @@ class CameraRelayFeature:
         self.port = port
         self._running = False
         self._looks: dict[str, _Look] = {}
-        self._pcs: set[Any] = set()
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._peers = Peers(port.settings)
         self._states: dict[str, str] = {}
         self._state_changed = asyncio.Condition()
         self._listeners: list[Callable[[LookEnded], None]] = []
@@ -160,12 +160,7 @@ class CameraRelayFeature:
         """Ends every look (reason ``shutdown``) and closes every peer connection."""
         for look in list(self._looks.values()):
             await self._finish(look, EndReason.SHUTDOWN)
-        pcs, self._pcs = list(self._pcs), set()
-        await asyncio.gather(*(pc.close() for pc in pcs), return_exceptions=True)
-        tasks = [t for t in self._tasks if t is not asyncio.current_task()]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._peers.close_all()
         self._running = False
 
     def on_connected(self) -> None:
@@ -230,7 +225,7 @@ class CameraRelayFeature:
             answer=loop.create_future(),
         )
         self._looks[look_id] = look
-        look.cap_task = self._spawn(self._cap(look))
+        look.cap_task = self._peers.spawn(self._cap(look))
         log.info("look starting", look_id=look_id, camera_id=camera_id, privacy=look.privacy.value, max_s=max_s)
         try:
             return await self._negotiate(look, offer_sdp, answer_timeout_s)
@@ -301,23 +296,17 @@ class CameraRelayFeature:
             raise LookError("the look ended while starting")
 
     def _new_pc(self, look: _Look, side: str) -> Any:
-        pc = new_peer_connection(self.port.settings)
-        self._pcs.add(pc)
-        look.pcs.append(pc)
-
-        @pc.on("connectionstatechange")  # type: ignore[untyped-decorator]
-        async def on_state() -> None:
-            state = pc.connectionState
+        async def on_state(state: str) -> None:
             log.debug("peer connection state", look_id=look.look_id, side=side, state=state)
             if state == "failed":
                 await self._finish(look, EndReason.FAILED, detail=f"the {side} connection failed")
-                await pc.close()
-                self._pcs.discard(pc)
             elif state == "closed" and side == "operator" and not look.ended:
                 # The browser closed its side (a reload or a closed tab ends its peer connection): nobody is
                 # watching any more, so the look ends now, not at its cap.
                 await self._finish(look, EndReason.VIEWER_LEFT, detail="the operator's connection closed")
 
+        pc = self._peers.new(on_state)
+        look.pcs.append(pc)
         return pc
 
     # ------------------------------------------------------------------ ending
@@ -334,7 +323,7 @@ class CameraRelayFeature:
             await self._finish(look, EndReason.CAMERA_ENDED, detail="the camera's video stopped")
 
         if not look.ended:
-            self._spawn(later())
+            self._peers.spawn(later())
 
     async def _finish(self, look: _Look, reason: str, *, detail: str | None = None, tell_camera: bool = True) -> None:
         """End ``look`` once: tell the camera, close both peers, call the listeners. Later calls wait for it."""
@@ -355,10 +344,8 @@ class CameraRelayFeature:
         if look.cap_task is not None and look.cap_task is not asyncio.current_task():
             look.cap_task.cancel()
         try:
-            await asyncio.gather(*(pc.close() for pc in look.pcs), return_exceptions=True)
+            await self._peers.close(look.pcs)
         finally:
-            for pc in look.pcs:
-                self._pcs.discard(pc)
             self._looks.pop(look.look_id, None)
             ended = LookEnded(
                 look_id=look.look_id,
@@ -386,12 +373,6 @@ class CameraRelayFeature:
                 except Exception as exc:
                     log.exception("look listener failed", look_id=look.look_id, error=str(exc))
             look.closed.set()
-
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-        task = asyncio.create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
 
     # ------------------------------------------------------------------ MQTT handlers
 

@@ -36,7 +36,7 @@ from devices.voice import EndedBy, VoiceAnswer, VoiceCall, VoiceEnd, VoiceReques
 from gateway import metrics
 from gateway.features import Subscription
 from gateway.port import GatewayPort
-from trygg.webrtc import new_peer_connection
+from gateway.webrtc.peers import Peers
 
 log = structlog.get_logger(__name__)
 
@@ -163,8 +163,7 @@ class VoiceRelayFeature:
         self._calls: dict[str, _Call] = {}
         self._units: dict[str, VoiceState] = {}
         self._offline: set[str] = set()
-        self._pcs: set[Any] = set()
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._peers = Peers(port.settings)
         self._listeners: list[Callable[[CallEvent], None]] = []
         self._ring_check: Callable[[str, VoiceCall], Coroutine[Any, Any, str | None]] | None = None
         port.on_status(self._on_status)
@@ -186,12 +185,7 @@ class VoiceRelayFeature:
         """Ends every call (reason ``shutdown``) and closes every peer connection."""
         for call in list(self._calls.values()):
             await self._finish(call, "shutdown")
-        pcs, self._pcs = list(self._pcs), set()
-        await asyncio.gather(*(pc.close() for pc in pcs), return_exceptions=True)
-        tasks = [t for t in self._tasks if t is not asyncio.current_task()]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._peers.close_all()
         self._running = False
 
     def on_connected(self) -> None:
@@ -295,7 +289,7 @@ class VoiceRelayFeature:
         call.phase = "live"
         call.answered_at = datetime.now(UTC)
         call.t_answer = loop.time()
-        call.timer = self._spawn(self._cap(call, max_s))
+        call.timer = self._peers.spawn(self._cap(call, max_s))
         self._emit(call.event("answered"))
         log.info("call live", call_id=call.call_id, unit_id=call.unit_id)
         return {**answer, "call_id": call.call_id}
@@ -358,21 +352,15 @@ class VoiceRelayFeature:
             raise CallFailed("voice.ended_while_connecting", "the call ended while connecting")
 
     def _new_pc(self, call: _Call, side: str) -> Any:
-        pc = new_peer_connection(self.port.settings)
-        self._pcs.add(pc)
-        call.pcs.append(pc)
-
-        @pc.on("connectionstatechange")  # type: ignore[untyped-decorator]
-        async def on_state() -> None:
-            state = pc.connectionState
+        async def on_state(state: str) -> None:
             log.debug("peer connection state", call_id=call.call_id, side=side, state=state)
             if state == "failed":
                 await self._finish(call, "ice_failed", detail=f"the {side} connection failed")
-                await pc.close()
-                self._pcs.discard(pc)
             elif state == "closed" and side == "operator" and call.phase == "live":
                 await self._finish(call, "operator_left")
 
+        pc = self._peers.new(on_state)
+        call.pcs.append(pc)
         return pc
 
     # ------------------------------------------------------------------ ending
@@ -404,10 +392,8 @@ class VoiceRelayFeature:
         if call.timer is not None and call.timer is not asyncio.current_task():
             call.timer.cancel()
         try:
-            await asyncio.gather(*(pc.close() for pc in call.pcs), return_exceptions=True)
+            await self._peers.close(call.pcs)
         finally:
-            for pc in call.pcs:
-                self._pcs.discard(pc)
             self._calls.pop(call.call_id, None)
             if was == "live" and call.t_answer is not None:
                 event = call.event("ended", reason, round(loop.time() - call.t_answer, 3))
@@ -435,12 +421,6 @@ class VoiceRelayFeature:
                 callback(event)
             except Exception as exc:
                 log.exception("call listener failed", call_id=event.call_id, error=str(exc))
-
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-        task = asyncio.create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
 
     # ------------------------------------------------------------------ MQTT handlers
 
@@ -492,7 +472,7 @@ class VoiceRelayFeature:
             answer=loop.create_future(),
         )
         self._calls[call.call_id] = call
-        call.timer = self._spawn(self._ring_timeout(call, ring.max_ring_s))
+        call.timer = self._peers.spawn(self._ring_timeout(call, ring.max_ring_s))
         log.info("unit calls", unit_id=device_id, call_id=call.call_id, alarm_id=ring.alarm_id)
         self._emit(call.event("ringing"))
 

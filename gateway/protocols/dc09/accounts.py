@@ -31,6 +31,21 @@ class AccountError(ValueError):
         self.code = code
 
 
+_generation = 0  # this process's registry changes, counted: a receiver forgets what it remembered when it moves
+
+
+def registry_changed() -> None:
+    """The registry changed in this process (the API calls it after its commit): every receiver here forgets its
+    cached look-ups at its next frame. A change made by another process (``trygg dc09``) is seen within the
+    receiver's cache time instead (``receiver.ACCOUNT_CACHE_S``)."""
+    global _generation
+    _generation += 1
+
+
+def generation() -> int:
+    return _generation
+
+
 @dataclass(frozen=True, slots=True)
 class Known:
     """What a frame's look-up found: the device and the key (bytes) if the account encrypts."""

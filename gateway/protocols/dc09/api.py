@@ -87,6 +87,7 @@ async def add_account(body: AccountIn, user: Technician, session: SessionDep) ->
         details={"account": row.account, "receiver": row.receiver, "line": row.line, "encrypted": key is not None},
     )
     await session.commit()
+    accounts.registry_changed()
     return out(row, key if body.generate_key is not None else None)
 
 
@@ -104,3 +105,4 @@ async def remove_account(account_id: int, user: Technician, session: SessionDep)
         details={"account": row.account, "receiver": row.receiver, "line": row.line},
     )
     await session.commit()
+    accounts.registry_changed()  # refused from the next frame on, not only once the receiver's cache expires

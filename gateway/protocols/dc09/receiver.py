@@ -75,6 +75,7 @@ class Dc09Receiver:
         self._datagrams: set[asyncio.Task[None]] = set()
         self.listening: list[Listening] = []
         self._accounts: dict[tuple[str, str | None, str | None], tuple[accounts.Known, float]] = {}
+        self._accounts_generation = accounts.generation()
 
     # --- Feature protocol ------------------------------------------------------------------------------------
     def subscriptions(self) -> Mapping[DeviceTopic, Subscription]:
@@ -224,7 +225,11 @@ class Dc09Receiver:
 
     async def _find(self, header: Header) -> accounts.Known | None:
         """The registry's answer, remembered for ``ACCOUNT_CACHE_S`` (a frame per alarm, link tests every minute or
-        so): a new account is seen at once (misses are not remembered), a removed or re-keyed one within that time."""
+        so): a new account is seen at once (misses are not remembered); one removed or re-keyed through the API at
+        once too (``accounts.registry_changed``), through the CLI (another process) within that time."""
+        if accounts.generation() != self._accounts_generation:
+            self._accounts.clear()
+            self._accounts_generation = accounts.generation()
         ident = (header.account, header.receiver, header.line)
         now = time.monotonic()
         cached = self._accounts.get(ident)
