@@ -128,6 +128,11 @@ class ScaipHandler:
             same = await self._earlier(unit.device_id, mrq.ref)
             alarm_id, ts = same if same is not None else (f"{mrq.ref}-{ts:%Y%m%d%H%M%S}", ts)
             outcome = await self._submit(mrq, unit, key, alarm_id, ts, received)
+        elif outcome is Outcome.DUPLICATE and known is None and await self._earlier(unit.device_id, mrq.ref) is None:
+            # The same type in the same second as an alarm stored under this ref before the window: not a resend
+            # (that would be within the window) but the unit's counter come round; an alarm of its own.
+            alarm_id = f"{mrq.ref}-{ts:%Y%m%d%H%M%S}"
+            outcome = await self._submit(mrq, unit, key, alarm_id, ts, received)
         if outcome is None:
             log.warning("scaip alarm answered HOLD: commit still waiting", device_id=unit.device_id, ref=mrq.ref)
             return Snu.HOLD, "hold, resend later"
