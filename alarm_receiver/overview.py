@@ -122,12 +122,14 @@ def night_overview(alarms: list[QueueAlarm], since: datetime, until: datetime) -
                 "on_site_at": on_site,
                 "closed_at": closed,
                 "assigned_to": a.assigned_to,
+                "repeats": a.repeats,
             }
         )
     return {
         "since": since,
         "until": until,
         "total": len(alarms),
+        "repeats": sum(a.repeats for a in alarms),  # alarms collapsed into these items (issue 8)
         "by_type": dict(by_type.most_common()),
         "ack_s": figures(ack_s),
         "on_site_s": figures(on_site_s),

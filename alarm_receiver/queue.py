@@ -16,8 +16,7 @@ from alarm_receiver import metrics
 from alarm_receiver.clients.repository import clients_for_devices
 from alarm_receiver.models import AlarmEvent, DeviceNotice, QueueAlarm, QueueRepeat, User
 from alarm_receiver.repeats import (
-    Repeats,
-    apply_repeats,
+    RepeatBatch,
     batch_state,
     find_repeat,
     standing_repeat_ids,
@@ -184,7 +183,7 @@ async def ingest(
     clients = await clients_for_devices(  # whose each alarm is: read once for the batch
         session, ((i.device_id, _client_ref(i)) for i in alarms)
     )
-    repeated: dict[int, Repeats] = {}
+    repeated = RepeatBatch()
     entries: list[audit.Pending] = []  # the supervision log's entries of this batch's alarms, written together
     for item in items:
         key = {"device_id": item.device_id, "alarm_id": item.alarm_id}
@@ -201,8 +200,8 @@ async def ingest(
             target = open_items.get((item.device_id, item.type, client_id)) if collapsible else None
             if target is not None:
                 pk, state = target
-                repeated.setdefault(pk, Repeats()).add(item)
-                _add_repeat(session, item, pk, state, now, entries)
+                repeated.add(item, pk, state, now)
+                _add_repeat(session, item, pk, state, entries)
                 results.append(IntakeResult(**key, result="created"))
                 changed[pk] = None
                 continue
@@ -263,9 +262,7 @@ async def ingest(
             results.append(IntakeResult(**key, result="created"))
             changed[pk] = None
             continue
-        if repeated:  # a cancel or resolve may concern an item collapsed into above: count those first
-            await apply_repeats(session, repeated, now)
-            repeated = {}
+        await repeated.flush(session, now)  # a cancel or resolve may concern an item collapsed into above
         await audit.append_many(session, entries)  # the log keeps the batch's order
         entries = []
         alarm, repeat = await find_alarm(session, item.device_id, item.alarm_id)
@@ -281,40 +278,16 @@ async def ingest(
         results.append(IntakeResult(**key, result=result))
         if did_change:
             changed[alarm.id] = None
-    await apply_repeats(session, repeated, now)
+    await repeated.flush(session, now)
     await audit.append_many(session, entries)
     await session.flush()
     return results, list(changed)
 
 
-def _add_repeat(
-    session: AsyncSession, item: IntakeAlarm, pk: int, state: str, now: datetime, entries: list[audit.Pending]
-) -> None:
-    """An alarm collapsed into the open item ``pk``: under its own key, a line in the item's history and in the
+def _add_repeat(session: AsyncSession, item: IntakeAlarm, pk: int, state: str, entries: list[audit.Pending]) -> None:
+    """An alarm collapsed into the open item ``pk`` (its row and history line: :class:`RepeatBatch`): a line in the
     supervision log; an item already in hand tells the device "help is coming" for this alarm too."""
     key = {"device_id": item.device_id, "alarm_id": item.alarm_id}
-    session.add(
-        QueueRepeat(
-            alarm_pk=pk,
-            **key,
-            priority=item.priority,
-            device_ts=item.device_ts,
-            stored_at=item.stored_at,
-            received_at=now,
-        )
-    )
-    session.add(
-        AlarmEvent(
-            alarm_pk=pk,
-            actor="gateway",
-            action="repeated",
-            from_state=state,
-            to_state=state,
-            note=f"the same alarm again from the device: {item.alarm_id}",
-            code="alarm.repeated",
-            params={"alarm_id": item.alarm_id},
-        )
-    )
     entries.append(
         _entry(
             item.device_id,

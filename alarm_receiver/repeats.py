@@ -6,10 +6,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import case, func, select, update
+from sqlalchemy import case, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from alarm_receiver.models import QueueAlarm, QueueRepeat
+from alarm_receiver.models import AlarmEvent, QueueAlarm, QueueRepeat
 from wire.intake import IntakeAlarm
 
 
@@ -27,6 +27,56 @@ class Repeats:
         self.count += 1
         self.latest = item.stored_at if self.latest is None else max(self.latest, item.stored_at)
         self.priority = max(self.priority, item.priority)
+
+
+class RepeatBatch:
+    """The repeats of one intake batch, written together: their rows and history lines each as one executemany
+    INSERT (a flood is thousands of them: the ORM's unit of work cost ~0.5 ms each), then one UPDATE per item."""
+
+    def __init__(self) -> None:
+        self.items: dict[int, Repeats] = {}
+        self._rows: list[dict[str, object]] = []
+        self._events: list[dict[str, object]] = []
+
+    def __bool__(self) -> bool:
+        return bool(self.items)
+
+    def add(self, item: IntakeAlarm, pk: int, state: str, now: datetime) -> None:
+        self.items.setdefault(pk, Repeats()).add(item)
+        self._rows.append(
+            {
+                "alarm_pk": pk,
+                "device_id": item.device_id,
+                "alarm_id": item.alarm_id,
+                "priority": item.priority,
+                "device_ts": item.device_ts,
+                "stored_at": item.stored_at,
+                "received_at": now,
+                "cancelled_at": None,
+            }
+        )
+        self._events.append(
+            {
+                "alarm_pk": pk,
+                "at": now,
+                "actor": "gateway",
+                "action": "repeated",
+                "from_state": state,
+                "to_state": state,
+                "note": f"the same alarm again from the device: {item.alarm_id}",
+                "code": "alarm.repeated",
+                "params": {"alarm_id": item.alarm_id},
+            }
+        )
+
+    async def flush(self, session: AsyncSession, now: datetime) -> None:
+        """Write what was added and start over (before anything in the batch reads these items)."""
+        if not self.items:
+            return
+        await session.execute(insert(QueueRepeat), self._rows)
+        await session.execute(insert(AlarmEvent), self._events)
+        await apply_repeats(session, self.items, now)
+        self.items, self._rows, self._events = {}, [], []
 
 
 async def apply_repeats(session: AsyncSession, repeated: dict[int, Repeats], now: datetime) -> None:

@@ -50,10 +50,17 @@ async def test_press_to_resolved_through_queue_and_patrol_view(
     assert await op.evaluate("() => window.__beeps || 0") >= 1  # the audible cue fired (muted or not)
     await screenshot(op, "queue")
 
-    # keyboard: select, acknowledge -> the device hears "acknowledged"
+    # the client presses again: collapsed into the same row, which says so live (issue 8)
+    again = await sys.pendant.press(text="Hjälp, har ramlat")
+    tag = await op.wait_for_selector(f"#alarm-{pk} .repeats-tag", timeout=5000)
+    assert tag is not None and (await tag.inner_text()).startswith("+1 IGEN, senast "), await tag.inner_text()
+    assert await op.locator('#queue li.row[data-type="assistance"]').count() == 1
+
+    # keyboard: select, acknowledge -> the device hears "acknowledged", for both presses
     await op.click(f"#alarm-{pk}")
     await op.keyboard.press("a")
     await sys.pendant.wait_for_status(alarm_id, "acknowledged", 5)
+    await sys.pendant.wait_for_status(again, "acknowledged", 5)
     await op.wait_for_selector(f'#alarm-{pk}[data-state="acknowledged"]')
 
     # a note from the keyboard

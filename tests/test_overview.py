@@ -78,9 +78,14 @@ async def test_only_the_nights_items_are_counted(engine: AsyncEngine) -> None:
                     _alarm("after", until),
                 ],
             )
+            # "first"'s device presses again while it is open: collapsed into it, counted as a repeat (issue 8)
+            again = _alarm("again", since + timedelta(minutes=5))
+            await queue.ingest(s, [again.model_copy(update={"device_id": "dev-c1-first"})])
         async with sessions() as s:
             got = await load_overview(s, since, until)
-        assert got["total"] == 3
+        assert got["total"] == 3 and got["repeats"] == 1
+        repeats = {i["id"]: i["repeats"] for c in got["clients"] for i in c["items"]}
+        assert sorted(repeats.values()) == [0, 0, 1]
         assert got["by_type"] == {"fall": 2, "assistance": 1}
         assert {c["client"]: [i["type"] for i in c["items"]] for c in got["clients"]} == {
             "c1": ["fall", "fall"],

@@ -120,7 +120,7 @@ export async function render(main, _params, ctx) {
       "div",
       { class: "page-head" },
       h("h1", { text: night ? t("overview_night", { night }) : t("overview_title") }),
-      h("span", { class: "count", id: "period", text: `${night ? fmtDateTime(data.since) : fmtHM(data.since)}–${fmtHM(data.until)} · ${t("total", { n: data.total })}` }),
+      h("span", { class: "count", id: "period", text: `${night ? fmtDateTime(data.since) : fmtHM(data.since)}–${fmtHM(data.until)} · ${data.repeats ? t("total_repeats", { n: data.total, r: data.repeats }) : t("total", { n: data.total })}` }),
     ),
     nightPicker(night, hours),
     h("h2", { text: t("figures") }),

@@ -249,7 +249,8 @@ export async function render(main) {
     const before = g.order[idx + 1] ? rows.get(g.order[idx + 1].id) : null;
     g.list.insertBefore(r.el, before ? before.el : null);
     rows.set(a.id, r);
-    if (!old) r.el.classList.add("fresh");
+    // a new row, or the device pressed again (a repeat collapsed into this item): the row flashes like a new one
+    if (!old || (a.repeats || 0) > (old.a.repeats || 0)) r.el.classList.add("fresh");
     if (selected === a.id) r.el.classList.add("selected");
     if (selected === null && a.state === "new" && !r.el.hidden) select(a.id);
     if (noteOptions(a)) refreshOptions();
