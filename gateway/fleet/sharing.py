@@ -12,7 +12,8 @@ heartbeat thus reaches the leader's deadline check at most a flush period plus a
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
@@ -21,13 +22,17 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from devices import Heartbeat
 from gateway.fleet.models import HeartbeatSeen
-from trygg.db import dialect_insert, utcnow
+from trygg.db import dialect_insert
 
 log = structlog.get_logger(__name__)
 
 # Rows written up to this long before the last read are read again: a transaction that began (and so stamped
 # written_at) before the read but committed after it is not missed.
 READ_MARGIN_S = 5.0
+
+
+def _utc(t: float) -> datetime:
+    return datetime.fromtimestamp(t, UTC)
 
 
 def _upsert(insert: Any) -> Any:
@@ -50,7 +55,8 @@ class HeartbeatShare:
     def __init__(self, sessions: async_sessionmaker[AsyncSession], instance: str) -> None:
         self._sessions = sessions
         self._instance = instance or "gateway"
-        self._heard: dict[str, tuple[datetime, Heartbeat]] = {}  # device -> newest heard, not yet written
+        # device -> newest heard (wall-clock seconds: cheaper than a datetime on the per-heartbeat path), not written
+        self._heard: dict[str, tuple[float, Heartbeat]] = {}
         self._read_since: datetime | None = None  # database time of the last read
         self._known: dict[str, datetime] = {}  # device -> seen_at of the row the leader read last
         self.written = 0
@@ -58,22 +64,22 @@ class HeartbeatShare:
 
     def record(self, device_id: str, heartbeat: Heartbeat) -> None:
         """Inline on the heartbeat path of a follower."""
-        self._heard[device_id] = (utcnow(), heartbeat)
+        self._heard[device_id] = (time.time(), heartbeat)
 
     def take_heard(self) -> dict[str, tuple[datetime, Heartbeat]]:
         """What this instance heard and has not written (a follower that just became leader applies it itself)."""
         heard, self._heard = self._heard, {}
-        return heard
+        return {device_id: (_utc(t), hb) for device_id, (t, hb) in heard.items()}
 
     async def flush(self) -> int:
         """Write what was heard since the last flush: one row per device, newest wins."""
-        heard = self.take_heard()
+        heard, self._heard = self._heard, {}
         if not heard:
             return 0
         rows = [
             {
                 "device_id": device_id,
-                "seen_at": seen_at,
+                "seen_at": _utc(seen_at),
                 "gateway": self._instance,
                 "heartbeat": hb.model_dump(mode="json", exclude_none=True),
             }
