@@ -74,6 +74,14 @@ class Rig:
                     return detail
             raise AssertionError(f"no queue item has alarm {alarm_id}")
 
+    async def in_queue(self, alarm_id: str) -> bool:
+        """The receiver has the press (the gateway's ``stored`` comes before the forwarder delivers it)."""
+        try:
+            await self.alarm(alarm_id)
+        except AssertionError:
+            return False
+        return True
+
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def rig(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Rig]:
@@ -280,6 +288,7 @@ async def test_a_call_that_fails_is_said_plainly_and_the_alarm_stays(rig: Rig) -
     open; a unit's call for another client's alarm never rings."""
     alarm_id = await rig.other.device.press("assistance")
     await rig.other.device.wait_for_status(alarm_id, "stored", 15)
+    await eventually(lambda: rig.in_queue(alarm_id), timeout=15)  # a callback needs the receiver's queue item
     # unit1 calls for bertil's alarm: refused to the unit, it never rings
     forged = VoiceCall(call_id="forged-1", alarm_id=alarm_id, alarm_device_id="unit2", ts=utcnow())
     assert rig.unit.publish_voice(DeviceTopic.VOICE_CALL, forged.model_dump_json().encode())
