@@ -148,7 +148,7 @@ async def clients_for_devices(
             .join(Client, ClientDevice.client_id == Client.id)
             .where(ClientDevice.device_id.in_(devices), ClientDevice.unlinked_at.is_(None))
         )
-        for device_id, client in rows.tuples():
+        for device_id, client in rows:
             linked.setdefault(device_id, client)
     refs = {ref for device_id, ref in pairs if device_id not in linked and ref}
     by_ref: dict[str, Client] = {}
