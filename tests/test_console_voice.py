@@ -128,7 +128,7 @@ async def test_the_unit_calls_the_operator_answers_and_they_hear_each_other(
     await page.click("#call-hangup")
     await call.ended.wait()
     assert call.ended_by is not None and call.ended_by.value == "gateway"
-    assert await page.evaluate("() => window.__call.state") == "ended"
+    await page.wait_for_function("() => window.__call.state === 'ended'", timeout=10_000)
     await page.wait_for_selector('#history li[data-code="call.ended"]', timeout=15_000)
     history = await page.inner_text("#history")
     assert "Enheten ringer" in history and "Samtal besvarat av op" in history, history
