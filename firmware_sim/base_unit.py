@@ -9,6 +9,8 @@
 - In a call it plays a synthetic tone (``tone_hz``, 1 kHz by default; optional timed markers for benchmarks) and
   measures what it hears (:class:`firmware_sim.audio.Listener`: energy at the browser's frequency, markers), in
   memory only: no disk. It caps a call at the request's ``max_s`` on its own clock; one call at a time.
+- It ends a call whose peer connection fails, or is closed by the other side without a ``voice/end`` within
+  ``CLOSED_GRACE_S`` (a gateway that died: aiortc reports ``closed`` once ICE consent expires).
 """
 
 from __future__ import annotations
