@@ -9,6 +9,8 @@
 - In a call it plays a synthetic tone (``tone_hz``, 1 kHz by default; optional timed markers for benchmarks) and
   measures what it hears (:class:`firmware_sim.audio.Listener`: energy at the browser's frequency, markers), in
   memory only: no disk. It caps a call at the request's ``max_s`` on its own clock; one call at a time.
+- It ends a call whose peer connection fails, or is closed by the other side without a ``voice/end`` within
+  ``CLOSED_GRACE_S`` (a gateway that died: aiortc reports ``closed`` once ICE consent expires).
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from trygg.webrtc import new_peer_connection
 log = structlog.get_logger(__name__)
 
 STORED_WAIT_S = 60.0
+CLOSED_GRACE_S = 2.0  # a peer closed by the other side: how long to wait for voice/end before ending the call
 
 
 @dataclass(eq=False)
@@ -273,6 +276,11 @@ class SimBaseUnit:
                     call.connected.set()
                 elif pc.connectionState == "failed":
                     await self._end(call, "failed", tell_gateway=True)
+                elif pc.connectionState == "closed" and call.ended_reason is None:
+                    # Not our own close (that comes after _end). aiortc says "closed", not "failed", both when the
+                    # gateway closes its peer (its voice/end is on the way) and when the gateway died (consent to
+                    # send expired): end the call unless voice/end comes within CLOSED_GRACE_S.
+                    self._spawn(self._end_after(call, CLOSED_GRACE_S, "failed"))
 
             @pc.on("track")  # type: ignore[untyped-decorator]
             def on_track(track: Any) -> None:
@@ -300,6 +308,10 @@ class SimBaseUnit:
     async def _ring_timeout(self, call: UnitCall) -> None:
         await asyncio.sleep(self.max_ring_s)
         await self._end(call, "no_answer", tell_gateway=True)
+
+    async def _end_after(self, call: UnitCall, delay_s: float, reason: str) -> None:
+        await asyncio.sleep(delay_s)
+        await self._end(call, reason, tell_gateway=True)
 
     async def _cap(self, call: UnitCall, max_s: float) -> None:
         await asyncio.sleep(max_s)

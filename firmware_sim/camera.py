@@ -9,6 +9,8 @@
 - it ends the look on its own clock at ``min(request.max_s, max_look_s)`` (plus ``cap_lag_s``, 0 by default)
   whatever the gateway does (``camera/end`` with reason ``cap``, by ``camera``), and when the gateway sends
   ``camera/end``;
+- it ends the look when its peer connection fails, or is closed by the other side without a ``camera/end``
+  within ``CLOSED_GRACE_S`` (a gateway that died: aiortc reports ``closed`` once ICE consent expires);
 - one look at a time: a second request is answered with ``error: busy``.
 
 ``scenario`` can be changed at any time (``in_bed``, ``absent``, ``on_floor``).
@@ -45,6 +47,7 @@ FIRMWARE = "trygg-sim-camera/0.1"
 CONNECT_TIMEOUT_S = 5.0
 RECONNECT_MAX_S = 10.0
 START_WAIT_S = 10.0
+CLOSED_GRACE_S = 2.0  # a peer closed by the other side: how long to wait for camera/end before ending the look
 VIDEO_CLOCK_RATE = 90000
 
 
@@ -325,6 +328,11 @@ class SimCamera:
             async def on_state() -> None:
                 if pc.connectionState == "failed":
                     await self._end(look, "failed", tell_gateway=True)
+                elif pc.connectionState == "closed" and not look.ended:
+                    # Not our own close (that comes after _end). aiortc says "closed", not "failed", both when the
+                    # gateway closes its peer (its camera/end is on the way) and when the gateway died (consent to
+                    # send expired): end the look unless camera/end comes within CLOSED_GRACE_S.
+                    self._spawn(self._end_after(look, CLOSED_GRACE_S, "failed"))
 
             await pc.setRemoteDescription(RTCSessionDescription(sdp=request.sdp, type="offer"))
             pc.addTrack(SceneTrack(self, self.fps))  # no microphone: never an audio track
@@ -339,6 +347,10 @@ class SimCamera:
             return
         self._publish_state()
         self._log.info("camera.live", look_id=look.look_id, max_s=look.max_s, scenario=self.scenario.value)
+
+    async def _end_after(self, look: _CameraLook, delay_s: float, reason: str) -> None:
+        await asyncio.sleep(delay_s)
+        await self._end(look, reason, tell_gateway=True)
 
     async def _cap(self, look: _CameraLook) -> None:
         await asyncio.sleep(look.max_s + self.cap_lag_s)
