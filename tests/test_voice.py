@@ -5,6 +5,7 @@ The browser's side is tests/test_console_voice.py."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import tempfile
 from collections.abc import AsyncIterator
@@ -366,3 +367,40 @@ async def test_a_callback_to_an_offline_unit_is_said_plainly(rig: Rig) -> None:
     finally:
         await rig.other.device.start()
     assert (await rig.alarm(alarm_id))["state"] == "new"
+
+
+async def test_a_unit_that_goes_away_mid_call_ends_the_call_plainly(rig: Rig) -> None:
+    """The unit's side of a live call closes without its voice/end (the unit died or lost its network): the gateway
+    ends the call as broken (``ice_failed``, said plainly in the console) instead of keeping it live until the cap;
+    the alarm stays open."""
+    alarm_id = await rig.unit.press(pendant=0)
+    call = await ringing_call(rig, alarm_id)
+    op = Operator(rig.settings)
+    try:
+        async with await rig.http("op") as http:
+            r = await http.post(f"/gw/api/v1/voice/calls/{call['call_id']}/answer", json=await op.offer())
+            assert r.status_code == 200, r.text
+        await op.accept(r.json())
+        unit_call = rig.unit.current
+        assert unit_call is not None
+        await asyncio.wait_for(unit_call.connected.wait(), 15)
+        await rig.unit.stop_voice()  # nothing more from the unit on its voice line...
+        await unit_call.pc.close()  # ...and its peer connection gone
+        try:
+
+            async def ended() -> list[dict[str, Any]] | None:
+                events = [  # this call's end (the press may be a repeat on an item with earlier calls)
+                    e
+                    for e in (await rig.alarm(alarm_id))["events"]
+                    if e.get("code") == "call.ended" and e["params"].get("call_id") == call["call_id"]
+                ]
+                return events or None
+
+            events: list[dict[str, Any]] = await eventually(ended, timeout=20, interval=0.2)
+            assert events[-1]["params"]["reason"] == "ice_failed", events
+            assert rig.relay.calls() == []
+            assert (await rig.alarm(alarm_id))["state"] == "new"  # the alarm stays in the queue
+        finally:
+            await rig.unit.start_voice()
+    finally:
+        await op.close()

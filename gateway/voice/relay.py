@@ -38,6 +38,9 @@ from gateway.features import Subscription
 from gateway.port import GatewayPort
 from gateway.webrtc.peers import Peers
 
+# Seconds a live call waits for the unit's voice/end after the unit's peer connection closed (a hang-up sends
+# both, in either order) before it ends as broken.
+UNIT_CLOSED_GRACE_S = 2.0
 log = structlog.get_logger(__name__)
 
 CallPhase = Literal["ringing", "connecting", "live", "ended"]
@@ -358,6 +361,14 @@ class VoiceRelayFeature:
                 await self._finish(call, "ice_failed", detail=f"the {side} connection failed")
             elif state == "closed" and side == "operator" and call.phase == "live":
                 await self._finish(call, "operator_left")
+            elif state == "closed" and side == "unit" and call.phase == "live":
+                # The unit's side closed. A unit that hangs up also sends voice/end, which may come just after: wait
+                # for it a moment; without it the unit went away (died, lost its network), the call is over and the
+                # operator is told as for a broken connection (the alarm stays in the queue).
+                try:
+                    await asyncio.wait_for(asyncio.shield(call.closed.wait()), UNIT_CLOSED_GRACE_S)
+                except TimeoutError:
+                    await self._finish(call, "ice_failed", detail="the unit's connection closed")
 
         pc = self._peers.new(on_state)
         call.pcs.append(pc)
