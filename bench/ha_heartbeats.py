@@ -22,6 +22,8 @@ import os
 import threading
 import time
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -51,6 +53,21 @@ def pg_admin() -> str:
 def with_db(dsn: str, name: str) -> str:
     p = urlsplit(dsn)
     return urlunsplit(("postgresql+asyncpg", p.netloc, f"/{name}", p.query, p.fragment))
+
+
+@asynccontextmanager
+async def fresh_database(prefix: str) -> AsyncIterator[str]:
+    """A new PostgreSQL database for one run (created through ``pg_admin()``), dropped afterwards; yields its name."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(pg_admin())
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield name
+        finally:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
 
 
 async def measure(
@@ -121,9 +138,11 @@ async def measure(
 
 
 async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
-    name = f"trygg_bench_ha_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(pg_admin())
-    await admin.execute(f'CREATE DATABASE "{name}"')
+    async with fresh_database("trygg_bench_ha") as name:
+        return await _run(args, workdir, name)
+
+
+async def _run(args: argparse.Namespace, workdir: Path, name: str) -> dict[str, Any]:
     broker = start_broker(workdir)
     gateways: list[ServiceProcess] = []
     out: dict[str, Any] = {"devices": args.devices, "target": TARGET}
@@ -180,8 +199,6 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         for gw in gateways:
             gw.stop()
         broker.stop()
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 def main() -> None:

@@ -32,7 +32,6 @@ import statistics
 import tempfile
 import threading
 import time
-import uuid
 from contextlib import suppress
 from datetime import UTC, datetime
 from pathlib import Path
@@ -44,7 +43,7 @@ import httpx
 from bench._common import machine, write_json
 from bench.alarm_latency import ServiceProcess
 from bench.fleet import METRICS_TOKEN, metric, register, start_broker, wait_metric
-from bench.ha_heartbeats import pg_admin, with_db
+from bench.ha_heartbeats import fresh_database, pg_admin, with_db
 from devices import DeviceType
 from firmware_sim.swarm import _packet, _utf8, publish_packet
 from testing.broker import Broker, free_port
@@ -182,9 +181,11 @@ async def kill_round(
 
 
 async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
-    name = f"trygg_bench_takeover_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(pg_admin())
-    await admin.execute(f'CREATE DATABASE "{name}"')
+    async with fresh_database("trygg_bench_takeover") as name:
+        return await _run(args, workdir, name)
+
+
+async def _run(args: argparse.Namespace, workdir: Path, name: str) -> dict[str, Any]:
     broker: Broker = start_broker(workdir)
     gateways: dict[str, ServiceProcess] = {}
     beats: Heartbeats | None = None
@@ -262,8 +263,6 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         for gw in gateways.values():
             gw.stop()
         broker.stop()
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 def main() -> None:
