@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -120,11 +121,14 @@ async def test_gateway_refuses_a_revoked_token_on_the_next_request(system: Syste
 
 
 async def test_gateway_never_honours_a_token_past_its_expiry(system: System) -> None:
-    token = await system.short_token(1)
+    ttl_s = 5  # long enough that a loaded machine still makes the first request in time
+    token = await system.short_token(ttl_s)
+    expired_by = time.monotonic() + ttl_s + 0.1  # the token was issued before this line
     auth = {"Authorization": f"Bearer {token}"}
     async with httpx.AsyncClient(base_url=system.settings.gateway_url, headers=auth) as gw:
         assert (await gw.get("/api/v1/consents")).status_code == 200
-        await asyncio.sleep(1.1)  # the token's own lifetime: nothing to wait on but the clock
+        # the token's own lifetime: nothing to wait on but the clock
+        await asyncio.sleep(max(0.0, expired_by - time.monotonic()))
         assert (await gw.get("/api/v1/consents")).status_code == 401
 
 
