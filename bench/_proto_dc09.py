@@ -56,7 +56,8 @@ async def run(load: Load) -> Figures:
             wait_port(s.receiver_http_port, timeout=60)
             gw.start()
             assert s.dc09_port is not None
-            result = await drive(load, s.dc09_port)
+            assert gw.proc is not None
+            result = await drive(load, s.dc09_port, pids={"gateway": gw.proc.pid, "receiver": receiver.pid})
         finally:
             gw.stop()
             receiver.terminate()
@@ -76,6 +77,8 @@ async def run(load: Load) -> Figures:
         rate_per_s=round(result.answered / seconds, 1),
         p50_ms=result.p(50),
         p99_ms=result.p(99),
+        cpu_ms_per_alarm=result.cpu_ms_per_alarm(),
+        loadavg=result.loadavg,
     )
 
 

@@ -49,8 +49,13 @@ async def run_all(load: Load, only: list[str] | None) -> list[Figures]:
 
 def report(results: list[Figures], load: Load) -> str:
     headers = ["protocol", "sent", "answered", "stored", "dup", "s", "answered/s", "p50 ms", "p99 ms"]
+    headers += ["CPU ms/alarm", "load"]
     rows = [
-        [f.name, f.sent, f.answered, f.stored, f.duplicates, f.seconds, f.rate_per_s, f.p50_ms, f.p99_ms]
+        [
+            *(f.name, f.sent, f.answered, f.stored, f.duplicates, f.seconds, f.rate_per_s, f.p50_ms, f.p99_ms),
+            " ".join(f"{k} {v}" for k, v in f.cpu_ms_per_alarm.items()),
+            f"{f.loadavg[0]}-{f.loadavg[1]}" if f.loadavg else "",
+        ]
         for f in results
     ]
     return f"load: {load.alarms} alarms at {load.rate:g}/s over {load.units} units\n" + table(headers, rows)
