@@ -61,6 +61,7 @@ async def run(load: Load, *, with_receiver: bool = True) -> Figures:
                 wait_port(s.receiver_http_port, timeout=60)
             gw.start()
             assert s.dc09_port is not None
+            wait_port(s.dc09_port, timeout=60)  # the HTTP port may be up first, or be another process's
             assert gw.proc is not None
             pids = {"gateway": gw.proc.pid} | ({"receiver": receiver.pid} if receiver is not None else {})
             result = await drive(load, s.dc09_port, pids=pids)
