@@ -81,9 +81,9 @@ def _crc16_bitwise(byte: int) -> int:
     return crc
 
 
-# CRC-16/ARC a byte at a time from a 256-entry table: the same value as bit by bit, about 20 times faster in Python
-# (it is over every frame received and every answer built; bit by bit it was about a tenth of the gateway's CPU per
-# DC-09 alarm).
+# CRC-16/ARC a byte at a time from a 256-entry table: the same value as bit by bit, about 10 times faster in Python
+# (it is over every frame received and every answer built; bit by bit it took 4.6 % of the gateway's GIL time at a
+# saturated DC-09 load, docs/benchmarks.md).
 _CRC16_TABLE = tuple(_crc16_bitwise(byte) for byte in range(256))
 
 
