@@ -10,7 +10,7 @@ import asyncio
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,10 @@ class Figures:
     rate_per_s: float  # answered / seconds
     p50_ms: float  # send -> answer
     p99_ms: float
+    # CPU ms per answered alarm of each process measured (first send to last answer), e.g. {"gateway": 0.6}; only
+    # the runners that measure it fill it in
+    cpu_ms_per_alarm: dict[str, float] = field(default_factory=dict)
+    loadavg: tuple[float, float] | None = None  # one-minute load average at the first send and after the last answer
 
 
 def figures(name: str, sent: int, latencies_s: Sequence[float], stored: int, seconds: float) -> Figures:

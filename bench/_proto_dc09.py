@@ -30,6 +30,7 @@ from trygg.db import engine_scope, session_factory
 from trygg.settings import Settings
 
 NAME = "dc09 trygg (ACK after commit)"
+ALONE = "dc09 trygg, gateway alone (no receiver)"
 
 
 def _start_receiver(s: Settings, log_path: Path) -> subprocess.Popen[bytes]:
@@ -39,7 +40,10 @@ def _start_receiver(s: Settings, log_path: Path) -> subprocess.Popen[bytes]:
         )
 
 
-async def run(load: Load) -> Figures:
+async def run(load: Load, *, with_receiver: bool = True) -> Figures:
+    """``with_receiver=False``: the gateway without ``trygg receiver`` (an extra row, to see what the receiver's
+    process costs the gateway on the same cores): its forwarder's POSTs are refused and it backs off (0.2 s,
+    doubling), the alarms stay in its outbox; the ACK path (frame, commit, answer) is the same."""
     with tempfile.TemporaryDirectory(prefix="bench-dc09-") as tmp:
         tmp_path = Path(tmp)
         broker = Broker(workdir=tmp_path / "mosquitto")
@@ -50,24 +54,29 @@ async def run(load: Load) -> Figures:
         async with engine_scope(s.gateway_database_url) as engine, session_factory(engine).begin() as session:
             for device_id, account in devices.items():
                 await add_account(session, account, device_id)
-        receiver = _start_receiver(s, tmp_path / "rx.log")
+        receiver = _start_receiver(s, tmp_path / "rx.log") if with_receiver else None
         gw = GatewayProcess(s, tmp_path / "gw.log")
         try:
-            wait_port(s.receiver_http_port, timeout=60)
+            if receiver is not None:
+                wait_port(s.receiver_http_port, timeout=60)
             gw.start()
             assert s.dc09_port is not None
-            result = await drive(load, s.dc09_port)
+            wait_port(s.dc09_port, timeout=60)  # the HTTP port may be up first, or be another process's
+            assert gw.proc is not None
+            pids = {"gateway": gw.proc.pid} | ({"receiver": receiver.pid} if receiver is not None else {})
+            result = await drive(load, s.dc09_port, pids=pids)
         finally:
             gw.stop()
-            receiver.terminate()
-            receiver.wait(30)
+            if receiver is not None:
+                receiver.terminate()
+                receiver.wait(30)
             broker.stop()
         async with engine_scope(s.gateway_database_url) as engine, session_factory(engine)() as session:
             rows = (await session.execute(select(StoredAlarm.device_id, StoredAlarm.payload))).all()
         keys = [(device_id, payload["device_extra"]["dc09"]["seq"]) for device_id, payload in rows]
     seconds = max(result.last - result.first, 1e-9)
     return Figures(
-        name=NAME,
+        name=NAME if with_receiver else ALONE,
         sent=result.sent,
         answered=result.answered,
         stored=len(set(keys)),
@@ -76,6 +85,8 @@ async def run(load: Load) -> Figures:
         rate_per_s=round(result.answered / seconds, 1),
         p50_ms=result.p(50),
         p99_ms=result.p(99),
+        cpu_ms_per_alarm=result.cpu_ms_per_alarm(),
+        loadavg=result.loadavg,
     )
 
 
@@ -85,9 +96,10 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=50.0)
     parser.add_argument("--units", type=int, default=10)
     parser.add_argument("--out", default="bench/results/proto_dc09.json")
+    parser.add_argument("--gateway-alone", action="store_true", help="without trygg receiver (see run())")
     args = parser.parse_args()
     load = Load(args.alarms, args.rate, args.units)
-    report(asyncio.run(run(load)), load, args.out)
+    report(asyncio.run(run(load, with_receiver=not args.gateway_alone)), load, args.out)
 
 
 if __name__ == "__main__":

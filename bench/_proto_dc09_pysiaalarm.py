@@ -62,7 +62,7 @@ async def run(load: Load) -> Figures:
     try:
         assert proc.stdout is not None
         assert (await asyncio.wait_for(proc.stdout.readline(), 60)).decode().strip() == "ready"
-        result = await drive(load, port)
+        result = await drive(load, port, pids={"pysiaalarm": proc.pid})
     finally:
         proc.send_signal(signal.SIGTERM)
         out_bytes, _ = await asyncio.wait_for(proc.communicate(), 30)
@@ -79,6 +79,8 @@ async def run(load: Load) -> Figures:
         rate_per_s=round(result.answered / seconds, 1),
         p50_ms=result.p(50),
         p99_ms=result.p(99),
+        cpu_ms_per_alarm=result.cpu_ms_per_alarm(),
+        loadavg=result.loadavg,
     )
 
 

@@ -3,7 +3,8 @@
     .venv/bin/python -m bench.protocols [--alarms 500] [--rate 50] [--units 20] [--out bench/results/protocols.json]
 
 Runs each runner module that exists among ``bench/_proto_mqtt.py`` (the MQTT contract: the floor),
-``bench/_proto_scaip.py``, ``bench/_proto_dc09.py`` and ``bench/_proto_dc09_pysiaalarm.py``, one after the other,
+``bench/_proto_scaip.py``, ``bench/_proto_dc09.py``, ``bench/_proto_dc09_alone.py`` (the same gateway without the
+receiver's process: an extra row) and ``bench/_proto_dc09_pysiaalarm.py``, one after the other,
 each against a fresh gateway (its own process, a private Mosquitto, SQLite, loopback only) with the same load.
 A runner defines ``NAME`` and ``async def run(load: Load) -> Figures`` (``bench/_proto_common.py``). Prints a
 table and writes the figures with the machine's facts (cores, load average) to ``--out``.
@@ -23,7 +24,13 @@ from typing import Any
 from bench._common import machine, raise_nofile, table, write_json
 from bench._proto_common import Figures, Load
 
-RUNNERS = ("bench._proto_mqtt", "bench._proto_scaip", "bench._proto_dc09", "bench._proto_dc09_pysiaalarm")
+RUNNERS = (
+    "bench._proto_mqtt",
+    "bench._proto_scaip",
+    "bench._proto_dc09",
+    "bench._proto_dc09_alone",
+    "bench._proto_dc09_pysiaalarm",
+)
 
 
 def available() -> list[Any]:
@@ -49,8 +56,13 @@ async def run_all(load: Load, only: list[str] | None) -> list[Figures]:
 
 def report(results: list[Figures], load: Load) -> str:
     headers = ["protocol", "sent", "answered", "stored", "dup", "s", "answered/s", "p50 ms", "p99 ms"]
+    headers += ["CPU ms/alarm", "load"]
     rows = [
-        [f.name, f.sent, f.answered, f.stored, f.duplicates, f.seconds, f.rate_per_s, f.p50_ms, f.p99_ms]
+        [
+            *(f.name, f.sent, f.answered, f.stored, f.duplicates, f.seconds, f.rate_per_s, f.p50_ms, f.p99_ms),
+            " ".join(f"{k} {v}" for k, v in f.cpu_ms_per_alarm.items()),
+            f"{f.loadavg[0]}-{f.loadavg[1]}" if f.loadavg else "",
+        ]
         for f in results
     ]
     return f"load: {load.alarms} alarms at {load.rate:g}/s over {load.units} units\n" + table(headers, rows)

@@ -27,6 +27,22 @@ NOW = datetime(2026, 11, 30, 1, 0, 0, tzinfo=UTC)
 
 def test_crc_is_crc16_arc() -> None:
     assert crc16(b"123456789") == 0xBB3D  # the check value of CRC-16/ARC
+    assert crc16(b"") == 0
+
+
+def _crc16_arc_bit_by_bit(data: bytes) -> int:
+    crc = 0
+    for byte in data:
+        crc ^= byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
+    return crc
+
+
+@settings(max_examples=300)
+@given(st.binary(max_size=600))
+def test_table_crc_equals_the_bit_by_bit_definition(data: bytes) -> None:
+    assert crc16(data) == _crc16_arc_bit_by_bit(data)
 
 
 @pytest.mark.parametrize("bits", [128, 192, 256])

@@ -127,10 +127,14 @@ class Dc09Receiver:
         m.CONNECTIONS.inc()
         peer = writer.get_extra_info("peername")
         source = f"dc09/tcp/{peer[0]}:{peer[1]}" if peer else "dc09/tcp"
+        idle_s = self.port.settings.dc09_idle_timeout_s
         try:
             while True:
                 try:
-                    raw = await asyncio.wait_for(reader.readuntil(b"\r"), self.port.settings.dc09_idle_timeout_s)
+                    # asyncio.timeout, not wait_for: no extra task per read (two reads per connection, a unit
+                    # dials once per message)
+                    async with asyncio.timeout(idle_s):
+                        raw = await reader.readuntil(b"\r")
                 except (asyncio.IncompleteReadError, ConnectionError, TimeoutError):
                     return  # closed by the unit, or idle
                 except asyncio.LimitOverrunError:
