@@ -326,7 +326,6 @@ class Topology:
             mqtt_shared_group="trygg",
             leader_check_s=1.0,
             leader_ttl_s=5.0,
-            leader_takeover_grace_s=60.0,
             heartbeat_interval_alarm_s=cfg.heartbeat_s,
             heartbeat_grace_s=15.0,
             supervision_period_s=0.5,
