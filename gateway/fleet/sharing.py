@@ -85,7 +85,9 @@ class HeartbeatShare:
                 "gateway": self._instance,
                 "heartbeat": hb.model_dump(mode="json", exclude_none=True),
             }
-            for device_id, (seen_at, hb) in heard.items()
+            # in key order: two instances upserting the same devices at once lock the rows in the same order
+            # (waits, never a deadlock)
+            for device_id, (seen_at, hb) in sorted(heard.items())
         ]
         try:
             async with self._sessions.begin() as session:
