@@ -15,7 +15,7 @@ Each round: find the leader (the holder of the advisory lock, from ``pg_locks``)
 ``--silent-before`` (0.5 s) before the kill, SIGKILL the leader's process, then read the survivor's
 ``trygg_gateway_leader_takeovers_total`` every 20 ms: the **takeover time** is from the kill until it went up
 (the survivor holds the lock, waited out the old leader's validity and ran its first supervision tick with the
-shared state). With heartbeats going on for the takeover grace plus two deadlines, the round then counts
+shared state). With heartbeats going on for the unknown window plus two deadlines, the round then counts
 ``device_offline`` alarms in ``intake_alarms``: **false** ones (a device that kept sending) must be 0, and the
 silenced device must have exactly one (no missed deadline), whose delay from its last heartbeat is reported
 beside its deadline (3 s; a device silent at a takeover is judged at its own deadline from the end of the unknown

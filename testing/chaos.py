@@ -468,8 +468,8 @@ async def run_chaos(
 
 async def _all_online(gateway_db: str, count: int) -> None:
     """The warm-up: the faults begin once the leader has every device online in the shared store (as in service,
-    where a fleet is known long before a fault). A device not yet in ``device_health`` when a leader is killed gets
-    no takeover grace (docs/architecture.md, "What is not built yet")."""
+    where a fleet is known long before a fault). (A device not yet in ``device_health`` when a leader is killed is
+    held to the takeover's unknown window like every other: docs/architecture.md, "Several instances".)"""
 
     async def online() -> bool:
         conn = await asyncpg.connect(plain_dsn(gateway_db))
