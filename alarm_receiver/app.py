@@ -64,7 +64,7 @@ def create_app(settings: Settings, receiver: Receiver | None = None, *, run_migr
         body = {
             "status": "failing" if problems else "ok",
             "problems": problems,
-            "mqtt_connected": rec.client.is_connected,
+            "mqtt_connected": any(c.is_connected for c in rec.clients),  # a broker notices can go to
         }
         return JSONResponse(body, status_code=503 if problems else 200)
 

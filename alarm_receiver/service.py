@@ -53,25 +53,20 @@ class Receiver:
         self.fanout = LiveFanout(self.engine, on_alarms=self._publish_remote, on_end_session=self.live.end_session)
         self.notice_wake = asyncio.Event()
         self.puback = mqtt.PubackTracker()  # notices are marked sent on the broker's PUBACK
-        endpoint = mqtt.MqttEndpoint.from_url(
-            settings.mqtt_url,
-            settings.receiver_mqtt_username,
-            settings.receiver_mqtt_password.get_secret_value() if settings.receiver_mqtt_password else None,
-            ca_file=settings.mqtt_ca_file,
-        )
-        self.client = mqtt.MqttConnection(
+        client_id = (
             f"{settings.receiver_client_id}-{settings.instance_name}"
             if settings.instance_name
-            else settings.receiver_client_id,
-            endpoint,
-            persistent=False,
-            protocol=settings.mqtt_protocol,
-            tracker=self.puback,
-            on_connect=lambda _session_present: self.notice_wake.set(),  # owed notices go out at once
+            else settings.receiver_client_id
         )
+        self.client = self._connection(settings.mqtt_url, client_id, self.puback)
+        # A second, independent broker (devices fail over to it): notices go out on both (alarm_receiver/notifier.py)
+        self.second_client: mqtt.MqttConnection | None = None
+        if settings.mqtt_second_url:
+            self.second_client = self._connection(settings.mqtt_second_url, f"{client_id}-b2", mqtt.PubackTracker())
+        self.clients = [c for c in (self.client, self.second_client) if c is not None]
         self.notifier = DeviceNotifier(
             self.sessions,
-            self.client,
+            self.clients,
             Topics(settings.topic_root),
             self.notice_wake,
             is_leader=lambda: self.leadership.is_leader,
@@ -87,13 +82,30 @@ class Receiver:
             self.sessions, probe_after_s=settings.health_store_probe_s, timeout_s=settings.health_store_timeout_s
         )
         self.logins = Logins(self.sessions, settings)  # argon2 off the event loop, failed logins throttled
-        self._connect_task: asyncio.Task[None] | None = None
+        self._connect_tasks: list[asyncio.Task[None]] = []
         # signs unlock grants for digital locks (issue 10); None: the receiver issues none
         key_file = settings.lock_grant_signing_key_file
         self.grant_key: Ed25519PrivateKey | None = load_signing_key(key_file) if key_file is not None else None
         self.gateway_http = httpx.AsyncClient(
             timeout=15.0, verify=client_tls(settings)
         )  # the console's calls to the gateway
+
+    def _connection(self, url: str, client_id: str, tracker: mqtt.PubackTracker) -> mqtt.MqttConnection:
+        s = self.settings
+        endpoint = mqtt.MqttEndpoint.from_url(
+            url,
+            s.receiver_mqtt_username,
+            s.receiver_mqtt_password.get_secret_value() if s.receiver_mqtt_password else None,
+            ca_file=s.mqtt_ca_file,
+        )
+        return mqtt.MqttConnection(
+            client_id,
+            endpoint,
+            persistent=False,
+            protocol=s.mqtt_protocol,
+            tracker=tracker,
+            on_connect=lambda _session_present: self.notice_wake.set(),  # owed notices go out at once
+        )
 
     async def start(self, *, run_migrations: bool = True) -> None:
         if run_migrations:
@@ -102,30 +114,35 @@ class Receiver:
         self.fanout.start()
         self.escalator.start()
         self.notifier.start()
-        self._connect_task = asyncio.create_task(self._connect(), name="receiver-mqtt-connect")
+        self._connect_tasks = [
+            asyncio.create_task(self._connect(client), name=f"receiver-mqtt-connect-{n}")
+            for n, client in enumerate(self.clients, 1)
+        ]
         log.info("receiver started")
 
-    async def _connect(self) -> None:
-        """The first connection (gmqtt reconnects by itself afterwards): tried until the broker answers."""
-        endpoint = self.client.endpoint
+    async def _connect(self, client: mqtt.MqttConnection) -> None:
+        """The first connection (gmqtt reconnects by itself afterwards): tried until the broker answers (each
+        broker on its own: one down does not hold up the other)."""
+        endpoint = client.endpoint
         await retry_until_done(
-            "receiver's connection to the broker", self.client.connect, backoff=Backoff(0.5, 10.0), log=log
+            "receiver's connection to the broker", client.connect, backoff=Backoff(0.5, 10.0), log=log
         )
         log.info("receiver connected to broker", broker=f"{endpoint.host}:{endpoint.port}")
         self.notice_wake.set()
 
     async def stop(self) -> None:
         self.live.close()
-        if self._connect_task:
-            self._connect_task.cancel()
-            await asyncio.gather(self._connect_task, return_exceptions=True)
+        for task in self._connect_tasks:
+            task.cancel()
+        await asyncio.gather(*self._connect_tasks, return_exceptions=True)
         await self.escalator.stop()
         await self.notifier.stop()
         await self.fanout.stop()
         await self.leadership.stop()
         await self.store_health.close()
-        if self.client.is_connected:
-            await self.client.disconnect()
+        for client in self.clients:
+            if client.is_connected:
+                await client.disconnect()
         await self.gateway_http.aclose()
         self.logins.close()
         if self._own_engine:

@@ -342,6 +342,7 @@ class GatewayCore:
                 link.endpoint,
                 persistent=False,
                 protocol=self._settings.mqtt_protocol,
+                keepalive=self._settings.gateway_mqtt_keepalive_s,
                 on_message_inline=self.dispatcher.on_inline,
                 on_connect=lambda _present: self._on_fast_connect(link),
             )
@@ -399,6 +400,7 @@ class GatewayCore:
             persistent=True,
             session_expiry_s=s.gateway_session_expiry_s,
             protocol=s.mqtt_protocol,
+            keepalive=s.gateway_mqtt_keepalive_s,  # a hung gateway's share of the topics moves on within 1.5 x
             on_message=lambda message: self._handle_from(main, message),
             on_connect=lambda present: self._on_connect(link, present),
             on_disconnect=lambda: self._on_disconnect(link),

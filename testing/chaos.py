@@ -326,7 +326,6 @@ class Topology:
             mqtt_shared_group="trygg",
             leader_check_s=1.0,
             leader_ttl_s=5.0,
-            leader_takeover_grace_s=60.0,
             heartbeat_interval_alarm_s=cfg.heartbeat_s,
             heartbeat_grace_s=15.0,
             supervision_period_s=0.5,
@@ -469,8 +468,8 @@ async def run_chaos(
 
 async def _all_online(gateway_db: str, count: int) -> None:
     """The warm-up: the faults begin once the leader has every device online in the shared store (as in service,
-    where a fleet is known long before a fault). A device not yet in ``device_health`` when a leader is killed gets
-    no takeover grace (docs/architecture.md, "What is not built yet")."""
+    where a fleet is known long before a fault). (A device not yet in ``device_health`` when a leader is killed is
+    held to the takeover's unknown window like every other: docs/architecture.md, "Several instances".)"""
 
     async def online() -> bool:
         conn = await asyncpg.connect(plain_dsn(gateway_db))

@@ -1,7 +1,8 @@
 """Two independent Mosquittos, two gateways subscribed to both (``mqtt_second_url``), one PostgreSQL database: an
 alarm is stored once whichever broker it came by, its answer goes back on that broker, an alarm and its cancel
 cannot overtake each other across the brokers, a device whose broker dies fails over to the second one without
-a false offline alarm, and a gateway starts with one broker down and sends what is not an answer to both."""
+a false offline alarm, a gateway starts with one broker down and sends what is not an answer to both, and the
+receiver's notices to devices go out on both brokers."""
 
 from __future__ import annotations
 
@@ -20,7 +21,15 @@ from gateway import metrics
 from gateway.models import StoredAlarm
 from gateway.service import Gateway
 from testing.broker import Broker, free_port
-from testing.harness import RawDevice, make_settings, prepare_stores, running_gateway, running_receiver
+from testing.harness import (
+    Api,
+    RawDevice,
+    create_user,
+    make_settings,
+    prepare_stores,
+    running_gateway,
+    running_receiver,
+)
 from testing.wait import eventually
 from trygg.settings import Settings
 
@@ -171,3 +180,41 @@ async def test_gateway_starts_with_one_broker_down_and_publishes_what_is_not_an_
                     assert got == {"version": 7}, url
     finally:
         second.stop()
+
+
+async def test_a_device_on_the_second_broker_only_gets_its_notice_and_a_dead_broker_holds_none_up(
+    broker: Broker, second_broker: Broker, tmp_path: Path, pg_fresh_url: str
+) -> None:
+    """The receiver does not know which broker a device is on: a notice (``acknowledged``: help is coming) goes out
+    on both, and is marked sent once each broker it went to confirmed it. A device on the second broker alone gets
+    it; then, with the first broker dead, a second notice still reaches it."""
+    async with two_gateways(tmp_path, broker, second_broker, pg_fresh_url) as (s, _gws):
+        await create_user(s, "op", "operator")
+        on_b = s.model_copy(update={"mqtt_url": second_broker.url})
+        api = Api(s)
+        await api.login("op")
+        try:
+            # two devices (one device's alarms close together are one queue item, acknowledged together)
+            async with RawDevice(on_b, "p1") as dev_b, RawDevice(on_b, "p2") as dev_b2:
+                ts = datetime.now(UTC).isoformat()
+                for dev, alarm_id in ((dev_b, "n1"), (dev_b2, "n2")):
+                    dev.publish("alarm", {"alarm_id": alarm_id, "type": "fall", "ts": ts})
+                    assert (await dev.next_ack(timeout=30, alarm_id=alarm_id))["status"] == "stored"
+
+                async def queued(alarm_id: str) -> int | None:
+                    return next((int(a["id"]) for a in await api.alarms() if a["alarm_id"] == alarm_id), None)
+
+                first = await eventually(lambda: queued("n1"), timeout=30)
+                second = await eventually(lambda: queued("n2"), timeout=30)
+                assert (await api.act(first, "acknowledge")).status_code == 200
+                ack = await dev_b.next_ack(timeout=30, alarm_id="n1", status="acknowledged")
+                assert ack["status"] == "acknowledged"
+                # the first broker dies: the notice goes out on the second alone, and is not held up
+                assert broker.proc is not None
+                broker.proc.kill()
+                broker.proc.wait(10)
+                assert (await api.act(second, "acknowledge")).status_code == 200
+                ack = await dev_b2.next_ack(timeout=30, alarm_id="n2", status="acknowledged")
+                assert ack["status"] == "acknowledged"
+        finally:
+            await api.close()

@@ -148,48 +148,93 @@ def test_a_few_silent_devices_are_not_an_area_outage() -> None:
     assert kinds(actions) == ["RaiseOffline"] * 3
 
 
+WINDOW_S = Settings().takeover_window_s()  # 14 s with the defaults
+
+
+def test_default_takeover_window_is_the_hung_leader_bound() -> None:
+    """1.5 x the gateway's 10 s keep-alive (the broker's drop of a hung gateway) + 3 x the 1 s election round
+    - the 5 s ttl (the hung leader's lock freed) + 1 s; an explicit grace replaces it."""
+    assert WINDOW_S == 14.0
+    assert Settings(leader_takeover_grace_s=3).takeover_window_s() == 3.0
+    assert Settings(gateway_mqtt_keepalive_s=2, leader_ttl_s=9).takeover_window_s() == 0.0
+
+
+def _takeover(clock: Clock, sup: Supervisor, *states: DeviceState) -> float:
+    """The old leader is killed at ``clock``'s now; the new one gets the lock 1 s later and acts after 3 s more
+    (``V``), restoring ``states`` as the store has them. Returns the kill's monotonic time."""
+    killed = clock.mono()
+    clock.advance(4)
+    for st in states:
+        sup.track(st)
+    sup.hold_deadlines(killed + 1 + WINDOW_S)
+    return killed
+
+
+def ticks(clock: Clock, sup: Supervisor, seconds: float, step: float = 0.5) -> list[tuple[str, float]]:
+    raised: list[tuple[str, float]] = []
+    for _ in range(int(seconds / step)):
+        clock.advance(step)
+        raised += [(a.device_id, clock.mono()) for a in sup.tick() if isinstance(a, RaiseOffline)]
+    return raised
+
+
 def test_a_takeover_gives_a_device_whose_heartbeat_died_with_the_leader_its_full_allowance() -> None:
-    """The old leader heard p1 at the kill and died before flushing it: the new leader knows only the heartbeat
-    before (60 s earlier). p1's next one, 25 s late (inside its 30 s grace), must not raise it; a device really
-    silent since before the kill is raised, one deadline after the takeover at the latest."""
+    """The old leader heard p1 just before its kill and died before sharing it: the new leader knows only the
+    heartbeat before (60 s earlier). p1's next one, 25 s late (inside its 30 s grace), must not raise it."""
     clock = Clock()
     sup = make(clock, heartbeat_interval_alarm_s=60, heartbeat_grace_s=30)
-    known = clock.now() - timedelta(seconds=60)  # p1's heartbeat before the one that died, as flushed
+    known = clock.now() - timedelta(seconds=60)  # p1's heartbeat before the one that died, as shared
     p1 = DeviceState("p1", status="online", last_seen=known, interval_s=60)
-    silent = DeviceState("silent", status="online", last_seen=clock.now() - timedelta(seconds=85), interval_s=60)
-    clock.advance(4)  # the takeover
-    for st in (p1, silent):
-        sup.track(st, restarted=True, grace_s=10)  # a grace shorter than the 90 s deadline
-    raised: list[str] = []
-    for _ in range(80):  # up to the lost heartbeat + 80 s (60 s interval + 25 s late = 85 s, 81 s from here)
-        clock.advance(1)
-        raised += [a.device_id for a in sup.tick() if isinstance(a, RaiseOffline)]
-    assert raised == []
-    clock.advance(1)
-    assert sup.heartbeat("p1", HB) == []  # p1's next heartbeat, 25 s late: still online
-    for _ in range(10):
-        clock.advance(1)
-        raised += [a.device_id for a in sup.tick() if isinstance(a, RaiseOffline)]
-    assert raised == ["silent"]  # 90 s after the takeover, not never
+    killed = _takeover(clock, sup, p1)
+    assert ticks(clock, sup, 60 + 25 - 4) == []  # up to the lost heartbeat's next, 25 s late
+    assert sup.heartbeat("p1", HB) == []  # p1 is still online
+    assert ticks(clock, sup, 80) == [] and clock.mono() - killed > 160
+
+
+def test_a_device_silent_just_before_a_takeover_is_raised_at_its_deadline_plus_the_unknown_window() -> None:
+    """A device whose last heartbeat (shared by the old leader) came 0.5 s before the kill is raised once, at the
+    later of its own deadline and the unknown window's end plus its deadline (kill + 1 s + WINDOW_S + 90 s): late
+    by the unknown window's length after its heartbeat, 15.5 s, not by the 135 s grace of before; a device silent
+    since long before is raised at the same time, not held for a fixed grace on top."""
+    clock = Clock()
+    sup = make(clock, heartbeat_interval_alarm_s=60, heartbeat_grace_s=30)
+    just = DeviceState("just", status="online", last_seen=clock.now() - timedelta(seconds=0.5), interval_s=60)
+    long = DeviceState("long", status="online", last_seen=clock.now() - timedelta(seconds=80), interval_s=60)
+    killed = _takeover(clock, sup, just, long)
+    raised = ticks(clock, sup, 200)
+    due = killed + 1 + WINDOW_S + 90
+    assert [d for d, _ in raised] == ["long", "just"] or [d for d, _ in raised] == ["just", "long"]
+    assert all(due <= t <= due + 0.5 for _, t in raised), (raised, due)
+    assert due - (killed - 0.5 + 90) == 15.5  # "just"'s own deadline, and how late it comes
 
 
 def test_a_takeover_holds_deadlines_also_for_devices_the_old_leader_had_not_flushed() -> None:
     """A device the old leader had not written to device_health yet (just registered, a fleet just started) is
     unknown to the new leader; a heartbeat a follower shared 80 s ago makes it online. Its newer heartbeats may have
-    died with the old leader: it is not judged before a full deadline (90 s) from the takeover either."""
+    died with the old leader: it is not judged before a full deadline (90 s) from the unknown window's end."""
     clock = Clock()
     sup = make(clock, heartbeat_interval_alarm_s=60, heartbeat_grace_s=30)
-    sup.track(DeviceState("new", interval_s=60), restarted=True, grace_s=10)  # status unknown
-    sup.hold_deadlines(10)
+    killed = _takeover(clock, sup, DeviceState("new", interval_s=60))  # status unknown
     sup.heartbeat("new", HB, at=clock.now() - timedelta(seconds=80))
-    raised: list[str] = []
-    for _ in range(89):
-        clock.advance(1)
-        raised += [a.device_id for a in sup.tick() if isinstance(a, RaiseOffline)]
+    due = killed + 1 + WINDOW_S + 90
+    raised = ticks(clock, sup, due - clock.mono() - 0.5)
     assert raised == []
-    clock.advance(1.5)
+    clock.advance(1)
     [action] = sup.tick()  # really silent: raised once the hold is over, with how long it has been silent
-    assert isinstance(action, RaiseOffline) and action.device_id == "new" and action.silent_s > 170
+    assert isinstance(action, RaiseOffline) and action.device_id == "new" and action.silent_s > 180
+
+
+def test_a_device_heard_after_the_unknown_window_keeps_its_own_deadline() -> None:
+    """A heartbeat heard after the window's end (by a live gateway) says more than any lost one could: the device
+    is judged on its own deadline from it."""
+    clock = Clock()
+    sup = make(clock, heartbeat_interval_alarm_s=60, heartbeat_grace_s=30)
+    killed = _takeover(clock, sup, DeviceState("p", status="online", last_seen=clock.now(), interval_s=60))
+    clock.advance(1 + WINDOW_S)
+    assert sup.heartbeat("p", HB) == []
+    heard = clock.mono()
+    raised = ticks(clock, sup, 100)
+    assert len(raised) == 1 and heard + 90 <= raised[0][1] <= heard + 90.5 and heard > killed + 1 + WINDOW_S
 
 
 def test_restart_gives_online_devices_a_fresh_deadline_but_remembers_the_silent() -> None:

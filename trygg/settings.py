@@ -168,10 +168,15 @@ class Settings(BaseSettings):
     # ended by the server after leader_ttl_s, and it stops acting by its own clock before that.
     leader_check_s: float = Field(1.0, gt=0, le=60)
     leader_ttl_s: float = Field(5.0, gt=0, le=600)
-    # After a takeover no device is judged offline for this long, nor before its own full deadline: heartbeats the
-    # old leader heard, and those the broker sent a hung one until it dropped it (1.5 x the 30 s keep-alive), are
-    # lost, and a device's next one comes up to a full deadline later (90 s + 45 s; docs/configuration.md).
-    leader_takeover_grace_s: float = Field(135.0, ge=0)
+    # After a takeover, heartbeats the old leader heard and had not shared yet, and those the broker still sent it
+    # while it hung, were heard by nobody else. This is how long after the new leader got the lock such a heartbeat
+    # could still have been heard; each device's deadline is then at least a full deadline of its own after it
+    # (docs/architecture.md, "Several instances"). Unset: worked out from the settings below (takeover_window_s:
+    # 1.5 x gateway_mqtt_keepalive_s + 3 x leader_check_s - leader_ttl_s + 1 s = 14 s with the defaults).
+    leader_takeover_grace_s: float | None = Field(None, ge=0)
+    # The keep-alive of the gateway's own broker connections: a hung gateway is dropped by the broker (which then
+    # sends its share of the device topics to the other gateways) 1.5 x this after its last packet.
+    gateway_mqtt_keepalive_s: int = Field(10, ge=2, le=600)
     # Followers write the heartbeats they received to the shared store this often (the leader reads them).
     heartbeat_share_flush_s: float = Field(1.0, gt=0, le=60)
     # MQTT 5 shared subscription group for the device topics ("$share/<group>/..."); unset: plain subscriptions.
@@ -256,6 +261,17 @@ class Settings(BaseSettings):
             if name != "test" and name not in {t.value for t in AlarmType}:
                 raise ValueError(f"dc09_code_map: {name!r} is not an alarm type or 'test'")
         return self
+
+    def takeover_window_s(self) -> float:
+        """How long after a new gateway leader got the lock a heartbeat may still have been heard by the old one
+        and by nobody else (``leader_takeover_grace_s``, or worked out: docs/architecture.md, "Several
+        instances"). A hung leader's lock is freed ``leader_ttl_s`` after its last election query, which it
+        sent at most about ``3 x leader_check_s`` before it hung; the broker drops its connections
+        ``1.5 x gateway_mqtt_keepalive_s`` after its last packet; 1 s for the broker's timer and a late loop."""
+        if self.leader_takeover_grace_s is not None:
+            return self.leader_takeover_grace_s
+        hung = 1.5 * self.gateway_mqtt_keepalive_s + 3 * self.leader_check_s - self.leader_ttl_s + 1.0
+        return max(0.0, hung)
 
     @classmethod
     def settings_customise_sources(

@@ -76,6 +76,7 @@ class FleetFeature:
         # Several gateways: only the leader judges deadlines; followers share what they hear (sharing.py).
         self.share = HeartbeatShare(port.sessions, port.settings.instance_name)
         self._leading = False  # this instance's supervisor is the fleet's (set at start or at a takeover)
+        self._sharing = not port.leadership.single  # several instances: every one shares what it hears, the leader too
         port.on_heartbeat(self.heartbeat)
         port.on_status(self.status)
 
@@ -141,8 +142,9 @@ class FleetFeature:
     async def _load(self) -> None:
         self.configs = await self._load_into(self.supervisor)
 
-    async def _load_into(self, sup: Supervisor, grace_s: float | None = None) -> dict[str, DeviceConfigRow]:
-        """Fill ``sup`` from the store (registry, ``device_health``); returns the configurations read."""
+    async def _load_into(self, sup: Supervisor, *, restarted: bool = True) -> dict[str, DeviceConfigRow]:
+        """Fill ``sup`` from the store (registry, ``device_health``); returns the configurations read.
+        ``restarted``: devices known online get a full deadline from now (see ``Supervisor.track``)."""
         async with self.port.sessions() as session:
             devices = (await session.scalars(select(Device).where(Device.retired_at.is_(None)))).all()
             health = {h.device_id: h for h in (await session.scalars(select(DeviceHealth))).all()}
@@ -150,7 +152,7 @@ class FleetFeature:
         for device in devices:
             if device.id.startswith(AREA_DEVICE_PREFIX):
                 continue
-            sup.track(self._state_from(device, health.get(device.id), sup, configs), restarted=True, grace_s=grace_s)
+            sup.track(self._state_from(device, health.get(device.id), sup, configs), restarted=restarted)
         log.info("fleet supervision loaded", devices=len(sup.states), configs=len(configs))
         return configs
 
@@ -242,9 +244,12 @@ class FleetFeature:
             metrics.REJECTED.labels("unknown_device").inc()
             return False
         metrics.HEARTBEATS.inc()
+        if self._sharing:
+            # Every instance shares what it hears, the leader too: whoever leads next then knows every heartbeat
+            # heard up to the last share of each instance (gateway/fleet/sharing.py).
+            self.share.record(device_id, hb)
         if not self._leading:
-            self.share.record(device_id, hb)  # the leader counts it (gateway/fleet/sharing.py)
-            return True
+            return True  # the leader counts it
         self._enqueue(sup.heartbeat(device_id, hb))
         self._config_applied(device_id, hb)
         return True
@@ -305,7 +310,7 @@ class FleetFeature:
             return
         if not self._leading:
             await self._take_over()
-        if not self.port.leadership.single:
+        if self._sharing:
             for device_id, seen_at, hb in await self.share.read_new():
                 self._apply_shared(device_id, seen_at, hb)
         self._enqueue(self.supervisor.tick())
@@ -315,7 +320,7 @@ class FleetFeature:
             await self.flush()
 
     async def _share_round(self) -> None:
-        if not self._leading and not self.port.leadership.single:
+        if self._sharing:  # the leader too: for the next leader, should this one die (see _take_over)
             await self.share.flush()
 
     def _apply_shared(self, device_id: str, seen_at: datetime, hb: Heartbeat) -> None:
@@ -325,18 +330,26 @@ class FleetFeature:
 
     async def _take_over(self) -> None:
         """This instance just became the leader: start from what the previous one left in the store (statuses,
-        open alarms) and what the followers shared, and judge no device offline for ``leader_takeover_grace_s``:
-        heartbeats handled by the old leader since its last flush were heard by nobody else.
+        open alarms), what every instance shared (the old leader's own heartbeats up to its last share too) and
+        what it heard itself, and hold each device's deadline to what a heartbeat heard by the old leader alone
+        could still justify (``Settings.takeover_window_s``, docs/architecture.md "Several instances"): such a
+        heartbeat was heard no later than ``takeover_window_s`` after this instance got the lock, so a device is
+        judged offline no earlier than its own full deadline from the later of its last known heartbeat and that
+        time, and no later either.
 
         The new state is built beside the current one and swapped in without an await in between: heartbeats keep
         arriving while the store is read (thousands a second), and they go on being shared (``share.record``)
         until the swap, then are applied to the new state with the rest. (Emptying the supervisor before reading
         made every heartbeat of those seconds an unknown device: not counted, and a registry look-up each.)"""
         sup = Supervisor(self.settings)
-        configs = await self._load_into(sup, grace_s=self.settings.leader_takeover_grace_s)
+        configs = await self._load_into(sup, restarted=False)  # the hold below gives the deadlines
         shared = await self.share.read_new(everything=True)
-        mine = self.share.take_heard()  # no await from here on
-        sup.hold_deadlines(self.settings.leader_takeover_grace_s)  # for every device, however it becomes online
+        mine = self.share.heard()  # no await from here on (and still to be written: this instance may die next)
+        now = time.monotonic()  # the supervisor's clock, and the election's
+        elected = self.port.leadership.elected_at
+        got_lock = now if elected is None else min(elected, now)
+        # Never before now either: at a start of every instance at once, nothing was heard before this one listened.
+        sup.hold_deadlines(max(now, got_lock + self.settings.takeover_window_s()))
         self.supervisor, self.configs = sup, configs
         for device_id, seen_at, hb in shared:
             self._apply_shared(device_id, seen_at, hb)
@@ -344,7 +357,11 @@ class FleetFeature:
             self._apply_shared(device_id, seen_at, hb)
         self._leading = True
         metrics.TAKEOVERS.inc()
-        log.warning("fleet supervision taken over", devices=len(self.supervisor.states))
+        log.warning(
+            "fleet supervision taken over",
+            devices=len(self.supervisor.states),
+            unknown_window_s=round(got_lock + self.settings.takeover_window_s() - now, 1),
+        )
 
     def _step_down(self) -> None:
         if not self._leading:

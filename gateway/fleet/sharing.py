@@ -1,13 +1,15 @@
-"""Heartbeats heard by any gateway count: followers share what they heard, the leader reads it.
+"""Heartbeats heard by any gateway count: every instance shares what it heard, the leader reads it.
 
 With several gateways on one broker's shared subscription, each heartbeat reaches one of them; only the leader
-(``trygg.leader``) judges deadlines. A follower keeps the newest heartbeat per device in memory (inline, no I/O
+(``trygg.leader``) judges deadlines. Every instance keeps the newest heartbeat per device in memory (inline, no I/O
 per heartbeat: they come by the ten thousand a second) and writes them every ``heartbeat_share_flush_s`` to
 ``heartbeats_seen``, one upsert per device per flush however many heartbeats came. The leader reads the rows
-written since its last read (by the database's clock, ``written_at``, with a margin for transactions that
-committed late) on each supervision tick and counts each as heard when the follower heard it (``seen_at``). A
+others wrote since its last read (by the database's clock, ``written_at``, with a margin for transactions that
+committed late) on each supervision tick and counts each as heard when that instance heard it (``seen_at``). A
 heartbeat thus reaches the leader's deadline check at most a flush period plus a tick late, far inside
-``heartbeat_grace_s`` (30 s).
+``heartbeat_grace_s`` (30 s). The leader shares its own too (it counts them at once, and skips its own rows when
+reading): should it die, the next leader knows every heartbeat it heard up to its last share, and a leader whose
+database session ended while it lives shares what it hears until it notices (docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -66,10 +68,10 @@ class HeartbeatShare:
         """Inline on the heartbeat path of a follower."""
         self._heard[device_id] = (time.time(), heartbeat)
 
-    def take_heard(self) -> dict[str, tuple[datetime, Heartbeat]]:
-        """What this instance heard and has not written (a follower that just became leader applies it itself)."""
-        heard, self._heard = self._heard, {}
-        return {device_id: (_utc(t), hb) for device_id, (t, hb) in heard.items()}
+    def heard(self) -> dict[str, tuple[datetime, Heartbeat]]:
+        """What this instance heard and has not written yet (a follower that just became leader applies it
+        itself; it is still written with the next flush)."""
+        return {device_id: (_utc(t), hb) for device_id, (t, hb) in self._heard.items()}
 
     async def flush(self) -> int:
         """Write what was heard since the last flush: one row per device, newest wins."""
@@ -83,7 +85,9 @@ class HeartbeatShare:
                 "gateway": self._instance,
                 "heartbeat": hb.model_dump(mode="json", exclude_none=True),
             }
-            for device_id, (seen_at, hb) in heard.items()
+            # in key order: two instances upserting the same devices at once lock the rows in the same order
+            # (waits, never a deadlock)
+            for device_id, (seen_at, hb) in sorted(heard.items())
         ]
         try:
             async with self._sessions.begin() as session:
@@ -99,15 +103,19 @@ class HeartbeatShare:
         return len(rows)
 
     async def read_new(self, *, everything: bool = False) -> list[tuple[str, datetime, Heartbeat]]:
-        """The leader's read: rows written since its last read (all of them with ``everything``: a takeover);
-        a row read before (the margin reads each row for ``READ_MARGIN_S``) is not returned again."""
+        """The leader's read: rows other instances wrote since its last read (all rows, its own from before it
+        led included, with ``everything``: a takeover); a row read before (the margin reads each row for
+        ``READ_MARGIN_S``) is not returned again."""
         async with self._sessions() as session:
             now = (await session.execute(select(func.now()))).scalar_one()
             # the body as text: decoded (and validated) only for the rows not read before
             body = cast(HeartbeatSeen.heartbeat, Text)
             stmt = select(HeartbeatSeen.device_id, HeartbeatSeen.seen_at, body)
-            if not everything and self._read_since is not None:
-                stmt = stmt.where(HeartbeatSeen.written_at > self._read_since - timedelta(seconds=READ_MARGIN_S))
+            if not everything:
+                stmt = stmt.where(HeartbeatSeen.gateway != self._instance)  # its own: counted when heard
+                if self._read_since is not None:
+                    since = self._read_since - timedelta(seconds=READ_MARGIN_S)
+                    stmt = stmt.where(HeartbeatSeen.written_at > since)
             rows = (await session.execute(stmt)).all()
         self._read_since = now
         if everything:

@@ -121,8 +121,7 @@ class Supervisor:
         self._areas: dict[str, _Area] = {}
         self._pending: list[Action] = []  # raised between ticks (last wills), emitted by the next tick
         self._seq = 0
-        self._held_from: float | None = None  # monotonic time of a takeover (see hold_deadlines)
-        self._held_s = 0.0
+        self._held_until: float | None = None  # the end of a takeover's unknown window (see hold_deadlines)
 
     # --- registry ------------------------------------------------------------------------------------------
     def interval_for(self, supervision_class: str, override: float | None = None) -> float:
@@ -138,37 +137,36 @@ class Supervisor:
             limit = min(limit, self.s.offline_cap_alarm_s)
         return limit
 
-    def track(self, state: DeviceState, *, restarted: bool = False, grace_s: float | None = None) -> None:
+    def track(self, state: DeviceState, *, restarted: bool = False) -> None:
         """Start supervising a device (from the registry, or restored after a restart or a takeover).
 
         ``restarted``: nothing could be heard while the gateway was down, so a device known online gets a full
-        deadline from now; with ``grace_s`` (a takeover from another instance's leader) its deadline is moved to no
-        earlier than ``grace_s`` from now, and never earlier than a full deadline from now: a heartbeat that died
-        with the old leader may have been the device's newest, and its next one is due up to a full deadline after
-        it (with a grace shorter than the deadline, such a device's next heartbeat could be late by only the grace
-        minus its interval, plus the takeover's duration, instead of ``heartbeat_grace_s``)."""
+        deadline from now. (A takeover from another instance's leader restores without it and holds the deadlines
+        instead: :meth:`hold_deadlines`.)"""
         now_mono, now = self._mono(), self._now()
         if state.last_seen is not None:
             heard_ago = max(0.0, (now - state.last_seen).total_seconds())
             state.last_seen_mono = now_mono - heard_ago
             if restarted and state.status == "online":
-                floor = now_mono if grace_s is None else max(now_mono, now_mono - self.limit_s(state) + grace_s)
-                state.last_seen_mono = max(state.last_seen_mono, floor)
+                state.last_seen_mono = max(state.last_seen_mono, now_mono)
         if state.status == "offline":
             state.offline_since_mono = now_mono
         self.states[state.device_id] = state
 
-    def hold_deadlines(self, grace_s: float) -> None:
-        """After a takeover: no device is judged offline by its deadline before ``grace_s`` from now, nor before a
-        full deadline of its own from now, however it became online (restored from the store, first heard through
-        a shared heartbeat, or unknown to the old leader's last flush). A heartbeat that died with the old leader
-        may have been the device's newest; its next one is due up to a full deadline after it."""
-        self._held_from, self._held_s = self._mono(), grace_s
+    def hold_deadlines(self, unknown_until: float) -> None:
+        """After a takeover: heartbeats heard by the old leader up to ``unknown_until`` (monotonic, this
+        supervisor's clock; it may lie ahead) may be unknown here (it died before sharing them, or hung while the
+        broker still sent it its share). Such a heartbeat would have given its device a full deadline from when it
+        was heard, so no device is judged offline by its deadline before ``unknown_until`` plus its own full
+        deadline: a device's deadline is the later of its last known heartbeat's and the unknown window's end,
+        plus its limit, whichever way it is or becomes online (restored from the store, first heard through a
+        shared heartbeat, or unknown to the old leader's last flush)."""
+        self._held_until = unknown_until
 
     def _held(self, state: DeviceState, now_mono: float) -> bool:
-        if self._held_from is None:
+        if self._held_until is None:
             return False
-        return now_mono - self._held_from < max(self._held_s, self.limit_s(state))
+        return now_mono - self._held_until <= self.limit_s(state)
 
     def forget(self, device_id: str) -> None:
         self.states.pop(device_id, None)
