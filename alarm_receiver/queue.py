@@ -8,11 +8,12 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, cast
 
-from sqlalchemy import Table, case, select, update
+from sqlalchemy import Table, bindparam, case, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from alarm_receiver import metrics
+from alarm_receiver.clients.models import Client
 from alarm_receiver.clients.repository import clients_for_devices
 from alarm_receiver.models import AlarmEvent, DeviceNotice, QueueAlarm, QueueRepeat, User
 from alarm_receiver.repeats import (
@@ -149,17 +150,189 @@ def _entry(
 
 
 @functools.cache
-def _insert_alarm(insert: Any) -> Any:
-    """INSERT ... ON CONFLICT DO NOTHING RETURNING id of a queue item, built once per dialect and executed with the
-    item's values as parameters: a Core statement SQLAlchemy compiles once, not an ORM statement built per alarm."""
+def _insert_alarms(insert: Any) -> Any:
+    """INSERT ... ON CONFLICT DO NOTHING RETURNING id, device_id, alarm_id of queue items, built once per dialect and
+    run as one executemany per batch (SQLAlchemy sends it as multi-row INSERTs): the ids come back matched to their
+    items by key, not by order (SQLite does not promise the order of a multi-row INSERT's RETURNING)."""
     table = cast(Table, QueueAlarm.__table__)
-    return insert(table).on_conflict_do_nothing(index_elements=["device_id", "alarm_id"]).returning(table.c.id)
+    return (
+        insert(table)
+        .on_conflict_do_nothing(index_elements=["device_id", "alarm_id"])
+        .returning(table.c.id, table.c.device_id, table.c.alarm_id)
+    )
+
+
+_EVENTS = cast(Table, AlarmEvent.__table__)
+_ALARMS = cast(Table, QueueAlarm.__table__)
+_INSERT_EVENTS = insert(_EVENTS)  # the batch's history lines, one executemany
+_CONFIRM_TEST = (  # installation tests of the batch, one executemany
+    update(_ALARMS)
+    .where(_ALARMS.c.id == bindparam("b_pk"))
+    .values(
+        state=State.RESOLVED.value,
+        outcome="installation test: chain confirmed",
+        outcome_code="alarm.test_confirmed",
+        outcome_params={},
+    )
+)
 
 
 def _client_ref(item: IntakeAlarm) -> str | None:
     """The client reference the gateway's registry gave the alarm, if it is one."""
     ref = item.details.get("client_ref")
     return ref if isinstance(ref, str) and ref else None
+
+
+class IntakeRace(QueueError):
+    """Another receiver stored an alarm of this batch while this one was storing it, and alarms of the batch were to
+    be collapsed into it: nothing of the batch is kept, the gateway sends it again (503) and then finds it stored."""
+
+    status = 503
+
+
+class _New:
+    """A queue item this batch creates; its id once written (later alarms of the batch may be collapsed into it)."""
+
+    __slots__ = ("client", "index", "item", "pk", "routing_missing", "targeted")
+
+    def __init__(self, item: IntakeAlarm, client: Client | None, routing_missing: bool, index: int) -> None:
+        self.item = item
+        self.client = client
+        self.routing_missing = routing_missing
+        self.index = index  # its place in the batch's results
+        self.pk: int | None = None
+        self.targeted = False  # an alarm of the batch is collapsed into it
+
+
+class _Writes:
+    """One batch's alarms up to its next cancel or resolve, written together by :meth:`write`: the new items as one
+    executemany INSERT, then the history lines, the repeats, the installation tests' outcome and the supervision log
+    entries each as one executemany, in the order of the alarms (the same rows and the same chain as one alarm at a
+    time)."""
+
+    def __init__(self, now: datetime, open_items: dict[tuple[str, str, int | None], _New | tuple[int, str]]) -> None:
+        self.now = now
+        self.open_items = open_items  # (device, type, client) -> the open item a new alarm of that kind goes into
+        self.new: list[_New] = []
+        self.steps: list[_New | tuple[IntakeAlarm, _New | tuple[int, str]]] = []
+
+    def create(self, new: _New) -> None:
+        self.new.append(new)
+        self.steps.append(new)
+
+    def collapse(self, item: IntakeAlarm, into: _New | tuple[int, str]) -> None:
+        if isinstance(into, _New):
+            into.targeted = True
+        self.steps.append((item, into))
+
+    async def write(
+        self, session: AsyncSession, dialect: Any, results: list[IntakeResult], changed: dict[int, None]
+    ) -> None:
+        if not self.steps:
+            return
+        now, steps, new = self.now, self.steps, self.new
+        self.steps, self.new = [], []
+        await session.flush()  # what a cancel or resolve before these alarms changed comes first (history order)
+        conn = await session.connection()
+        if new:
+            rows = [
+                dict(
+                    device_id=n.item.device_id,
+                    alarm_id=n.item.alarm_id,
+                    type=n.item.type,
+                    priority=n.item.priority,
+                    state=State.NEW.value,
+                    escalation_level=0,
+                    is_test=n.item.is_test,
+                    device_ts=n.item.device_ts,
+                    stored_at=n.item.stored_at,
+                    received_at=now,
+                    updated_at=now,
+                    details=n.item.details,
+                    client_id=n.client.id if n.client is not None else None,
+                    routing_missing=n.routing_missing,
+                )
+                for n in new
+            ]
+            ids = {(d, a): pk for pk, d, a in (await conn.execute(_insert_alarms(dialect), rows)).all()}
+            for n in new:
+                n.pk = ids.get((n.item.device_id, n.item.alarm_id))
+                if n.pk is None:  # stored meanwhile by another receiver (PostgreSQL): a resend, as before
+                    if n.targeted:
+                        raise IntakeRace("intake.race", "an alarm of this batch was stored meanwhile; send it again")
+                    key = {"device_id": n.item.device_id, "alarm_id": n.item.alarm_id}
+                    results[n.index] = IntakeResult(**key, result="duplicate")
+                    group = (n.item.device_id, n.item.type, n.client.id if n.client is not None else None)
+                    if self.open_items.get(group) is n:
+                        del self.open_items[group]
+        events: list[dict[str, object]] = []
+        entries: list[audit.Pending] = []
+        tests: list[dict[str, object]] = []
+        repeated = RepeatBatch()
+        for step in steps:
+            if isinstance(step, _New):
+                if step.pk is None:
+                    continue
+                item = step.item
+                events.append(_line(step.pk, now, "gateway", "received", None, State.NEW.value, None, "alarm.received"))
+                entries.append(
+                    _entry(
+                        item.device_id,
+                        item.alarm_id,
+                        item.details,
+                        "gateway",
+                        "received",
+                        type=item.type,
+                        priority=item.priority,
+                        test=item.is_test or None,
+                    )
+                )
+                if step.routing_missing:  # marked on the row (no history line: the alarm itself is as it came)
+                    metrics.ROUTING_MISSING.labels("no_client" if step.client is None else "no_area").inc()
+                if item.is_test:  # the whole chain is proven; the patrol never sees it; the device hears "acknowledged"
+                    tests.append({"b_pk": step.pk})
+                    note = "installation test, not shown to the patrol"
+                    events.append(
+                        _line(step.pk, now, "system", "test_confirmed", State.NEW.value, State.RESOLVED.value, note)
+                    )
+                    session.add(DeviceNotice(device_id=item.device_id, alarm_id=item.alarm_id, status="acknowledged"))
+                changed[step.pk] = None
+                continue
+            item, into = step
+            pk, state = (cast(int, into.pk), State.NEW.value) if isinstance(into, _New) else into
+            repeated.add(item, pk, state, now, events)
+            _add_repeat(session, item, pk, state, entries)
+            changed[pk] = None
+        if events:
+            await conn.execute(_INSERT_EVENTS, events)
+        await repeated.flush(session, now)
+        if tests:
+            await conn.execute(_CONFIRM_TEST, tests)
+        await audit.append_many(session, entries)
+
+
+def _line(
+    pk: int,
+    at: datetime,
+    actor: str,
+    action: str,
+    frm: str | None,
+    to: str | None,
+    note: str | None,
+    code: str | None = None,
+) -> dict[str, object]:
+    """One history line's row for :data:`_INSERT_EVENTS` (every row with the same keys: one executemany)."""
+    return {
+        "alarm_pk": pk,
+        "at": at,
+        "actor": actor,
+        "action": action,
+        "from_state": frm,
+        "to_state": to,
+        "note": note,
+        "code": code or f"alarm.{action}",
+        "params": {},
+    }
 
 
 async def ingest(
@@ -172,102 +345,53 @@ async def ingest(
     ``last_repeat_at``, its priority raised if the repeat's is higher) and listed in the item's history. A flood from
     one device is then one line in the operators' queue, and other devices' alarms are not buried under it. A device
     that moved to another client starts a new item (another person, another address); tasks the gateway sets (check-in
-    due, patrol visit) are never collapsed: each is its own check-in's work. What is already stored and
-    what is open is read once per batch (a few statements, not a round trip per item)."""
-    insert = dialect_insert(session)
+    due, patrol visit) are never collapsed: each is its own check-in's work.
+
+    What is already stored and what is open is read once per batch; what the batch's alarms write (items, history
+    lines, repeats, supervision log entries) is decided item by item in order and written together, a few executemany
+    statements per batch (:class:`_Writes`), before any cancel or resolve of the batch reads the queue."""
+    dialect = dialect_insert(session)
     results: list[IntakeResult] = []
     changed: dict[int, None] = {}  # ordered, once each
     now = utcnow()
     alarms = [item for item in items if isinstance(item, IntakeAlarm)]
-    known, open_items = await batch_state(session, alarms, [s.value for s in OPEN_STATES])
+    known, stored_open = await batch_state(session, alarms, [s.value for s in OPEN_STATES])
+    open_items: dict[tuple[str, str, int | None], _New | tuple[int, str]] = dict(stored_open)
     clients = await clients_for_devices(  # whose each alarm is: read once for the batch
         session, ((i.device_id, _client_ref(i)) for i in alarms)
     )
-    repeated = RepeatBatch()
-    entries: list[audit.Pending] = []  # the supervision log's entries of this batch's alarms, written together
+    writes = _Writes(now, open_items)
     for item in items:
-        key = {"device_id": item.device_id, "alarm_id": item.alarm_id}
         if isinstance(item, IntakeAlarm):
-            if (item.device_id, item.alarm_id) in known:
-                results.append(IntakeResult(**key, result="duplicate"))
+            key = (item.device_id, item.alarm_id)
+            if key in known:
+                results.append(IntakeResult(device_id=item.device_id, alarm_id=item.alarm_id, result="duplicate"))
                 continue
-            known.add((item.device_id, item.alarm_id))
+            known.add(key)
+            results.append(IntakeResult(device_id=item.device_id, alarm_id=item.alarm_id, result="created"))
             # The person behind the alarm (client register): the device's client now; none, or one without a
             # patrol area, is "routing missing" (technical alarms and installation tests go to no patrol).
             client = clients[(item.device_id, _client_ref(item))]
             client_id = client.id if client is not None else None
             collapsible = not item.is_test and item.type not in TASK_TYPES  # a task has its own check-in
-            target = open_items.get((item.device_id, item.type, client_id)) if collapsible else None
+            group = (item.device_id, item.type, client_id)
+            target = open_items.get(group) if collapsible else None
             if target is not None:
-                pk, state = target
-                repeated.add(item, pk, state, now)
-                _add_repeat(session, item, pk, state, entries)
-                results.append(IntakeResult(**key, result="created"))
-                changed[pk] = None
+                writes.collapse(item, target)
                 continue
             routing_missing = (
                 not item.is_test and item.type not in TECHNICAL_ALARM_TYPES and (client is None or not client.area)
             )
-            # On the session's connection, not through the session: no autoflush per alarm, so the batch's history
-            # lines and log entries are written together at the next flush (nothing here reads them before).
-            pk = await (await session.connection()).scalar(
-                _insert_alarm(insert),
-                dict(
-                    **key,
-                    type=item.type,
-                    priority=item.priority,
-                    state=State.NEW.value,
-                    escalation_level=0,
-                    is_test=item.is_test,
-                    device_ts=item.device_ts,
-                    stored_at=item.stored_at,
-                    received_at=now,
-                    updated_at=now,
-                    details=item.details,
-                    client_id=client_id,
-                    routing_missing=routing_missing,
-                ),
-            )
-            if pk is None:
-                results.append(IntakeResult(**key, result="duplicate"))
-                continue
+            new = _New(item, client, routing_missing, len(results) - 1)
+            writes.create(new)
             if collapsible:
-                open_items[(item.device_id, item.type, client_id)] = (pk, State.NEW.value)
-            session.add(
-                AlarmEvent(
-                    alarm_pk=pk,
-                    actor="gateway",
-                    action="received",
-                    to_state=State.NEW.value,
-                    code="alarm.received",
-                    params={},
-                )
-            )
-            entries.append(
-                _entry(
-                    item.device_id,
-                    item.alarm_id,
-                    item.details,
-                    "gateway",
-                    "received",
-                    type=item.type,
-                    priority=item.priority,
-                    test=item.is_test or None,
-                )
-            )
-            if routing_missing:  # marked on the row (no history line: the alarm itself is as it came)
-                metrics.ROUTING_MISSING.labels("no_client" if client is None else "no_area").inc()
-            if item.is_test:
-                await _confirm_test(session, item, pk)
-            results.append(IntakeResult(**key, result="created"))
-            changed[pk] = None
+                open_items[group] = new
             continue
-        await repeated.flush(session, now)  # a cancel or resolve may concern an item collapsed into above
-        await audit.append_many(session, entries)  # the log keeps the batch's order
-        entries = []
+        await writes.write(session, dialect, results, changed)  # a cancel or resolve may concern an alarm above
+        key_args = {"device_id": item.device_id, "alarm_id": item.alarm_id}
         alarm, repeat = await find_alarm(session, item.device_id, item.alarm_id)
         if alarm is None:
-            results.append(IntakeResult(**key, result="unknown"))
+            results.append(IntakeResult(**key_args, result="unknown"))
             continue
         if isinstance(item, IntakeResolve):
             result, did_change = _resolve_by_gateway(alarm, item, now)
@@ -275,11 +399,10 @@ async def ingest(
             result, did_change = await _cancel_by_device(session, alarm, repeat, item, now)
         if alarm.state not in OPEN_STATES:
             open_items.pop((alarm.device_id, alarm.type, alarm.client_id), None)
-        results.append(IntakeResult(**key, result=result))
+        results.append(IntakeResult(**key_args, result=result))
         if did_change:
             changed[alarm.id] = None
-    await repeated.flush(session, now)
-    await audit.append_many(session, entries)
+    await writes.write(session, dialect, results, changed)
     await session.flush()
     return results, list(changed)
 
@@ -302,34 +425,6 @@ def _add_repeat(session: AsyncSession, item: IntakeAlarm, pk: int, state: str, e
     )
     if state != State.NEW.value:  # acknowledged already: help is coming for this press as well
         session.add(DeviceNotice(**key, status="acknowledged"))
-
-
-async def _confirm_test(session: AsyncSession, item: IntakeAlarm, pk: int) -> None:
-    """An installation test: the whole chain is proven, the patrol never sees it, the device hears "acknowledged"
-    as it would for a real alarm."""
-    await session.execute(
-        update(QueueAlarm)
-        .where(QueueAlarm.id == pk)
-        .values(
-            state=State.RESOLVED.value,
-            outcome="installation test: chain confirmed",
-            outcome_code="alarm.test_confirmed",
-            outcome_params={},
-        )
-    )
-    session.add(
-        AlarmEvent(
-            alarm_pk=pk,
-            actor="system",
-            action="test_confirmed",
-            from_state=State.NEW.value,
-            to_state=State.RESOLVED.value,
-            note="installation test, not shown to the patrol",
-            code="alarm.test_confirmed",
-            params={},
-        )
-    )
-    session.add(DeviceNotice(device_id=item.device_id, alarm_id=item.alarm_id, status="acknowledged"))
 
 
 def _resolve_by_gateway(alarm: QueueAlarm, item: IntakeResolve, now: datetime) -> tuple[str, bool]:

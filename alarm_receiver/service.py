@@ -133,7 +133,7 @@ class Receiver:
         log.info("receiver stopped")
 
     def publish_alarm(self, alarm: QueueAlarm) -> None:
-        self.live.publish("alarm", AlarmOut.model_validate(alarm).model_dump(mode="json"))
+        self._publish_one(alarm)
         self.fanout.alarms_changed([alarm.id])
 
     async def publish_alarms(self, ids: Iterable[int]) -> None:
@@ -151,7 +151,11 @@ class Receiver:
     async def _publish_local(self, ids: list[int]) -> None:
         async with self.sessions() as session:
             for alarm in await session.scalars(select(QueueAlarm).where(QueueAlarm.id.in_(ids))):
-                self.live.publish("alarm", AlarmOut.model_validate(alarm).model_dump(mode="json"))
+                self._publish_one(alarm)
+
+    def _publish_one(self, alarm: QueueAlarm) -> None:
+        out = AlarmOut.model_validate(alarm)
+        self.live.publish("alarm", out.model_dump(mode="json"), out.model_dump_json())  # both from pydantic's core
 
     async def _publish_remote(self, ids: list[int]) -> None:
         """Another receiver changed these alarms: show them here; an acknowledgement there may owe a notice."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import structlog
 from fastapi import APIRouter
 from sqlalchemy.exc import OperationalError
@@ -26,8 +28,9 @@ async def intake(body: IntakeRequest, session: SessionDep, receiver: ReceiverDep
         log.error("intake commit failed", error_type=type(exc.orig).__name__)
         raise ApiError(503, "intake.store_unavailable", "the receiver's store cannot commit now; retry") from None
     receiver.store_health.committed()
+    for result, count in Counter(r.result for r in results).items():
+        metrics.INTAKE_ITEMS.labels(result).inc(count)
     for r in results:
-        metrics.INTAKE_ITEMS.labels(r.result).inc()
         if r.result != "duplicate":
             log.info("queue updated from gateway", device_id=r.device_id, alarm_id=r.alarm_id, result=r.result)
     await receiver.publish_alarms(changed)
