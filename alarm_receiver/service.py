@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import httpx
 import structlog
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from alarm_receiver.db import migrate
 from alarm_receiver.escalation import Escalator
@@ -31,6 +32,25 @@ from trygg.secrets import check_service_secrets
 from trygg.settings import Settings
 
 log = structlog.get_logger(__name__)
+
+
+AlarmMessage = tuple[dict[str, Any], str]
+"""An alarm as the live feed sends it: as a dict (the feed filters on it) and as JSON text."""
+
+
+def _message(alarm: QueueAlarm) -> AlarmMessage:
+    out = AlarmOut.model_validate(alarm)
+    return out.model_dump(mode="json"), out.model_dump_json()  # both from pydantic's core
+
+
+async def alarm_messages(session: AsyncSession, ids: Sequence[int]) -> list[AlarmMessage]:
+    """The live feed's messages for these alarms, read in the caller's session: the intake reads them in its own
+    transaction before its commit (what the commit makes true; no second session per request) and publishes them
+    with :meth:`Receiver.publish_messages` once committed."""
+    if not ids:
+        return []
+    stmt = select(QueueAlarm).where(QueueAlarm.id.in_(ids)).execution_options(populate_existing=True)
+    return [_message(alarm) for alarm in await session.scalars(stmt)]
 
 
 class Receiver:
@@ -150,12 +170,19 @@ class Receiver:
 
     async def _publish_local(self, ids: list[int]) -> None:
         async with self.sessions() as session:
-            for alarm in await session.scalars(select(QueueAlarm).where(QueueAlarm.id.in_(ids))):
-                self._publish_one(alarm)
+            messages = await alarm_messages(session, ids)
+        self.publish_messages(messages, ids, remote=False)
+
+    def publish_messages(self, messages: list[AlarmMessage], ids: list[int], *, remote: bool = True) -> None:
+        """Publish what :func:`alarm_messages` read (after the commit that made it true), here and, unless ``remote``
+        is off, on the other receivers (they read the alarms themselves)."""
+        for data, text in messages:
+            self.live.publish("alarm", data, text)
+        if remote:
+            self.fanout.alarms_changed(ids)
 
     def _publish_one(self, alarm: QueueAlarm) -> None:
-        out = AlarmOut.model_validate(alarm)
-        self.live.publish("alarm", out.model_dump(mode="json"), out.model_dump_json())  # both from pydantic's core
+        self.live.publish("alarm", *_message(alarm))
 
     async def _publish_remote(self, ids: list[int]) -> None:
         """Another receiver changed these alarms: show them here; an acknowledgement there may owe a notice."""

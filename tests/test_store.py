@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from alarm_receiver import queue
@@ -22,6 +23,7 @@ from gateway.db import migrate as migrate_gateway
 from gateway.intake import IntakeItem, Outcome, store_batch
 from gateway.models import OutboxRow, StoredAlarm
 from gateway.registry import add_device, retire_device
+from testing.wait import eventually
 from trygg import audit
 from trygg.audit.models import LogEntry
 from trygg.db import create_engine, session_factory
@@ -474,3 +476,58 @@ async def test_a_receiver_batch_writes_as_its_items_one_by_one_would(engine: Asy
     assert got["rows"]["t1"][1] == "resolved" and got["notices"] == [("t1", "acknowledged")]
     async with sessions() as s:
         assert (await audit.verify(s)).ok
+
+
+async def test_an_alarm_another_receiver_stores_meanwhile(pg_fresh_url: str) -> None:
+    """Two receivers on one PostgreSQL get the same alarm at once (a batch sent again to the other receiver after a
+    timeout): the one that inserts second answers it as a duplicate, as one alarm at a time would; if alarms of its
+    batch were to be collapsed into that item (whose id it never got), the whole batch is refused (503, nothing
+    kept) and the gateway's resend then finds the alarm stored and collapses the rest into it."""
+    eng = create_engine(pg_fresh_url)
+    await migrate_receiver(eng)
+    sessions = session_factory(eng)
+
+    async def waiting_on_lock() -> bool:
+        async with eng.connect() as conn:
+            query = (
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+            return bool(await conn.scalar(text(query)))
+
+    try:
+        first = sessions()
+        await first.begin()
+        await queue.ingest(first, [intake_alarm("d1", "x1", 5, type_="assistance")])  # not committed yet
+        async with sessions.begin() as s:  # no repeat depends on it: a duplicate, the rest stored
+            other = asyncio.create_task(
+                queue.ingest(s, [intake_alarm("d1", "x1", 5, type_="assistance"), intake_alarm("d2", "y1", 5)])
+            )
+            await eventually(waiting_on_lock, timeout=10)  # on the first receiver's uncommitted key
+            assert not other.done()
+            await first.commit()
+            results, _ = await asyncio.wait_for(other, 10)
+        assert [r.result for r in results] == ["duplicate", "created"]
+
+        await first.begin()
+        await queue.ingest(first, [intake_alarm("d1", "z1", 5, type_="fall")])
+        s = sessions()
+        await s.begin()
+        batch = [intake_alarm("d1", "z1", 5, type_="fall"), intake_alarm("d1", "z2", 6, type_="fall")]
+        other = asyncio.create_task(queue.ingest(s, batch))
+        await eventually(waiting_on_lock, timeout=10)
+        await first.commit()
+        with pytest.raises(queue.IntakeRace) as refused:
+            await asyncio.wait_for(other, 10)
+        assert refused.value.status == 503
+        await s.rollback()
+        await s.close()
+        await first.close()
+        async with sessions.begin() as s:  # the gateway sends the batch again
+            results, _ = await queue.ingest(s, batch)
+        assert [r.result for r in results] == ["duplicate", "created"]
+        async with sessions() as s:
+            z1 = next(a for a in await queue.list_alarms(s) if a.alarm_id == "z1")
+            assert (z1.repeats, z1.priority) == (1, 6)
+            assert not any(a.alarm_id == "z2" for a in await queue.list_alarms(s))
+    finally:
+        await eng.dispose()

@@ -10,6 +10,7 @@ from sqlalchemy.exc import OperationalError
 
 from alarm_receiver import metrics, queue
 from alarm_receiver.api.deps import GatewayAuth, ReceiverDep, SessionDep
+from alarm_receiver.service import alarm_messages
 from trygg.errors import ApiError, responses
 from wire.intake import IntakeAlarm, IntakeRequest, IntakeResponse
 
@@ -21,6 +22,7 @@ router = APIRouter(responses=responses(401, 422, 503), tags=["intake"])
 async def intake(body: IntakeRequest, session: SessionDep, receiver: ReceiverDep) -> IntakeResponse:
     try:
         results, changed = await queue.ingest(session, body.items)
+        messages = await alarm_messages(session, changed)  # for the live feed, once committed
         await session.commit()  # confirmed to the gateway only once stored here
     except OperationalError as exc:  # the store is down, locked or full: the gateway keeps the batch and retries
         metrics.INTAKE_COMMIT_FAILURES.inc()
@@ -33,7 +35,7 @@ async def intake(body: IntakeRequest, session: SessionDep, receiver: ReceiverDep
     for r in results:
         if r.result != "duplicate":
             log.info("queue updated from gateway", device_id=r.device_id, alarm_id=r.alarm_id, result=r.result)
-    await receiver.publish_alarms(changed)
+    receiver.publish_messages(messages, changed)
     if any(isinstance(item, IntakeAlarm) and item.is_test for item in body.items):
         receiver.notice_wake.set()  # installation tests owe their device an "acknowledged" (else: its 2 s round)
     return IntakeResponse(results=results)

@@ -63,9 +63,17 @@ def _canonical_at(at: datetime) -> str:
     return at.astimezone(UTC).isoformat(timespec="microseconds")
 
 
+_SCALARS = frozenset({str, int, bool, type(None)})  # exactly these types read back from JSON as they are
+
+
 def _plain(details: dict[str, Any] | None) -> dict[str, Any]:
-    """Details as they read back from a JSON column (datetimes and enums as text)."""
-    result: dict[str, Any] = json.loads(json.dumps(details or {}, default=str))
+    """Details as they read back from a JSON column (datetimes and enums as text). Flat details of plain scalars (an
+    intake batch's entries) are that already: copied, not encoded and decoded."""
+    if not details:
+        return {}
+    if all(type(k) is str and type(v) in _SCALARS for k, v in details.items()):
+        return dict(details)
+    result: dict[str, Any] = json.loads(json.dumps(details, default=str))
     return result
 
 
