@@ -14,10 +14,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from alarm_receiver import queue
 from alarm_receiver.auth import Role, create_user, issue_token, revoke_token, user_for_token
+from alarm_receiver.clients.models import Client
 from alarm_receiver.db import migrate as migrate_receiver
 from alarm_receiver.logins import LoginRefused, Logins
 from alarm_receiver.models import AlarmEvent, DeviceNotice, QueueAlarm, QueueRepeat
 from alarm_receiver.schemas import IntakeAlarm, IntakeCancel, IntakeResolve
+from alarm_receiver.service import alarm_message, alarm_messages
 from devices import AlarmCancel, AlarmMessage, AlarmType, DeviceType
 from gateway.db import migrate as migrate_gateway
 from gateway.intake import IntakeItem, Outcome, store_batch
@@ -531,3 +533,32 @@ async def test_an_alarm_another_receiver_stores_meanwhile(pg_fresh_url: str) -> 
             assert not any(a.alarm_id == "z2" for a in await queue.list_alarms(s))
     finally:
         await eng.dispose()
+
+
+async def test_live_feed_messages_read_by_core_are_those_of_the_orm_object(engine: AsyncEngine) -> None:
+    """The intake builds the live feed's messages from one Core statement (the item and its client by a join): the
+    same dict and JSON as ``AlarmOut`` of the ORM object with its client, with and without a client or an address."""
+    sessions = session_factory(engine)
+    async with sessions.begin() as s:
+        s.add_all([Client(ref="c1", name="Anna A", street="Storgatan 1", town="Visby"), Client(ref="c2", name="B")])
+    async with sessions.begin() as s:
+        _, changed = await queue.ingest(
+            s,
+            [
+                IntakeAlarm(**vars(intake_alarm("d1", "m1", 5)) | {"details": {"client_ref": "c1", "text": "å"}}),
+                IntakeAlarm(**vars(intake_alarm("d2", "m2", 7)) | {"details": {"client_ref": "c2"}}),
+                intake_alarm("d3", "m3", 3, type_="assistance"),
+                intake_alarm("d3", "m4", 9, type_="assistance"),  # a repeat: the item's count and priority
+            ],
+        )
+        got = sorted(await alarm_messages(s, changed), key=lambda m: m[0]["id"])  # before the commit, as the intake
+    async with sessions() as s:
+        alarms = (await s.scalars(select(QueueAlarm).where(QueueAlarm.id.in_(changed)))).all()
+        want = sorted((alarm_message(a) for a in alarms), key=lambda m: m[0]["id"])
+    assert len(got) == 3 and got == want
+    assert [(m[0]["client_name"], m[0]["client_address"], m[0]["repeats"]) for m in got] == [
+        ("Anna A", "Storgatan 1, Visby", 0),
+        ("B", "", 0),
+        (None, None, 1),
+    ]
+    assert [json.loads(text) for _, text in got] == [data for data, _ in got]
