@@ -2,44 +2,27 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, case, insert, select, update
+from sqlalchemy import case, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from alarm_receiver import metrics
-from alarm_receiver.clients.models import Client
 from alarm_receiver.clients.repository import clients_for_devices
+from alarm_receiver.intake_batch import BatchWrites, NewItem
+from alarm_receiver.intake_batch import IntakeRace as IntakeRace  # re-exported: the intake's refusal
 from alarm_receiver.models import AlarmEvent, DeviceNotice, QueueAlarm, QueueRepeat, User
-from alarm_receiver.repeats import (
-    RepeatBatch,
-    batch_state,
-    find_repeat,
-    standing_repeat_ids,
-    standing_repeats,
-)
+from alarm_receiver.repeats import batch_state, find_repeat, standing_repeat_ids, standing_repeats
+from alarm_receiver.states import OPEN_STATES as OPEN_STATES  # re-exported: the queue's states
+from alarm_receiver.states import State as State
 from devices.types import TASK_TYPES, TECHNICAL_ALARM_TYPES
 from trygg import audit
 from trygg.db import dialect_insert, utcnow
 from trygg.errors import CodedError
 from wire.intake import IntakeAlarm, IntakeCancel, IntakeResolve, IntakeResult
 
-
-class State(StrEnum):
-    NEW = "new"
-    ACKNOWLEDGED = "acknowledged"
-    ASSIGNED = "assigned"
-    ON_SITE = "on_site"
-    RESOLVED = "resolved"
-    CANCELLED = "cancelled"
-
-
-OPEN_STATES = (State.NEW, State.ACKNOWLEDGED, State.ASSIGNED, State.ON_SITE)
 # Due check-ins escalate by the gateway's own rule (not started within checkin_start_timeout_s -> patrol visit).
 OWN_ESCALATION_TYPES = ("checkin_due",)
 
@@ -135,204 +118,10 @@ async def _log(
     )
 
 
-def _entry(
-    device_id: str, alarm_id: str, details: dict[str, object], actor: str, action: str, **extra: object
-) -> audit.Pending:
-    """:func:`_log`'s entry, for :func:`audit.append_many` (an intake batch writes its entries in one go)."""
-    client_ref = details.get("client_ref")
-    return audit.Pending(
-        actor=actor,
-        action=f"alarm.{action}",
-        client_ref=str(client_ref) if client_ref is not None else None,
-        subject=f"alarm:{device_id}/{alarm_id}",
-        details={k: v for k, v in extra.items() if v is not None},
-    )
-
-
-@functools.cache
-def _insert_alarms(insert: Any) -> Any:
-    """INSERT ... ON CONFLICT DO NOTHING RETURNING id, device_id, alarm_id of queue items, built once per dialect and
-    run as one executemany per batch (SQLAlchemy sends it as multi-row INSERTs): the ids come back matched to their
-    items by key, not by order (SQLite does not promise the order of a multi-row INSERT's RETURNING)."""
-    table = cast(Table, QueueAlarm.__table__)
-    return (
-        insert(table)
-        .on_conflict_do_nothing(index_elements=["device_id", "alarm_id"])
-        .returning(table.c.id, table.c.device_id, table.c.alarm_id)
-    )
-
-
-_EVENTS = cast(Table, AlarmEvent.__table__)
-_ALARMS = cast(Table, QueueAlarm.__table__)
-_INSERT_EVENTS = insert(_EVENTS)  # the batch's history lines, one executemany
-_CONFIRM_TEST = (  # installation tests of the batch, one executemany
-    update(_ALARMS)
-    .where(_ALARMS.c.id == bindparam("b_pk"))
-    .values(
-        state=State.RESOLVED.value,
-        outcome="installation test: chain confirmed",
-        outcome_code="alarm.test_confirmed",
-        outcome_params={},
-    )
-)
-
-
 def _client_ref(item: IntakeAlarm) -> str | None:
     """The client reference the gateway's registry gave the alarm, if it is one."""
     ref = item.details.get("client_ref")
     return ref if isinstance(ref, str) and ref else None
-
-
-class IntakeRace(QueueError):
-    """Another receiver stored an alarm of this batch while this one was storing it, and alarms of the batch were to
-    be collapsed into it: nothing of the batch is kept, the gateway sends it again (503) and then finds it stored."""
-
-    status = 503
-
-
-class _New:
-    """A queue item this batch creates; its id once written (later alarms of the batch may be collapsed into it)."""
-
-    __slots__ = ("client", "index", "item", "pk", "routing_missing", "targeted")
-
-    def __init__(self, item: IntakeAlarm, client: Client | None, routing_missing: bool, index: int) -> None:
-        self.item = item
-        self.client = client
-        self.routing_missing = routing_missing
-        self.index = index  # its place in the batch's results
-        self.pk: int | None = None
-        self.targeted = False  # an alarm of the batch is collapsed into it
-
-
-class _Writes:
-    """One batch's alarms up to its next cancel or resolve, written together by :meth:`write`: the new items as one
-    executemany INSERT, then the history lines, the repeats, the installation tests' outcome and the supervision log
-    entries each as one executemany, in the order of the alarms (the same rows and the same chain as one alarm at a
-    time)."""
-
-    def __init__(self, now: datetime, open_items: dict[tuple[str, str, int | None], _New | tuple[int, str]]) -> None:
-        self.now = now
-        self.open_items = open_items  # (device, type, client) -> the open item a new alarm of that kind goes into
-        self.new: list[_New] = []
-        self.steps: list[_New | tuple[IntakeAlarm, _New | tuple[int, str]]] = []
-
-    def create(self, new: _New) -> None:
-        self.new.append(new)
-        self.steps.append(new)
-
-    def collapse(self, item: IntakeAlarm, into: _New | tuple[int, str]) -> None:
-        if isinstance(into, _New):
-            into.targeted = True
-        self.steps.append((item, into))
-
-    async def write(
-        self, session: AsyncSession, dialect: Any, results: list[IntakeResult], changed: dict[int, None]
-    ) -> None:
-        if not self.steps:
-            return
-        now, steps, new = self.now, self.steps, self.new
-        self.steps, self.new = [], []
-        await session.flush()  # what a cancel or resolve before these alarms changed comes first (history order)
-        conn = await session.connection()
-        if new:
-            rows = [
-                dict(
-                    device_id=n.item.device_id,
-                    alarm_id=n.item.alarm_id,
-                    type=n.item.type,
-                    priority=n.item.priority,
-                    state=State.NEW.value,
-                    escalation_level=0,
-                    is_test=n.item.is_test,
-                    device_ts=n.item.device_ts,
-                    stored_at=n.item.stored_at,
-                    received_at=now,
-                    updated_at=now,
-                    details=n.item.details,
-                    client_id=n.client.id if n.client is not None else None,
-                    routing_missing=n.routing_missing,
-                )
-                for n in new
-            ]
-            ids = {(d, a): pk for pk, d, a in (await conn.execute(_insert_alarms(dialect), rows)).all()}
-            for n in new:
-                n.pk = ids.get((n.item.device_id, n.item.alarm_id))
-                if n.pk is None:  # stored meanwhile by another receiver (PostgreSQL): a resend, as before
-                    if n.targeted:
-                        raise IntakeRace("intake.race", "an alarm of this batch was stored meanwhile; send it again")
-                    key = {"device_id": n.item.device_id, "alarm_id": n.item.alarm_id}
-                    results[n.index] = IntakeResult(**key, result="duplicate")
-                    group = (n.item.device_id, n.item.type, n.client.id if n.client is not None else None)
-                    if self.open_items.get(group) is n:
-                        del self.open_items[group]
-        events: list[dict[str, object]] = []
-        entries: list[audit.Pending] = []
-        tests: list[dict[str, object]] = []
-        repeated = RepeatBatch()
-        for step in steps:
-            if isinstance(step, _New):
-                if step.pk is None:
-                    continue
-                item = step.item
-                events.append(_line(step.pk, now, "gateway", "received", None, State.NEW.value, None, "alarm.received"))
-                entries.append(
-                    _entry(
-                        item.device_id,
-                        item.alarm_id,
-                        item.details,
-                        "gateway",
-                        "received",
-                        type=item.type,
-                        priority=item.priority,
-                        test=item.is_test or None,
-                    )
-                )
-                if step.routing_missing:  # marked on the row (no history line: the alarm itself is as it came)
-                    metrics.ROUTING_MISSING.labels("no_client" if step.client is None else "no_area").inc()
-                if item.is_test:  # the whole chain is proven; the patrol never sees it; the device hears "acknowledged"
-                    tests.append({"b_pk": step.pk})
-                    note = "installation test, not shown to the patrol"
-                    events.append(
-                        _line(step.pk, now, "system", "test_confirmed", State.NEW.value, State.RESOLVED.value, note)
-                    )
-                    session.add(DeviceNotice(device_id=item.device_id, alarm_id=item.alarm_id, status="acknowledged"))
-                changed[step.pk] = None
-                continue
-            item, into = step
-            pk, state = (cast(int, into.pk), State.NEW.value) if isinstance(into, _New) else into
-            repeated.add(item, pk, state, now, events)
-            _add_repeat(session, item, pk, state, entries)
-            changed[pk] = None
-        if events:
-            await conn.execute(_INSERT_EVENTS, events)
-        await repeated.flush(session, now)
-        if tests:
-            await conn.execute(_CONFIRM_TEST, tests)
-        await audit.append_many(session, entries)
-
-
-def _line(
-    pk: int,
-    at: datetime,
-    actor: str,
-    action: str,
-    frm: str | None,
-    to: str | None,
-    note: str | None,
-    code: str | None = None,
-) -> dict[str, object]:
-    """One history line's row for :data:`_INSERT_EVENTS` (every row with the same keys: one executemany)."""
-    return {
-        "alarm_pk": pk,
-        "at": at,
-        "actor": actor,
-        "action": action,
-        "from_state": frm,
-        "to_state": to,
-        "note": note,
-        "code": code or f"alarm.{action}",
-        "params": {},
-    }
 
 
 async def ingest(
@@ -349,18 +138,18 @@ async def ingest(
 
     What is already stored and what is open is read once per batch; what the batch's alarms write (items, history
     lines, repeats, supervision log entries) is decided item by item in order and written together, a few executemany
-    statements per batch (:class:`_Writes`), before any cancel or resolve of the batch reads the queue."""
+    statements per batch (:class:`BatchWrites`), before any cancel or resolve of the batch reads the queue."""
     dialect = dialect_insert(session)
     results: list[IntakeResult] = []
     changed: dict[int, None] = {}  # ordered, once each
     now = utcnow()
     alarms = [item for item in items if isinstance(item, IntakeAlarm)]
     known, stored_open = await batch_state(session, alarms, [s.value for s in OPEN_STATES])
-    open_items: dict[tuple[str, str, int | None], _New | tuple[int, str]] = dict(stored_open)
+    open_items: dict[tuple[str, str, int | None], NewItem | tuple[int, str]] = dict(stored_open)
     clients = await clients_for_devices(  # whose each alarm is: read once for the batch
         session, ((i.device_id, _client_ref(i)) for i in alarms)
     )
-    writes = _Writes(now, open_items)
+    writes = BatchWrites(now, open_items)
     for item in items:
         if isinstance(item, IntakeAlarm):
             key = (item.device_id, item.alarm_id)
@@ -382,7 +171,7 @@ async def ingest(
             routing_missing = (
                 not item.is_test and item.type not in TECHNICAL_ALARM_TYPES and (client is None or not client.area)
             )
-            new = _New(item, client, routing_missing, len(results) - 1)
+            new = NewItem(item, client, routing_missing, len(results) - 1)
             writes.create(new)
             if collapsible:
                 open_items[group] = new
@@ -405,26 +194,6 @@ async def ingest(
     await writes.write(session, dialect, results, changed)
     await session.flush()
     return results, list(changed)
-
-
-def _add_repeat(session: AsyncSession, item: IntakeAlarm, pk: int, state: str, entries: list[audit.Pending]) -> None:
-    """An alarm collapsed into the open item ``pk`` (its row and history line: :class:`RepeatBatch`): a line in the
-    supervision log; an item already in hand tells the device "help is coming" for this alarm too."""
-    key = {"device_id": item.device_id, "alarm_id": item.alarm_id}
-    entries.append(
-        _entry(
-            item.device_id,
-            item.alarm_id,
-            item.details,
-            "gateway",
-            "repeated",
-            into=pk,
-            type=item.type,
-            priority=item.priority,
-        )
-    )
-    if state != State.NEW.value:  # acknowledged already: help is coming for this press as well
-        session.add(DeviceNotice(**key, status="acknowledged"))
 
 
 def _resolve_by_gateway(alarm: QueueAlarm, item: IntakeResolve, now: datetime) -> tuple[str, bool]:
