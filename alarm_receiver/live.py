@@ -36,9 +36,10 @@ class LiveFeed:
     def subscriber_count(self) -> int:
         return len(self._subscribers)
 
-    def publish(self, event: str, data: dict[str, Any]) -> None:
-        # encoded once here, not once per subscriber (every console on the feed gets the same text)
-        message = {"event": event, "data": data, "text": json.dumps(data)}
+    def publish(self, event: str, data: dict[str, Any], text: str | None = None) -> None:
+        """``text``: ``data`` as JSON, if the caller has it already. Encoded once here, not once per subscriber (every
+        console on the feed gets the same text)."""
+        message = {"event": event, "data": data, "text": text if text is not None else json.dumps(data)}
         for q in list(self._subscribers):
             try:
                 q.put_nowait(message)

@@ -2,43 +2,27 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any, cast
 
-from sqlalchemy import Table, case, select, update
+from sqlalchemy import case, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from alarm_receiver import metrics
 from alarm_receiver.clients.repository import clients_for_devices
+from alarm_receiver.intake_batch import BatchWrites, NewItem
+from alarm_receiver.intake_batch import IntakeRace as IntakeRace  # re-exported: the intake's refusal
 from alarm_receiver.models import AlarmEvent, DeviceNotice, QueueAlarm, QueueRepeat, User
-from alarm_receiver.repeats import (
-    RepeatBatch,
-    batch_state,
-    find_repeat,
-    standing_repeat_ids,
-    standing_repeats,
-)
+from alarm_receiver.repeats import batch_state, find_repeat, standing_repeat_ids, standing_repeats
+from alarm_receiver.states import OPEN_STATES as OPEN_STATES  # re-exported: the queue's states
+from alarm_receiver.states import State as State
 from devices.types import TASK_TYPES, TECHNICAL_ALARM_TYPES
 from trygg import audit
 from trygg.db import dialect_insert, utcnow
 from trygg.errors import CodedError
 from wire.intake import IntakeAlarm, IntakeCancel, IntakeResolve, IntakeResult
 
-
-class State(StrEnum):
-    NEW = "new"
-    ACKNOWLEDGED = "acknowledged"
-    ASSIGNED = "assigned"
-    ON_SITE = "on_site"
-    RESOLVED = "resolved"
-    CANCELLED = "cancelled"
-
-
-OPEN_STATES = (State.NEW, State.ACKNOWLEDGED, State.ASSIGNED, State.ON_SITE)
 # Due check-ins escalate by the gateway's own rule (not started within checkin_start_timeout_s -> patrol visit).
 OWN_ESCALATION_TYPES = ("checkin_due",)
 
@@ -134,28 +118,6 @@ async def _log(
     )
 
 
-def _entry(
-    device_id: str, alarm_id: str, details: dict[str, object], actor: str, action: str, **extra: object
-) -> audit.Pending:
-    """:func:`_log`'s entry, for :func:`audit.append_many` (an intake batch writes its entries in one go)."""
-    client_ref = details.get("client_ref")
-    return audit.Pending(
-        actor=actor,
-        action=f"alarm.{action}",
-        client_ref=str(client_ref) if client_ref is not None else None,
-        subject=f"alarm:{device_id}/{alarm_id}",
-        details={k: v for k, v in extra.items() if v is not None},
-    )
-
-
-@functools.cache
-def _insert_alarm(insert: Any) -> Any:
-    """INSERT ... ON CONFLICT DO NOTHING RETURNING id of a queue item, built once per dialect and executed with the
-    item's values as parameters: a Core statement SQLAlchemy compiles once, not an ORM statement built per alarm."""
-    table = cast(Table, QueueAlarm.__table__)
-    return insert(table).on_conflict_do_nothing(index_elements=["device_id", "alarm_id"]).returning(table.c.id)
-
-
 def _client_ref(item: IntakeAlarm) -> str | None:
     """The client reference the gateway's registry gave the alarm, if it is one."""
     ref = item.details.get("client_ref")
@@ -172,102 +134,53 @@ async def ingest(
     ``last_repeat_at``, its priority raised if the repeat's is higher) and listed in the item's history. A flood from
     one device is then one line in the operators' queue, and other devices' alarms are not buried under it. A device
     that moved to another client starts a new item (another person, another address); tasks the gateway sets (check-in
-    due, patrol visit) are never collapsed: each is its own check-in's work. What is already stored and
-    what is open is read once per batch (a few statements, not a round trip per item)."""
-    insert = dialect_insert(session)
+    due, patrol visit) are never collapsed: each is its own check-in's work.
+
+    What is already stored and what is open is read once per batch; what the batch's alarms write (items, history
+    lines, repeats, supervision log entries) is decided item by item in order and written together, a few executemany
+    statements per batch (:class:`BatchWrites`), before any cancel or resolve of the batch reads the queue."""
+    dialect = dialect_insert(session)
     results: list[IntakeResult] = []
     changed: dict[int, None] = {}  # ordered, once each
     now = utcnow()
     alarms = [item for item in items if isinstance(item, IntakeAlarm)]
-    known, open_items = await batch_state(session, alarms, [s.value for s in OPEN_STATES])
+    known, stored_open = await batch_state(session, alarms, [s.value for s in OPEN_STATES])
+    open_items: dict[tuple[str, str, int | None], NewItem | tuple[int, str]] = dict(stored_open)
     clients = await clients_for_devices(  # whose each alarm is: read once for the batch
         session, ((i.device_id, _client_ref(i)) for i in alarms)
     )
-    repeated = RepeatBatch()
-    entries: list[audit.Pending] = []  # the supervision log's entries of this batch's alarms, written together
+    writes = BatchWrites(now, open_items)
     for item in items:
-        key = {"device_id": item.device_id, "alarm_id": item.alarm_id}
         if isinstance(item, IntakeAlarm):
-            if (item.device_id, item.alarm_id) in known:
-                results.append(IntakeResult(**key, result="duplicate"))
+            key = (item.device_id, item.alarm_id)
+            if key in known:
+                results.append(IntakeResult(device_id=item.device_id, alarm_id=item.alarm_id, result="duplicate"))
                 continue
-            known.add((item.device_id, item.alarm_id))
+            known.add(key)
+            results.append(IntakeResult(device_id=item.device_id, alarm_id=item.alarm_id, result="created"))
             # The person behind the alarm (client register): the device's client now; none, or one without a
             # patrol area, is "routing missing" (technical alarms and installation tests go to no patrol).
             client = clients[(item.device_id, _client_ref(item))]
             client_id = client.id if client is not None else None
             collapsible = not item.is_test and item.type not in TASK_TYPES  # a task has its own check-in
-            target = open_items.get((item.device_id, item.type, client_id)) if collapsible else None
+            group = (item.device_id, item.type, client_id)
+            target = open_items.get(group) if collapsible else None
             if target is not None:
-                pk, state = target
-                repeated.add(item, pk, state, now)
-                _add_repeat(session, item, pk, state, entries)
-                results.append(IntakeResult(**key, result="created"))
-                changed[pk] = None
+                writes.collapse(item, target)
                 continue
             routing_missing = (
                 not item.is_test and item.type not in TECHNICAL_ALARM_TYPES and (client is None or not client.area)
             )
-            # On the session's connection, not through the session: no autoflush per alarm, so the batch's history
-            # lines and log entries are written together at the next flush (nothing here reads them before).
-            pk = await (await session.connection()).scalar(
-                _insert_alarm(insert),
-                dict(
-                    **key,
-                    type=item.type,
-                    priority=item.priority,
-                    state=State.NEW.value,
-                    escalation_level=0,
-                    is_test=item.is_test,
-                    device_ts=item.device_ts,
-                    stored_at=item.stored_at,
-                    received_at=now,
-                    updated_at=now,
-                    details=item.details,
-                    client_id=client_id,
-                    routing_missing=routing_missing,
-                ),
-            )
-            if pk is None:
-                results.append(IntakeResult(**key, result="duplicate"))
-                continue
+            new = NewItem(item, client, routing_missing, len(results) - 1)
+            writes.create(new)
             if collapsible:
-                open_items[(item.device_id, item.type, client_id)] = (pk, State.NEW.value)
-            session.add(
-                AlarmEvent(
-                    alarm_pk=pk,
-                    actor="gateway",
-                    action="received",
-                    to_state=State.NEW.value,
-                    code="alarm.received",
-                    params={},
-                )
-            )
-            entries.append(
-                _entry(
-                    item.device_id,
-                    item.alarm_id,
-                    item.details,
-                    "gateway",
-                    "received",
-                    type=item.type,
-                    priority=item.priority,
-                    test=item.is_test or None,
-                )
-            )
-            if routing_missing:  # marked on the row (no history line: the alarm itself is as it came)
-                metrics.ROUTING_MISSING.labels("no_client" if client is None else "no_area").inc()
-            if item.is_test:
-                await _confirm_test(session, item, pk)
-            results.append(IntakeResult(**key, result="created"))
-            changed[pk] = None
+                open_items[group] = new
             continue
-        await repeated.flush(session, now)  # a cancel or resolve may concern an item collapsed into above
-        await audit.append_many(session, entries)  # the log keeps the batch's order
-        entries = []
+        await writes.write(session, dialect, results, changed)  # a cancel or resolve may concern an alarm above
+        key_args = {"device_id": item.device_id, "alarm_id": item.alarm_id}
         alarm, repeat = await find_alarm(session, item.device_id, item.alarm_id)
         if alarm is None:
-            results.append(IntakeResult(**key, result="unknown"))
+            results.append(IntakeResult(**key_args, result="unknown"))
             continue
         if isinstance(item, IntakeResolve):
             result, did_change = _resolve_by_gateway(alarm, item, now)
@@ -275,61 +188,12 @@ async def ingest(
             result, did_change = await _cancel_by_device(session, alarm, repeat, item, now)
         if alarm.state not in OPEN_STATES:
             open_items.pop((alarm.device_id, alarm.type, alarm.client_id), None)
-        results.append(IntakeResult(**key, result=result))
+        results.append(IntakeResult(**key_args, result=result))
         if did_change:
             changed[alarm.id] = None
-    await repeated.flush(session, now)
-    await audit.append_many(session, entries)
+    await writes.write(session, dialect, results, changed)
     await session.flush()
     return results, list(changed)
-
-
-def _add_repeat(session: AsyncSession, item: IntakeAlarm, pk: int, state: str, entries: list[audit.Pending]) -> None:
-    """An alarm collapsed into the open item ``pk`` (its row and history line: :class:`RepeatBatch`): a line in the
-    supervision log; an item already in hand tells the device "help is coming" for this alarm too."""
-    key = {"device_id": item.device_id, "alarm_id": item.alarm_id}
-    entries.append(
-        _entry(
-            item.device_id,
-            item.alarm_id,
-            item.details,
-            "gateway",
-            "repeated",
-            into=pk,
-            type=item.type,
-            priority=item.priority,
-        )
-    )
-    if state != State.NEW.value:  # acknowledged already: help is coming for this press as well
-        session.add(DeviceNotice(**key, status="acknowledged"))
-
-
-async def _confirm_test(session: AsyncSession, item: IntakeAlarm, pk: int) -> None:
-    """An installation test: the whole chain is proven, the patrol never sees it, the device hears "acknowledged"
-    as it would for a real alarm."""
-    await session.execute(
-        update(QueueAlarm)
-        .where(QueueAlarm.id == pk)
-        .values(
-            state=State.RESOLVED.value,
-            outcome="installation test: chain confirmed",
-            outcome_code="alarm.test_confirmed",
-            outcome_params={},
-        )
-    )
-    session.add(
-        AlarmEvent(
-            alarm_pk=pk,
-            actor="system",
-            action="test_confirmed",
-            from_state=State.NEW.value,
-            to_state=State.RESOLVED.value,
-            note="installation test, not shown to the patrol",
-            code="alarm.test_confirmed",
-            params={},
-        )
-    )
-    session.add(DeviceNotice(device_id=item.device_id, alarm_id=item.alarm_id, status="acknowledged"))
 
 
 def _resolve_by_gateway(alarm: QueueAlarm, item: IntakeResolve, now: datetime) -> tuple[str, bool]:

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from typing import Any, cast
 
 import httpx
 import structlog
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import Table, bindparam, select
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from alarm_receiver.clients.models import Client
 from alarm_receiver.db import migrate
 from alarm_receiver.escalation import Escalator
 from alarm_receiver.fanout import LiveFanout
@@ -31,6 +33,53 @@ from trygg.secrets import check_service_secrets
 from trygg.settings import Settings
 
 log = structlog.get_logger(__name__)
+
+
+AlarmMessage = tuple[dict[str, Any], str]
+"""An alarm as the live feed sends it: as a dict (the feed filters on it) and as JSON text."""
+
+
+def alarm_message(alarm: QueueAlarm) -> AlarmMessage:
+    return _encoded(AlarmOut.model_validate(alarm))
+
+
+def _encoded(out: AlarmOut) -> AlarmMessage:
+    return out.model_dump(mode="json"), out.model_dump_json()  # both from pydantic's core
+
+
+_QUEUE = cast(Table, QueueAlarm.__table__)
+_CLIENTS = cast(Table, Client.__table__)
+# The live feed's view of changed items, built once: the item's columns and its client's name and address by a join
+# (a Core row, not an ORM object and a second SELECT for the client: an intake batch publishes hundreds of items).
+_MESSAGES = (
+    select(
+        *(c for c in _QUEUE.c if c.name in AlarmOut.model_fields),
+        _CLIENTS.c.id.label("client_found"),
+        _CLIENTS.c.name.label("client_name"),
+        _CLIENTS.c.street.label("client_street"),
+        _CLIENTS.c.town.label("client_town"),
+    )
+    .select_from(_QUEUE.outerjoin(_CLIENTS, _QUEUE.c.client_id == _CLIENTS.c.id))
+    .where(_QUEUE.c.id.in_(bindparam("ids", expanding=True)))
+)
+
+
+async def alarm_messages(session: AsyncSession, ids: Sequence[int]) -> list[AlarmMessage]:
+    """The live feed's messages for these alarms, read in the caller's session: the intake reads them in its own
+    transaction before its commit (what the commit makes true; no second session per request) and publishes them
+    with :meth:`Receiver.publish_messages` once committed. The same messages as :class:`AlarmOut` of the ORM object
+    (``client_address`` is ``Client.short_address``)."""
+    if not ids:
+        return []
+    await session.flush()
+    rows = await (await session.connection()).execute(_MESSAGES, {"ids": list(ids)})
+    messages = []
+    for row in rows.mappings():
+        values = dict(row)
+        found, street, town = values.pop("client_found"), values.pop("client_street"), values.pop("client_town")
+        values["client_address"] = ", ".join(p for p in (street, town) if p) if found is not None else None
+        messages.append(_encoded(AlarmOut.model_validate(values)))
+    return messages
 
 
 class Receiver:
@@ -150,7 +199,7 @@ class Receiver:
         log.info("receiver stopped")
 
     def publish_alarm(self, alarm: QueueAlarm) -> None:
-        self.live.publish("alarm", AlarmOut.model_validate(alarm).model_dump(mode="json"))
+        self._publish_one(alarm)
         self.fanout.alarms_changed([alarm.id])
 
     async def publish_alarms(self, ids: Iterable[int]) -> None:
@@ -167,8 +216,19 @@ class Receiver:
 
     async def _publish_local(self, ids: list[int]) -> None:
         async with self.sessions() as session:
-            for alarm in await session.scalars(select(QueueAlarm).where(QueueAlarm.id.in_(ids))):
-                self.live.publish("alarm", AlarmOut.model_validate(alarm).model_dump(mode="json"))
+            messages = await alarm_messages(session, ids)
+        self.publish_messages(messages, ids, remote=False)
+
+    def publish_messages(self, messages: list[AlarmMessage], ids: list[int], *, remote: bool = True) -> None:
+        """Publish what :func:`alarm_messages` read (after the commit that made it true), here and, unless ``remote``
+        is off, on the other receivers (they read the alarms themselves)."""
+        for data, text in messages:
+            self.live.publish("alarm", data, text)
+        if remote:
+            self.fanout.alarms_changed(ids)
+
+    def _publish_one(self, alarm: QueueAlarm) -> None:
+        self.live.publish("alarm", *alarm_message(alarm))
 
     async def _publish_remote(self, ids: list[int]) -> None:
         """Another receiver changed these alarms: show them here; an acknowledgement there may owe a notice."""

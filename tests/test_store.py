@@ -2,25 +2,32 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from alarm_receiver import queue
 from alarm_receiver.auth import Role, create_user, issue_token, revoke_token, user_for_token
+from alarm_receiver.clients.models import Client
 from alarm_receiver.db import migrate as migrate_receiver
 from alarm_receiver.logins import LoginRefused, Logins
-from alarm_receiver.models import DeviceNotice
-from alarm_receiver.schemas import IntakeAlarm, IntakeCancel
+from alarm_receiver.models import AlarmEvent, DeviceNotice, QueueAlarm, QueueRepeat
+from alarm_receiver.schemas import IntakeAlarm, IntakeCancel, IntakeResolve
+from alarm_receiver.service import alarm_message, alarm_messages
 from devices import AlarmCancel, AlarmMessage, AlarmType, DeviceType
 from gateway.db import migrate as migrate_gateway
 from gateway.intake import IntakeItem, Outcome, store_batch
 from gateway.models import OutboxRow, StoredAlarm
 from gateway.registry import add_device, retire_device
+from testing.wait import eventually
+from trygg import audit
+from trygg.audit.models import LogEntry
 from trygg.db import create_engine, session_factory
 from trygg.settings import Settings
 
@@ -377,3 +384,181 @@ async def test_tokens_expire_and_revoke(engine: AsyncEngine) -> None:
         await revoke_token(s, token)
     async with sessions() as s:
         assert await user_for_token(s, token) is None
+
+
+async def test_a_receiver_batch_writes_as_its_items_one_by_one_would(engine: AsyncEngine) -> None:
+    """The receiver writes a batch's items, history lines, repeats and supervision log entries as a few executemany
+    statements (issue 8, the storm): the queue, each item's history, the repeats, the notices and the log are those
+    of ingesting each item in its own transaction, for new items, repeats (of an item stored before and of one
+    created in the same batch), resends, an installation test, tasks, a cancel and a resolve in the middle of the
+    batch, and alarms after them; the supervision log's chain verifies."""
+    sessions = session_factory(engine)
+    t0 = datetime(2026, 11, 30, 6, 0, tzinfo=UTC)
+
+    def a(device: str, alarm_id: str, type_: str = "assistance", priority: int = 5, **kw: object) -> IntakeAlarm:
+        at = t0 + timedelta(seconds=int(alarm_id[1:]) if alarm_id[1:].isdigit() else 0)
+        return IntakeAlarm(
+            device_id=device, alarm_id=alarm_id, type=type_, priority=priority, device_ts=at, stored_at=at, **kw
+        )
+
+    def items(d: str) -> list[IntakeAlarm | IntakeCancel | IntakeResolve]:
+        now = datetime.now(UTC)
+        return [
+            a(d, "a1"),
+            a(d, "a2", priority=7),  # collapsed into a1, created in this batch; raises its priority
+            a(d, "f1", "fall", 8),
+            a(d, "a1"),  # a resend in the same batch
+            a(d, "t1", is_test=True),  # an installation test: its own item, resolved at once
+            a(d, "k1", "checkin_due"),  # tasks are never collapsed
+            a(d, "k2", "checkin_due"),
+            IntakeCancel(device_id=d, alarm_id="a2", cancelled_at=now),  # a repeat of this batch, cancelled
+            a(d, "a3"),  # after the cancel: still into a1
+            IntakeResolve(device_id=d, alarm_id="f1", outcome="done", resolved_at=now, code="x.done"),
+            a(d, "f2", "fall", 8),  # f1 is resolved: a new item
+            a(d, "f3", "fall", 9),  # into f2
+            IntakeCancel(device_id=d, alarm_id="nope", cancelled_at=now),
+            a(d + "x", "a4"),  # another device
+        ]
+
+    async with sessions.begin() as s:  # an open item stored before, which the batch's alarms are collapsed into
+        for d in ("batched", "single"):
+            await queue.ingest(s, [a(d, "o0", "smoke", 6)])
+    async with sessions.begin() as s:
+        batched, _ = await queue.ingest(s, [*items("batched"), a("batched", "o1", "smoke", 4)])
+    single = []
+    for item in [*items("single"), a("single", "o1", "smoke", 4)]:
+        async with sessions.begin() as s:
+            single += (await queue.ingest(s, [item]))[0]
+    assert [(r.alarm_id, r.result) for r in batched] == [(r.alarm_id, r.result) for r in single]
+    assert [r.result for r in batched].count("created") == 11
+
+    async def written(d: str) -> dict[str, Any]:
+        key: dict[int, str] = {}
+
+        def named(details: dict[str, object]) -> dict[str, object]:  # the item a repeat went into, by its alarm id
+            return {k: key[v] if k == "into" and isinstance(v, int) else v for k, v in details.items()}
+
+        async with sessions() as s:
+            alarms = (await s.scalars(select(QueueAlarm).where(QueueAlarm.device_id.in_([d, d + "x"])))).all()
+            key.update({x.id: x.alarm_id for x in alarms})
+            rows = {
+                x.alarm_id: (x.type, x.state, x.priority, x.repeats, x.last_repeat_at, x.is_test, x.outcome_code)
+                for x in alarms
+            }
+            events = (
+                await s.execute(select(AlarmEvent).where(AlarmEvent.alarm_pk.in_(key)).order_by(AlarmEvent.id))
+            ).scalars()
+            history = [
+                (key[e.alarm_pk], e.actor.replace(d, "D"), e.action, e.from_state, e.to_state, e.code, e.params)
+                for e in events
+            ]
+            history.sort(key=lambda line: line[0])  # each item's own lines in their order (items' lines interleave)
+            repeats = [
+                (r.alarm_id, key[r.alarm_pk], r.priority, r.cancelled_at is not None)
+                for r in (await s.scalars(select(QueueRepeat).where(QueueRepeat.alarm_pk.in_(key)))).all()
+            ]
+            notices = [
+                (n.alarm_id, n.status)
+                for n in (await s.scalars(select(DeviceNotice).where(DeviceNotice.device_id == d))).all()
+            ]
+            log = [
+                (
+                    e.action,
+                    e.subject.split("/")[1],
+                    named(e.details),
+                )
+                for e in (await s.scalars(select(LogEntry).order_by(LogEntry.id))).all()
+                if e.subject is not None and e.subject.startswith(f"alarm:{d}/")
+            ]
+        return {"rows": rows, "history": history, "repeats": repeats, "notices": notices, "log": log}
+
+    got, want = await written("batched"), await written("single")
+    assert got == want
+    assert got["rows"]["a1"][1:4] == ("new", 7, 2) and got["rows"]["f2"][3] == 1 and got["rows"]["o0"][3] == 1
+    assert got["rows"]["t1"][1] == "resolved" and got["notices"] == [("t1", "acknowledged")]
+    async with sessions() as s:
+        assert (await audit.verify(s)).ok
+
+
+async def test_an_alarm_another_receiver_stores_meanwhile(pg_fresh_url: str) -> None:
+    """Two receivers on one PostgreSQL get the same alarm at once (a batch sent again to the other receiver after a
+    timeout): the one that inserts second answers it as a duplicate, as one alarm at a time would; if alarms of its
+    batch were to be collapsed into that item (whose id it never got), the whole batch is refused (503, nothing
+    kept) and the gateway's resend then finds the alarm stored and collapses the rest into it."""
+    eng = create_engine(pg_fresh_url)
+    await migrate_receiver(eng)
+    sessions = session_factory(eng)
+
+    async def waiting_on_lock() -> bool:
+        async with eng.connect() as conn:
+            query = (
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+            return bool(await conn.scalar(text(query)))
+
+    try:
+        first = sessions()
+        await first.begin()
+        await queue.ingest(first, [intake_alarm("d1", "x1", 5, type_="assistance")])  # not committed yet
+        async with sessions.begin() as s:  # no repeat depends on it: a duplicate, the rest stored
+            other = asyncio.create_task(
+                queue.ingest(s, [intake_alarm("d1", "x1", 5, type_="assistance"), intake_alarm("d2", "y1", 5)])
+            )
+            await eventually(waiting_on_lock, timeout=10)  # on the first receiver's uncommitted key
+            assert not other.done()
+            await first.commit()
+            results, _ = await asyncio.wait_for(other, 10)
+        assert [r.result for r in results] == ["duplicate", "created"]
+
+        await first.begin()
+        await queue.ingest(first, [intake_alarm("d1", "z1", 5, type_="fall")])
+        s = sessions()
+        await s.begin()
+        batch = [intake_alarm("d1", "z1", 5, type_="fall"), intake_alarm("d1", "z2", 6, type_="fall")]
+        other = asyncio.create_task(queue.ingest(s, batch))
+        await eventually(waiting_on_lock, timeout=10)
+        await first.commit()
+        with pytest.raises(queue.IntakeRace) as refused:
+            await asyncio.wait_for(other, 10)
+        assert refused.value.status == 503
+        await s.rollback()
+        await s.close()
+        await first.close()
+        async with sessions.begin() as s:  # the gateway sends the batch again
+            results, _ = await queue.ingest(s, batch)
+        assert [r.result for r in results] == ["duplicate", "created"]
+        async with sessions() as s:
+            z1 = next(a for a in await queue.list_alarms(s) if a.alarm_id == "z1")
+            assert (z1.repeats, z1.priority) == (1, 6)
+            assert not any(a.alarm_id == "z2" for a in await queue.list_alarms(s))
+    finally:
+        await eng.dispose()
+
+
+async def test_live_feed_messages_read_by_core_are_those_of_the_orm_object(engine: AsyncEngine) -> None:
+    """The intake builds the live feed's messages from one Core statement (the item and its client by a join): the
+    same dict and JSON as ``AlarmOut`` of the ORM object with its client, with and without a client or an address."""
+    sessions = session_factory(engine)
+    async with sessions.begin() as s:
+        s.add_all([Client(ref="c1", name="Anna A", street="Storgatan 1", town="Visby"), Client(ref="c2", name="B")])
+    async with sessions.begin() as s:
+        _, changed = await queue.ingest(
+            s,
+            [
+                IntakeAlarm(**vars(intake_alarm("d1", "m1", 5)) | {"details": {"client_ref": "c1", "text": "å"}}),
+                IntakeAlarm(**vars(intake_alarm("d2", "m2", 7)) | {"details": {"client_ref": "c2"}}),
+                intake_alarm("d3", "m3", 3, type_="assistance"),
+                intake_alarm("d3", "m4", 9, type_="assistance"),  # a repeat: the item's count and priority
+            ],
+        )
+        got = sorted(await alarm_messages(s, changed), key=lambda m: m[0]["id"])  # before the commit, as the intake
+    async with sessions() as s:
+        alarms = (await s.scalars(select(QueueAlarm).where(QueueAlarm.id.in_(changed)))).all()
+        want = sorted((alarm_message(a) for a in alarms), key=lambda m: m[0]["id"])
+    assert len(got) == 3 and got == want
+    assert [(m[0]["client_name"], m[0]["client_address"], m[0]["repeats"]) for m in got] == [
+        ("Anna A", "Storgatan 1, Visby", 0),
+        ("B", "", 0),
+        (None, None, 1),
+    ]
+    assert [json.loads(text) for _, text in got] == [data for data, _ in got]

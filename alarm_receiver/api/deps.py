@@ -18,7 +18,7 @@ from trygg.errors import ApiError
 _bearer = HTTPBearer(auto_error=False)
 
 
-def get_receiver(request: Request) -> Receiver:
+async def get_receiver(request: Request) -> Receiver:  # async: FastAPI runs a plain def in a thread
     receiver: Receiver = request.app.state.receiver
     return receiver
 
@@ -86,7 +86,7 @@ Operator = Annotated[User, Depends(require_roles(auth.Role.OPERATOR))]
 QueueReader = Annotated[User, Depends(require_roles(auth.Role.OPERATOR, auth.Role.PATROL))]
 
 
-def require_gateway(receiver: ReceiverDep, creds: BearerDep) -> None:
+async def require_gateway(receiver: ReceiverDep, creds: BearerDep) -> None:
     token = receiver.settings.intake_token
     expected = token.get_secret_value().encode() if token is not None else b""
     if creds is None or not expected or not hmac.compare_digest(creds.credentials.encode(), expected):
