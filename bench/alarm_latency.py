@@ -241,7 +241,12 @@ async def broker_floor(settings: Settings, count: int, rate: float, payload_size
     t0 = time.perf_counter()
     async for i in paced(count, rate):
         floor.sent[i] = time.perf_counter()
-        pub.publish(topic, b"%010d" % i + pad, qos=1)
+        while True:  # a loaded machine can fill the broker's in-flight window: wait for a PUBACK, as a device does
+            try:
+                pub.publish(topic, b"%010d" % i + pad, qos=1)
+                break
+            except OverflowError:  # gmqtt: every packet id of the window is in flight
+                await asyncio.sleep(0.001)
     publish_rate = count / (time.perf_counter() - t0)
     await wait_all([floor], 30)
     for c in (sub, pub):
