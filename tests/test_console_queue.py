@@ -169,7 +169,9 @@ async def test_queue_with_500_open_items(console_system: ConsoleSystem, browser:
                    void document.body.offsetHeight; return performance.now() - t0; }"""
     )
     print(f"\nCONSOLE-BENCH open={n_open + 5} render_ms={render_ms:.1f} update_ms={sorted(timings)} key_ms={t_key:.2f}")
+    # Sanity bounds far above the figures (docs/benchmarks.md: 15-25 ms a live update on a quiet machine), so a
+    # loaded CI machine does not fail them; the figures themselves are the benchmark's, not this test's.
     assert render_ms < 2000, render_ms
-    assert max(timings) < 200, timings
+    assert max(timings) < 1000, timings
     await screenshot(page, "queue-500")
     await page.close()
