@@ -73,6 +73,15 @@ class FloodWatch:
         if now - self._swept > self._window_s:
             self._sweep(now)
 
+    def active(self) -> bool:
+        """Some device is flagged now (cheap: called for every message of the bypass, ``gateway/dispatch.py``);
+        the flags of windows that ended are swept at most once a second."""
+        if self.flagged:
+            now = time.monotonic()
+            if now - self._swept > 1.0:
+                self._sweep(now)
+        return bool(self.flagged)
+
     def current(self) -> list[Flood]:
         """Flagged devices, the flags of windows that ended within the limit cleared first."""
         self._sweep(time.monotonic())
