@@ -194,11 +194,14 @@ class GatewayCore:
     # --- GatewayPort: a device's messages -------------------------------------------------------------------
     async def submit_alarm(self, device_id: str, message: AlarmMessage, received: Received | None = None) -> Outcome:
         is_test = self._install_tests.is_open(device_id)
+        origin = _ORIGIN.get()
+        if origin is None or all(origin is not link.bypass for link in self.links):  # a bypass copy is counted once
+            # counted as it comes, not once stored: a flood is flagged (and held back) before its first commit
+            self.floods.alarm(device_id)
         # submit() queues synchronously, before this coroutine's first wait: arrival order is kept.
         outcome = await self.writer.submit(IntakeItem(device_id, message, is_test=is_test, received=received))
         if outcome is Outcome.STORED:
             metrics.ALARMS_STORED.inc()
-            self.floods.alarm(device_id)
             log.info("alarm stored", device_id=device_id, alarm_id=message.alarm_id)
             for listener in self._stored:
                 self._call(listener, device_id, message.alarm_id, is_test)
