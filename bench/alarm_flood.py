@@ -182,7 +182,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         }
     finally:
         broker.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
+        if args.keep_workdir:
+            print(f"kept {workdir} (the services' logs, the databases)")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _row(t: Timings) -> dict[str, Any]:
@@ -222,6 +225,7 @@ def main() -> None:
     parser.add_argument("--flood-head-start", type=float, default=1.0, help="seconds of flood before calm presses")
     parser.add_argument("--drain-timeout", type=float, default=120.0)
     parser.add_argument("--broker-extra", default="", help="extra mosquitto.conf lines (an experiment's knob)")
+    parser.add_argument("--keep-workdir", action="store_true", help="keep the services' logs and databases")
     parser.add_argument("--out", type=Path, default=Path("bench/results/alarm_flood.json"))
     args = parser.parse_args()
     result = asyncio.run(run(args))

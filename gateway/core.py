@@ -14,8 +14,10 @@ publishes (retained configs, requests to cameras and locks) goes to every broker
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
+from collections import deque
 from collections.abc import Callable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -45,6 +47,8 @@ from trygg.settings import Settings
 
 log = structlog.get_logger(__name__)
 
+# Longest pause of the main sessions' reading while another device's alarm is committed ahead of a flood.
+PAUSE_MAX_S = 2.0
 # The broker connection the message being handled came from (set per message task): answers go back there.
 _ORIGIN: ContextVar[mqtt.MqttConnection | None] = ContextVar("trygg_gateway_origin", default=None)
 
@@ -57,6 +61,7 @@ class BrokerLink:
     endpoint: mqtt.MqttEndpoint
     main: mqtt.MqttConnection
     fast: mqtt.MqttConnection | None = None
+    bypass: mqtt.MqttConnection | None = None  # QoS 0 copies of alarms, taken in ahead of a flood (flood_bypass)
 
 
 class GatewayCore:
@@ -85,6 +90,9 @@ class GatewayCore:
             kill_at=settings.fault_kill_at,
             dead_letter_bounds=dead_letters.Bounds(settings.dead_letter_keep, settings.dead_letter_payload_max_bytes),
             source_of=self._source_of,
+            held=self._held,
+            urgent=self._urgent,
+            on_urgent=self._pause_floods,
         )
         # SQLite: the forwarder reads the outbox through a connection of its own. The process's one connection
         # (trygg.db.create_engine) is otherwise queued for, and the forwarder reads after every commit: an alarm's
@@ -123,6 +131,12 @@ class GatewayCore:
         self._connecting: list[asyncio.Task[None]] = []
         self.stopping = False  # set when the gateway stops: a disconnect is then ours, not warned about
         self._tasks: list[asyncio.Task[None]] = []
+        self._pause_timer: asyncio.TimerHandle | None = None
+        self._paused_urgent = self._paused_load = self._reading_paused = False
+        # main-session messages past the gate (being handled), waiting at it, let go and not yet run
+        self._passed = 0
+        self._gate: deque[asyncio.Future[None]] = deque()
+        self._gate_released = 0
 
     # --- GatewayPort: plumbing ------------------------------------------------------------------------------
     @property
@@ -187,11 +201,14 @@ class GatewayCore:
     # --- GatewayPort: a device's messages -------------------------------------------------------------------
     async def submit_alarm(self, device_id: str, message: AlarmMessage, received: Received | None = None) -> Outcome:
         is_test = self._install_tests.is_open(device_id)
+        origin = _ORIGIN.get()
+        if origin is None or all(origin is not link.bypass for link in self.links):  # a bypass copy is counted once
+            # counted as it comes, not once stored: a flood is flagged (and held back) before its first commit
+            self.floods.alarm(device_id)
         # submit() queues synchronously, before this coroutine's first wait: arrival order is kept.
         outcome = await self.writer.submit(IntakeItem(device_id, message, is_test=is_test, received=received))
         if outcome is Outcome.STORED:
             metrics.ALARMS_STORED.inc()
-            self.floods.alarm(device_id)
             log.info("alarm stored", device_id=device_id, alarm_id=message.alarm_id)
             for listener in self._stored:
                 self._call(listener, device_id, message.alarm_id, is_test)
@@ -347,6 +364,18 @@ class GatewayCore:
                 on_connect=lambda _present: self._on_fast_connect(link),
             )
             await link.fast.connect()
+        topic_filter = self.dispatcher.bypass_filter()
+        if self._settings.flood_bypass and topic_filter is not None and link.bypass is None:
+            link.bypass = mqtt.MqttConnection(
+                f"{link.main.client_id}-bypass",
+                link.endpoint,
+                persistent=False,
+                protocol=self._settings.mqtt_protocol,
+                keepalive=self._settings.gateway_mqtt_keepalive_s,
+                on_message_inline=lambda message: self._bypass(link, message),
+                on_connect=lambda _present: self._on_bypass_connect(link, topic_filter),
+            )
+            await link.bypass.connect()
 
     async def disconnect(self) -> None:
         self.stopping = True
@@ -354,11 +383,13 @@ class GatewayCore:
             task.cancel()
         await asyncio.gather(*self._connecting, return_exceptions=True)
         for link in self.links:
-            for connection in (link.fast, link.main):
+            for connection in (link.bypass, link.fast, link.main):
                 if connection is not None:
                     await connection.disconnect()
 
     async def stop(self) -> None:
+        if self._pause_timer is not None:
+            self._pause_timer.cancel()
         await self.dispatcher.close()
         for task in self._tasks:
             task.cancel()
@@ -401,6 +432,7 @@ class GatewayCore:
             session_expiry_s=s.gateway_session_expiry_s,
             protocol=s.mqtt_protocol,
             keepalive=s.gateway_mqtt_keepalive_s,  # a hung gateway's share of the topics moves on within 1.5 x
+            receive_maximum=s.gateway_mqtt_receive_maximum,
             on_message=lambda message: self._handle_from(main, message),
             on_connect=lambda present: self._on_connect(link, present),
             on_disconnect=lambda: self._on_disconnect(link),
@@ -410,10 +442,55 @@ class GatewayCore:
 
     async def _handle_from(self, origin: mqtt.MqttConnection, message: mqtt.Message) -> None:
         token = _ORIGIN.set(origin)
+        if self._gate_closed():
+            await self._wait_at_gate()
+        self._passed += 1
         try:
             await self.dispatcher.on_message(message)
         finally:
+            self._passed -= 1
             _ORIGIN.reset(token)
+            if self._reading_paused or self._gate:
+                self._flow()
+
+    def _gate_closed(self) -> bool:
+        """The main sessions' messages wait here, before their validation, in arrival order: while earlier ones wait
+        (or were let go and have not run yet), while an urgent commit waits, or while the read-ahead limit is being
+        handled. A socket read can bring thousands of a flood's messages at once; each waiting costs a future."""
+        if self._gate or self._gate_released:
+            return True
+        if self._paused_urgent:
+            return True
+        if self._passed >= self._settings.gateway_mqtt_receive_maximum:
+            self._paused_load = True
+            self._flow()
+            return True
+        return False
+
+    async def _wait_at_gate(self) -> None:
+        turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._gate.append(turn)
+        try:
+            await turn
+        except asyncio.CancelledError:  # shutdown: no PUBACK, the broker delivers it again
+            if turn.cancelled():  # while waiting (perhaps still in line)
+                with contextlib.suppress(ValueError):
+                    self._gate.remove(turn)
+            else:  # let go, cancelled before it ran
+                self._gate_released -= 1
+            raise
+        self._gate_released -= 1
+
+    def _open_gate(self) -> None:
+        """Let waiting messages go on, oldest first, as far as the read-ahead limit allows (none while urgent)."""
+        room = 0 if self._paused_urgent else self._settings.gateway_mqtt_receive_maximum - self._passed
+        while self._gate and room > 0:
+            turn = self._gate.popleft()
+            if turn.done():  # cancelled (shutdown)
+                continue
+            self._gate_released += 1
+            room -= 1
+            turn.set_result(None)
 
     def _on_connect(self, link: BrokerLink, session_present: bool) -> None:
         self.dispatcher.subscribe_main(link.main)
@@ -428,6 +505,69 @@ class GatewayCore:
     def _on_fast_connect(self, link: BrokerLink) -> None:
         assert link.fast is not None
         self.dispatcher.subscribe_fast(link.fast)
+
+    def _on_bypass_connect(self, link: BrokerLink, topic_filter: str) -> None:
+        assert link.bypass is not None
+        link.bypass.subscribe(topic_filter, qos=0)
+
+    def _bypass(self, link: BrokerLink, message: mqtt.Message) -> None:
+        """A QoS 0 copy of an alarm (``gateway/dispatch.py``, the bypass): its answer goes back on the bypass
+        connection, whose in-flight window the flood's ``stored`` acks do not fill."""
+        token = _ORIGIN.set(link.bypass)
+        try:
+            self.dispatcher.on_bypass(message, self._flooding)
+        finally:
+            _ORIGIN.reset(token)
+
+    def _held(self, device_id: str) -> bool:
+        """The intake commits a flooding device's alarms after everyone else's (gateway/intake.py)."""
+        return device_id in self.floods.flagged
+
+    def _urgent(self, device_id: str) -> bool:
+        return self.floods.active() and device_id not in self.floods.flagged
+
+    def _pause_floods(self, urgent: bool) -> None:
+        """While another device's alarm waits for its commit during a flood, the main sessions are not read: the
+        flood's next messages (validated as they are read) would otherwise take the loop from that commit."""
+        self._paused_urgent = urgent
+        self._flow()
+
+    def _flow(self) -> None:
+        """Read the main sessions, or not: not while an urgent commit waits (above), nor while
+        ``gateway_mqtt_receive_maximum`` messages are being handled (the broker does not hold to the receive maximum
+        we announce: Mosquitto 2.0.11 sent 7,000; until half of them are done). Unread messages wait in the socket
+        and at the broker: nothing is lost or reordered. At most PAUSE_MAX_S at a time (the keepalive needs
+        reading)."""
+        handling = self._passed + len(self._gate)
+        if handling >= self._settings.gateway_mqtt_receive_maximum:
+            self._paused_load = True
+        elif handling <= self._settings.gateway_mqtt_receive_maximum // 2:
+            self._paused_load = False
+        if self._gate:
+            self._open_gate()
+        paused = self._paused_urgent or self._paused_load
+        if paused == self._reading_paused:
+            return
+        self._reading_paused = paused
+        for link in self.links:
+            link.main.pause_reading(paused)
+        if self._pause_timer is not None:
+            self._pause_timer.cancel()
+            self._pause_timer = None
+        if paused:
+            self._pause_timer = asyncio.get_running_loop().call_later(PAUSE_MAX_S, self._unpause)
+
+    def _unpause(self) -> None:
+        self._pause_timer = None
+        self._paused_urgent = self._paused_load = self._reading_paused = False
+        for link in self.links:
+            link.main.pause_reading(False)
+        self._open_gate()
+
+    def _flooding(self, device_id: str) -> bool | None:
+        if not self.floods.active():
+            return None
+        return device_id in self.floods.flagged
 
     def _on_disconnect(self, link: BrokerLink) -> None:
         metrics.MQTT_CONNECTED.set(1 if self.connected else 0)

@@ -17,6 +17,16 @@ and then belongs to its handler. Whatever happens while handling one message sta
 
 gmqtt never sends the PUBACK of a message whose handler raised; once the broker's in-flight window (100) is full of
 such messages it sends the session nothing more. Nothing a single message does may therefore escape from here.
+
+The bypass (issue 8 point 6, ``flood_bypass``): the broker delivers the main session's messages in order, and only
+``gateway_mqtt_receive_maximum`` of them before their PUBACKs, so while one device floods, everyone else's alarm
+waits at the broker behind every flood message published before it. A third, clean QoS 0 connection also subscribes
+to the alarm topic and sees each alarm as it is published (dropping a flood's copy costs a few microseconds); while
+a device is flagged as flooding (:meth:`Dispatcher.on_bypass`), an alarm of any *other* device that arrives there is
+taken in at once, ahead of the flood. Nothing depends on it: the main session still gets its own QoS 1 copy of every
+alarm, stores it (a duplicate, by the key: stored and shown once, answered ``stored`` again) and acknowledges it; the
+bypass only makes the first copy earlier. The intake commits it before the flood's items it holds
+(``gateway/intake.py``), and the gateway stops reading the main session until it is committed (``gateway/core.py``).
 """
 
 from __future__ import annotations
@@ -28,10 +38,10 @@ from typing import Any
 
 import structlog
 
-from devices import DeviceTopic, Topics
+from devices import DeviceTopic, Rejection, Topics, parse_alarm
 from gateway import metrics
 from gateway.dead_letters import where
-from gateway.features import Subscription
+from gateway.features import Subscription, TopicHandler
 from gateway.intake import is_transient
 from gateway.records import Letter, Received
 from trygg.loops import Backoff
@@ -41,6 +51,8 @@ log = structlog.get_logger(__name__)
 
 # The fast (QoS 0) path cannot wait for a dead letter to be stored; it keeps at most this many a second.
 FAST_DEAD_LETTERS_PER_S = 10
+# Alarms the bypass takes in at once, at most (each a task); beyond, they come by the main session as before.
+BYPASS_TASKS_MAX = 1000
 
 
 class Dispatcher:
@@ -60,6 +72,7 @@ class Dispatcher:
         self._fast_second = 0
         self._fast_kept = 0
         self._tasks: set[asyncio.Task[None]] = set()
+        self._ahead: set[asyncio.Task[None]] = set()
         # Health (gateway/health.py): messages of the main connection being handled, and when one last finished.
         self.handling = 0
         self.last_handled = time.monotonic()
@@ -100,9 +113,22 @@ class Dispatcher:
             return f"$share/{self._shared_group}/{topic}"
         return topic
 
+    def bypass_filter(self) -> str | None:
+        """The bypass connection's subscription (the alarm kind; shared among gateways in a group of its own);
+        None when no handler takes alarms."""
+        route = self._routes.get(DeviceTopic.ALARM)
+        if route is None or route.handler is None:
+            return None
+        topic = self._topics.all_devices(DeviceTopic.ALARM)
+        if route.shared and self._shared_group:
+            return f"$share/{self._shared_group}-bypass/{topic}"
+        return topic
+
     async def close(self) -> None:
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        for task in self._ahead:
+            task.cancel()
+        if self._tasks or self._ahead:
+            await asyncio.gather(*self._tasks, *self._ahead, return_exceptions=True)
 
     def _route(self, message: Message) -> tuple[str, DeviceTopic, Subscription] | Letter:
         parsed = self._topics.parse(message.topic)
@@ -175,6 +201,41 @@ class Dispatcher:
             route.fast(device_id, message.payload)
         except Exception as exc:
             self._keep_later(self._poison(message, device_id, kind, exc))
+
+    def on_bypass(self, message: Message, flooding: Callable[[str], bool | None]) -> bool:
+        """The bypass connection's handler, inline (it sees every alarm, the flood's too: dropping one must cost
+        little). ``flooding(device_id)``: True for a device flagged as flooding, False for another device while some
+        device floods, None while none does. An alarm is taken in at once only when it is another device's while
+        some device floods, and valid; everything else is dropped here, because its own copy comes by the main
+        session (which also answers, dead-letters and counts the bad ones). True when taken in."""
+        parsed = self._topics.parse(message.topic)
+        if parsed is None or parsed[1] is not DeviceTopic.ALARM or len(message.payload) > self._max_bytes:
+            return False
+        device_id = parsed[0]
+        route = self._routes.get(DeviceTopic.ALARM)
+        if flooding(device_id) is not False or route is None or route.handler is None:
+            return False
+        if len(self._ahead) >= BYPASS_TASKS_MAX:
+            return False
+        if isinstance(parse_alarm(device_id, message.payload, self._max_bytes), Rejection):
+            return False
+        metrics.BYPASSED.inc()
+        log.info("alarm taken in ahead of a flood", device_id=device_id)
+        task = asyncio.get_running_loop().create_task(self._take_ahead(route.handler, device_id, message.payload))
+        self._ahead.add(task)
+        task.add_done_callback(self._ahead.discard)
+        return True
+
+    @staticmethod
+    async def _take_ahead(handler: TopicHandler, device_id: str, payload: bytes) -> None:
+        try:
+            await handler(device_id, payload)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the main session's copy is handled (and kept, if it is poison) as any other
+            log.warning(
+                "alarm taken in ahead of a flood failed; its main copy follows", device_id=device_id, error=where(exc)
+            )
 
     def _poison(self, message: Message, device_id: str, kind: DeviceTopic, exc: Exception) -> Letter:
         error = where(exc)

@@ -3,7 +3,9 @@
 Every alarm is still stored, answered and forwarded (the receiver collapses repeats into their open queue item, the
 forwarder serves devices fairly); the flag tells a technician that a unit is broken or abused. A device is flagged
 when it sends more than ``device_alarm_rate_limit`` alarms within one window of ``device_alarm_rate_window_s``
-(fixed windows per device), and the flag clears once a whole window passes within the limit. Flags live in memory:
+(fixed windows per device; valid alarms counted as they come, before they are stored, resends too, so that a flood
+is flagged, and held back behind other devices' alarms, before its first commit), and the flag clears once a whole
+window passes within the limit. Flags live in memory:
 a restarted gateway flags a flood again within one window. Seen in ``GET /api/v1/floods``, the gauge
 ``trygg_gateway_devices_flooding`` and the counter ``trygg_gateway_device_floods_total``.
 """
@@ -46,7 +48,7 @@ class FloodWatch:
         self._swept = time.monotonic()
 
     def alarm(self, device_id: str) -> None:
-        """Count one stored alarm of the device; flag it when it goes over the limit."""
+        """Count one alarm of the device as it comes; flag it when it goes over the limit."""
         now = time.monotonic()
         window = self._windows.get(device_id)
         if window is None or now - window.started >= self._window_s:
@@ -72,6 +74,15 @@ class FloodWatch:
                 flood.alarms = max(flood.alarms, window.count)
         if now - self._swept > self._window_s:
             self._sweep(now)
+
+    def active(self) -> bool:
+        """Some device is flagged now (cheap: called for every message of the bypass, ``gateway/dispatch.py``);
+        the flags of windows that ended are swept at most once a second."""
+        if self.flagged:
+            now = time.monotonic()
+            if now - self._swept > 1.0:
+                self._sweep(now)
+        return bool(self.flagged)
 
     def current(self) -> list[Flood]:
         """Flagged devices, the flags of windows that ended within the limit cleared first."""

@@ -22,6 +22,7 @@ import asyncio
 import os
 import signal
 import time
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -289,6 +290,9 @@ class IntakeWriter:
         kill_at: str | None = None,
         dead_letter_bounds: dead_letters.Bounds | None = None,
         source_of: Callable[[IntakeItem], str] | None = None,
+        held: Callable[[str], bool] | None = None,
+        urgent: Callable[[str], bool] | None = None,
+        on_urgent: Callable[[bool], None] | None = None,
     ) -> None:
         self._sessions = sessions
         self._batch_max = batch_max
@@ -296,6 +300,17 @@ class IntakeWriter:
         self._source_of = source_of or (lambda item: f"device {item.device_id}")
         # None is a wake-up: outbox rows to mark delivered are waiting in self._delivered.
         self._queue: asyncio.Queue[tuple[IntakeItem, asyncio.Future[Outcome]] | None] = asyncio.Queue()
+        # Items of devices flooding (``held(device_id)``, gateway/floods.py): each commit takes them only after every
+        # other item waiting, so a flood read in ahead does not stand in front of everyone else's alarms. A device's
+        # items stay in one line while it has any held (its order is kept).
+        self._hold = held
+        self._held: deque[tuple[IntakeItem, asyncio.Future[Outcome]]] = deque()
+        self._held_of: Counter[str] = Counter()
+        # Items of other devices while some device floods (``urgent(device_id)``): ``on_urgent(True)`` when the first
+        # comes, ``on_urgent(False)`` once none is left uncommitted (the gateway stops reading the flood meanwhile).
+        self._urgent = urgent
+        self._on_urgent = on_urgent
+        self._urgent_left = 0
         self._delivered: list[tuple[Sequence[int], asyncio.Future[None]]] = []
         self._probes: list[asyncio.Future[None]] = []
         # Health (gateway/health.py): since when commits fail (None: the last one went through), and when the last
@@ -323,7 +338,17 @@ class IntakeWriter:
         """Queue an item; synchronous so that callers keep arrival order."""
         fut: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait((item, fut))
+        if self._urgent is not None and self._on_urgent is not None and self._urgent(item.device_id):
+            self._urgent_left += 1
+            if self._urgent_left == 1:
+                self._on_urgent(True)
+            fut.add_done_callback(self._urgent_done)
         return fut
+
+    def _urgent_done(self, _: asyncio.Future[Outcome]) -> None:
+        self._urgent_left -= 1
+        if not self._urgent_left and self._on_urgent is not None:
+            self._on_urgent(False)
 
     def mark_delivered(self, ids: Sequence[int]) -> asyncio.Future[None]:
         """Mark outbox rows delivered in the writer's next transaction (the gateway has one writer)."""
@@ -351,6 +376,11 @@ class IntakeWriter:
             entry = self._queue.get_nowait()
             if entry is not None and not entry[1].done():
                 entry[1].cancel()
+        for _, fut in self._held:
+            if not fut.done():
+                fut.cancel()
+        self._held.clear()
+        self._held_of.clear()
         for _, done in self._delivered:  # stay pending in the table: forwarded again, harmlessly
             done.cancel()
         self._delivered.clear()
@@ -361,16 +391,31 @@ class IntakeWriter:
     async def _run(self) -> None:
         while True:
             batch: list[tuple[IntakeItem, asyncio.Future[Outcome]]] = []
-            entry = await self._queue.get()
-            while True:
-                if entry is not None:
-                    batch.append(entry)
-                if len(batch) >= self._batch_max or self._queue.empty():
-                    break
-                entry = self._queue.get_nowait()
+            if not self._held:  # else held items wait: take what else came, without waiting for more
+                self._take(await self._queue.get(), batch)
+            while len(batch) < self._batch_max and not self._queue.empty():
+                self._take(self._queue.get_nowait(), batch)
+            while self._held and len(batch) < self._batch_max:  # the floods' items: after everyone else's
+                held = self._held.popleft()
+                batch.append(held)
+                device_id = held[0].device_id
+                self._held_of[device_id] -= 1
+                if not self._held_of[device_id]:
+                    del self._held_of[device_id]
             delivered, self._delivered = self._delivered, []
             probes, self._probes = self._probes, []
             await self._commit(batch, delivered, probes)
+
+    def _take(self, entry: tuple[IntakeItem, asyncio.Future[Outcome]] | None, batch: list[Any]) -> None:
+        """Into this commit's batch, or held back when its device floods (or has items held: its order is kept)."""
+        if entry is None:
+            return
+        device_id = entry[0].device_id
+        if self._hold is not None and (device_id in self._held_of or self._hold(device_id)):
+            self._held.append(entry)
+            self._held_of[device_id] += 1
+        else:
+            batch.append(entry)
 
     async def _commit(
         self,

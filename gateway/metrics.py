@@ -57,6 +57,9 @@ MQTT_INFLIGHT_OLDEST_AGE = Gauge(
 
 DEVICES_FLOODING = Gauge("trygg_gateway_devices_flooding", "Devices now flagged for sending alarms over the rate limit")
 DEVICE_FLOODS = Counter("trygg_gateway_device_floods_total", "Times a device was flagged for flooding alarms")
+BYPASSED = Counter(
+    "trygg_gateway_alarms_taken_ahead_total", "Alarms of other devices taken in by the bypass ahead of a device's flood"
+)
 
 
 _MESSAGE_COUNTERS: dict[str, Counter] = {}

@@ -187,6 +187,7 @@ def make_client(
     will: Will | None = None,
     reconnect_delay_s: float = 1.0,
     tracker: InflightStore | None = None,
+    receive_maximum: int | None = None,
 ) -> Any:
     """A gmqtt client that reconnects forever. ``persistent`` keeps the broker session (clean start off);
     ``tracker`` (a :class:`PubackTracker`) lets ``tracker.publish_confirmed`` wait for the broker's PUBACK."""
@@ -197,6 +198,8 @@ def make_client(
         kwargs["session_expiry_interval"] = session_expiry_s
     if will is not None:
         kwargs["will_message"] = gmqtt.Message(will.topic, will.payload, qos=will.qos, retain=will.retain)
+    if receive_maximum is not None:  # MQTT 5: the broker's QoS 1 messages in flight to us at most (else 65,535)
+        kwargs["receive_maximum"] = receive_maximum
     client = gmqtt.Client(
         client_id,
         clean_session=not persistent,
@@ -264,8 +267,10 @@ class MqttConnection:
     ``persistent`` keeps the broker session (clean start off, ``session_expiry_s``), so QoS 1 messages published
     while this client is away wait at the broker. ``on_message`` gets every message as its own task (QoS 1
     PUBACK after it returns); ``on_message_inline`` instead runs inline, for QoS 0 floods. ``tracker`` lets
-    :meth:`publish_confirmed` wait for the broker's PUBACK. ``on_connect(session_present)`` runs on every
-    (re)connect: subscribe and re-publish retained state there; ``on_disconnect()`` on every loss.
+    :meth:`publish_confirmed` wait for the broker's PUBACK. ``receive_maximum`` (MQTT 5) caps the QoS 1 messages the
+    broker sends before their PUBACKs (without it 65,535: a backlog is read into memory at once).
+    ``on_connect(session_present)`` runs on every (re)connect: subscribe and re-publish retained state there;
+    ``on_disconnect()`` on every loss.
     """
 
     def __init__(
@@ -280,6 +285,7 @@ class MqttConnection:
         will: Will | None = None,
         reconnect_delay_s: float = 1.0,
         tracker: PubackTracker | None = None,
+        receive_maximum: int | None = None,
         on_message: OnMessage | None = None,
         on_message_inline: OnMessageInline | None = None,
         on_connect: Callable[[bool], None] | None = None,
@@ -309,6 +315,7 @@ class MqttConnection:
             will=will,
             reconnect_delay_s=reconnect_delay_s,
             tracker=self.inflight,
+            receive_maximum=receive_maximum if protocol == "5" else None,
         )
         if on_message is not None:
             self._client.on_message = self._handle
@@ -362,6 +369,17 @@ class MqttConnection:
             self._wait(topic, payload, qos, retain)
         except Exception as exc:
             raise PublishFailed(str(exc) or type(exc).__name__) from exc
+
+    def pause_reading(self, paused: bool) -> None:
+        """Stop (True) or go on (False) reading messages from the broker: they wait in the socket and at the broker,
+        nothing is lost or reordered (the gateway, while a flood's messages would crowd out another device's alarm)."""
+        transport = getattr(getattr(self._client, "_connection", None), "_transport", None)
+        if transport is None or transport.is_closing():
+            return
+        if paused:
+            transport.pause_reading()
+        else:
+            transport.resume_reading()
 
     @property
     def waiting(self) -> int:

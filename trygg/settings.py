@@ -234,6 +234,12 @@ class Settings(BaseSettings):
     health_backlog_max_s: float = Field(60.0, gt=0)
     device_alarm_rate_limit: int = Field(30, ge=1)
     device_alarm_rate_window_s: float = Field(60.0, gt=0)
+    # While a flagged device floods and the main session is behind, other devices' alarms are taken in from a QoS 0
+    # copy on a third connection, ahead of the flood (gateway/dispatch.py); their main copies follow as duplicates.
+    flood_bypass: bool = True
+    # The gateway's read-ahead on its main session: announced as the MQTT 5 receive maximum and kept by pausing reading
+    # (Mosquitto 2.0.11 does not hold to it). Without it a flood was read in at once and starved the commits.
+    gateway_mqtt_receive_maximum: int = Field(512, ge=1, le=65535)
 
     @model_validator(mode="after")
     def _consistent(self) -> "Settings":
