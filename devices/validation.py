@@ -66,9 +66,38 @@ def _shape_problem(obj: object) -> str | None:
     return None
 
 
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _unique_pairs(items: list[tuple[str, object]]) -> dict[str, object]:
+    out = dict(items)
+    if len(out) != len(items):
+        raise _DuplicateKey
+    return out
+
+
+# Built once: ``json.loads`` with hooks builds a decoder (and its scanner) on every call, which was a quarter of the
+# gateway's CPU per alarm under a flood (docs/benchmarks.md, "Flood").
+_DECODER = json.JSONDecoder(object_pairs_hook=_unique_pairs, parse_constant=_no_constant)
+
+
 def _load(payload: bytes, max_bytes: int) -> dict[str, object] | Rejection:
     if len(payload) > max_bytes:
         return Rejection(f"payload is {len(payload)} bytes, over the {max_bytes} byte limit", "oversize")
+    try:  # the common case: no key twice (the same decoding as json.loads: its encoding detection, surrogatepass)
+        obj = _DECODER.decode(payload.decode(json.detect_encoding(payload), "surrogatepass"))
+    except RecursionError:
+        return Rejection(f"payload is nested more than {MAX_DEPTH} levels deep", "too_deep")
+    except _DuplicateKey:
+        return _load_naming_duplicates(payload)
+    except (UnicodeDecodeError, ValueError):
+        return Rejection("payload is not JSON", "not_json")
+    return _checked(obj, [])
+
+
+def _load_naming_duplicates(payload: bytes) -> dict[str, object] | Rejection:
+    """The rare payload with a key twice, decoded again to name the key (and read the alarm id if it is not it)."""
     duplicates: list[str] = []
 
     def pairs(items: list[tuple[str, object]]) -> dict[str, object]:
@@ -85,6 +114,10 @@ def _load(payload: bytes, max_bytes: int) -> dict[str, object] | Rejection:
         return Rejection(f"payload is nested more than {MAX_DEPTH} levels deep", "too_deep")
     except (UnicodeDecodeError, ValueError):
         return Rejection("payload is not JSON", "not_json")
+    return _checked(obj, duplicates)
+
+
+def _checked(obj: object, duplicates: list[str]) -> dict[str, object] | Rejection:
     if not isinstance(obj, dict):
         return Rejection("payload is not a JSON object", "not_object")
     alarm_id = None if "alarm_id" in duplicates else _readable_alarm_id(obj)

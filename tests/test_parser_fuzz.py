@@ -182,3 +182,18 @@ def test_the_issues_payloads_are_rejections() -> None:
     duplicated = parse_alarm("dev-1", b'{"alarm_id":"a","type":"bed_exit","ts":"2026-11-29T00:00:00Z","type":"fall"}')
     assert isinstance(duplicated, Rejection) and duplicated.code == "duplicate_key" and duplicated.alarm_id == "a"
     assert isinstance(Heartbeat.model_validate_json(b'{"ts":"2026-11-29T00:00:00Z"}'), Heartbeat)
+
+
+@FUZZ
+@given(
+    st.lists(st.tuples(st.sampled_from(["alarm_id", "type", "a", "b"]), json_scalars), max_size=6),
+    st.binary(max_size=8),
+)
+def test_the_decoder_built_once_decides_as_the_one_that_names_duplicate_keys(pairs: list[Any], tail: bytes) -> None:
+    """devices.validation decodes with one decoder built once and, only when a key appears twice, again with one
+    that names the key: both decide every payload alike (keys drawn from a few, so duplicates are common)."""
+    from devices.validation import _load, _load_naming_duplicates
+
+    body = "{" + ",".join(f"{json.dumps(k)}:{json.dumps(v)}" for k, v in pairs) + "}"
+    for payload in (body.encode(), body.encode() + tail, body.encode("utf-16")):
+        assert _load(payload, 10_000) == _load_naming_duplicates(payload)
