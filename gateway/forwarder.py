@@ -184,6 +184,8 @@ class Forwarder:
         # once a second (BACKLOG_READ_S) while rows are pending.
         self.oldest_pending: datetime | None = None
         self._backlog_read_at = 0.0
+        self._backlog_task: asyncio.Task[None] | None = None
+        self._nothing_pending_at = 0  # counts rounds that found nothing: a read begun before one of them is stale
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="forwarder")
@@ -214,6 +216,8 @@ class Forwarder:
         self.receiver_reachable = False
 
     async def stop(self) -> None:
+        if self._backlog_task is not None:
+            self._backlog_task.cancel()
         if self._task:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
@@ -262,11 +266,16 @@ class Forwarder:
     async def _forward_once(self, http: httpx.AsyncClient) -> int:
         rows = await self._next_rows()
         if not rows:
+            self._nothing_pending_at += 1
             self.oldest_pending = None
             metrics.OUTBOX_PENDING.set(0)
+            metrics.OUTBOX_OLDEST_AGE.set(0)
             return 0
-        if time.monotonic() - self._backlog_read_at >= BACKLOG_READ_S:
-            await self._read_backlog()
+        if time.monotonic() - self._backlog_read_at >= BACKLOG_READ_S and self._backlog_task is None:
+            # beside the request, not before it: the read waits for the store's one connection (on SQLite behind
+            # the writer's commit), which put a commit's wait on the alarms of one request a second
+            self._backlog_read_at = time.monotonic()
+            self._backlog_task = asyncio.create_task(self._read_backlog(), name="forwarder-backlog")
         body = IntakeRequest(items=[row.wire() for row in rows])
         try:
             resp = await http.post(
@@ -306,13 +315,22 @@ class Forwarder:
             log.error("could not record forward failure", error=str(exc))
 
     async def _read_backlog(self) -> None:
-        self._backlog_read_at = time.monotonic()
-        async with self._sessions() as session:
-            count, oldest = (
-                await session.execute(
-                    select(func.count(), func.min(OutboxRow.created_at)).where(OutboxRow.delivered_at.is_(None))
-                )
-            ).one()
+        """Health: how many rows are owed and since when (at most every BACKLOG_READ_S, while rows are pending)."""
+        round_ = self._nothing_pending_at
+        try:
+            async with self._sessions() as session:
+                count, oldest = (
+                    await session.execute(
+                        select(func.count(), func.min(OutboxRow.created_at)).where(OutboxRow.delivered_at.is_(None))
+                    )
+                ).one()
+        except Exception as exc:  # health bookkeeping: the next round reads again
+            log.error("could not read the outbox backlog", error_type=type(exc).__name__)
+            return
+        finally:
+            self._backlog_task = None
+        if round_ != self._nothing_pending_at:
+            return  # a round found nothing pending meanwhile: that is newer than this read
         metrics.OUTBOX_PENDING.set(count or 0)
         self.oldest_pending = oldest
         metrics.OUTBOX_OLDEST_AGE.set((utcnow() - oldest).total_seconds() if oldest is not None else 0)
