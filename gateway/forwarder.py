@@ -161,9 +161,9 @@ class Forwarder:
         self._wake = wake
         self._mark_delivered = mark_delivered
         self._on_delivered = on_delivered
-        # Confirmed by the receiver, not yet marked in the table (the intake writer does that in its next
-        # transaction, keeping one writer and one commit off the alarm's path). A crash forgets this set:
-        # those rows are then forwarded again, which the receiver ignores.
+        # Confirmed by the receiver, not yet marked in the table (the intake writer does that in the transaction of
+        # the next alarms, or in one of its own MARK_AFTER_S later: one writer, no commit of its own on the alarm's
+        # path). A crash forgets this set: those rows are then forwarded again, which the receiver ignores.
         self._confirmed: set[int] = set()
         # Rows handed over by the intake writer (module docstring). ``_complete``: these and ``_confirmed`` are all
         # the pending rows of the store, read at ``_synced_at``; ``_tracking``: hand-overs are kept (also while a
