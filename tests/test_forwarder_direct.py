@@ -2,23 +2,25 @@
 
 What it sends from memory must be exactly what it would have read from the store (same items, same fair order, the
 same outbox ids to mark), and the store stays the source of truth: a cancel is read from the store (so it is ordered
-against its alarm by the store's ids) and so is everything after a start. Real SQLite, real Mosquitto, a real
-receiver."""
+against its alarm by the store's ids) and so is everything after a start. Confirmed rows are marked delivered
+even when no alarm comes after them. Real SQLite (and PostgreSQL), real Mosquitto, a real receiver."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, func, select
 
 from devices import AlarmMessage, AlarmType, DeviceType, parse_alarm
 from gateway import forwarder as forwarder_module
 from gateway.forwarder import _Pending, fair_order, pending_rows, to_wire
 from gateway.intake import IntakeItem, NewRows, store_batch
+from gateway.models import OutboxRow
 from gateway.records import Received
 from testing.broker import Broker
 from testing.harness import RawDevice, make_settings, prepare_stores, running_gateway, running_receiver
@@ -120,3 +122,23 @@ async def test_alarms_go_from_memory_and_a_cancel_from_the_store(
             assert (await d2.next_ack(alarm_id="late"))["status"] == "stored"
             await eventually(lambda: ("alarm", "d2", "late") in delivered, 10)
             assert reads == reads_after_cancel
+
+            # with no alarm coming after it, the last confirmation is still marked in the store (MARK_AFTER_S),
+            # and the mark is what tells the count of rows still owed
+            async def undelivered() -> int:
+                async with gw.sessions() as session:
+                    return int(
+                        await session.scalar(
+                            select(func.count()).select_from(OutboxRow).where(OutboxRow.delivered_at.is_(None))
+                        )
+                        or 0
+                    )
+
+            assert await eventually(lambda: _is_zero(undelivered()), 5)
+            async with gw.sessions() as session:
+                total = await session.scalar(select(func.count()).select_from(OutboxRow))
+            assert total == len(sent) + 2  # the six alarms, the cancel, the late alarm
+
+
+async def _is_zero(count: Awaitable[int]) -> bool:
+    return await count == 0
