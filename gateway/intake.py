@@ -340,7 +340,7 @@ class IntakeWriter:
     def mark_delivered(self, ids: Sequence[int]) -> asyncio.Future[None]:
         """Mark outbox rows delivered in the writer's next transaction (the gateway has one writer): the one of the
         next alarms, or one of its own after :data:`MARK_AFTER_S` when none comes. Not a commit per forwarded batch:
-        those were 10-25 % of the gateway's commits at 50 alarms/s (docs/benchmarks.md), each a wait on the disk
+        those were 6-20 % of the gateway's commits at 50 alarms/s (docs/benchmarks.md), each a wait on the disk
         ahead of the next alarm's."""
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[None] = loop.create_future()
