@@ -216,12 +216,11 @@ class Forwarder:
         self.receiver_reachable = False
 
     async def stop(self) -> None:
-        if self._backlog_task is not None:
-            self._backlog_task.cancel()
-        if self._task:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        tasks = [task for task in (self._backlog_task, self._task) if task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)  # neither holds a connection of the store after this
+        self._task = None
 
     def committed(self, rows: NewRows) -> None:
         """The intake writer committed new outbox rows (called right after the commit, before anyone is told)."""
