@@ -87,6 +87,7 @@ class GatewayCore:
             self._sessions,
             batch_max=settings.intake_batch_max,
             on_commit=self._forward_wake,
+            on_rows=lambda rows: self.forwarder.committed(rows),
             kill_at=settings.fault_kill_at,
             dead_letter_bounds=dead_letters.Bounds(settings.dead_letter_keep, settings.dead_letter_payload_max_bytes),
             source_of=self._source_of,
@@ -111,6 +112,9 @@ class GatewayCore:
             backoff_max_s=settings.forward_backoff_max_s,
             timeout_s=settings.forward_timeout_s,
             verify=client_tls(settings),
+            # from memory only when this gateway is the store's only writer: with several gateways another one's rows
+            # (an alarm whose cancel this one stored) are known only to the store
+            direct=settings.mqtt_shared_group is None,
         )
         self.floods = FloodWatch(settings.device_alarm_rate_limit, settings.device_alarm_rate_window_s)
         self._install_tests = InstallTests(self._sessions)

@@ -41,6 +41,9 @@ from trygg.db import dialect_insert, utcnow
 from trygg.loops import Backoff
 
 log = structlog.get_logger(__name__)
+# Rows the receiver confirmed are marked delivered in the writer's next transaction; with no alarm coming, at the
+# latest this long after the confirmation (a transaction of its own). Until then the forwarder skips them.
+MARK_AFTER_S = 0.5
 # The tables themselves (Core), for the alarm path's bulk statements: no ORM unit of work per row.
 _ALARMS = cast(Table, StoredAlarm.__table__)
 _OUTBOX = cast(Table, OutboxRow.__table__)
@@ -58,10 +61,12 @@ _MARK_DELIVERED = (
         attempts=_OUTBOX.c.attempts + 1,
     )
 )
-_INSERTS: dict[Any, tuple[Any, Any]] = {}  # the dialect's insert -> (alarms ON CONFLICT DO NOTHING, outbox)
+# the dialect's insert -> (alarms ON CONFLICT DO NOTHING, outbox, outbox RETURNING ids)
+_INSERTS: dict[Any, tuple[Any, Any, Any]] = {}
 
 
-def _inserts(session: AsyncSession) -> tuple[Any, Any]:
+def _inserts(session: AsyncSession) -> tuple[Any, Any, Any]:
+    """The alarms' insert, the outbox's, and the outbox's returning the new rows' ids (for the forwarder)."""
     insert = dialect_insert(session)
     built = _INSERTS.get(insert)
     if built is None:
@@ -70,7 +75,12 @@ def _inserts(session: AsyncSession) -> tuple[Any, Any]:
             .on_conflict_do_nothing(index_elements=["device_id", "alarm_id"])
             .returning(_ALARMS.c.device_id, _ALARMS.c.alarm_id)
         )
-        built = _INSERTS[insert] = (alarms, insert(_OUTBOX))
+        outbox = insert(_OUTBOX)
+        built = _INSERTS[insert] = (
+            alarms,
+            outbox,
+            outbox.returning(_OUTBOX.c.id, _OUTBOX.c.device_id, _OUTBOX.c.alarm_id),
+        )
     return built
 
 
@@ -113,14 +123,28 @@ class IntakeItem:
     received: Received | None = None  # the device's message as it came (kept if the store refuses the item)
 
 
+@dataclass(slots=True)
+class NewRows:
+    """The outbox rows one commit wrote, handed to the forwarder after the commit (``IntakeWriter(on_rows=...)``):
+    each new alarm's outbox id with the row of ``intake_alarms`` as written (the forwarder sends it without reading
+    it back); ``others`` counts the cancel and resolution rows, which the forwarder reads from the store instead."""
+
+    alarms: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+    others: int = 0
+
+
 def letter_item(letter: Letter) -> IntakeItem:
     return IntakeItem(letter.device_id or "", _LetterMessage(letter), received_at=letter.received_at)
 
 
 async def store_batch(
-    session: AsyncSession, items: Sequence[IntakeItem], bounds: dead_letters.Bounds | None = None
+    session: AsyncSession,
+    items: Sequence[IntakeItem],
+    bounds: dead_letters.Bounds | None = None,
+    new_rows: NewRows | None = None,
 ) -> list[Outcome]:
-    """Store a batch inside the caller's transaction; returns one outcome per item, in order."""
+    """Store a batch inside the caller's transaction; returns one outcome per item, in order. ``new_rows``, when
+    given, collects the outbox rows written (valid once the transaction commits)."""
     letters = [item.message.letter for item in items if isinstance(item.message, _LetterMessage)]
     if letters:
         bounds = bounds or dead_letters.Bounds()
@@ -145,7 +169,7 @@ async def store_batch(
             outcomes.append(Outcome.STORED)  # settled by _store_alarms below
             continue
         if run:  # a cancel or resolution after alarms of this batch sees them stored, as one by one would
-            await _store_alarms(session, run, registry, outcomes)
+            await _store_alarms(session, run, registry, outcomes, new_rows)
             run = []
         if isinstance(msg, _LetterMessage):
             outcomes.append(Outcome.DEAD_LETTERED)
@@ -158,6 +182,8 @@ async def store_batch(
             continue
         if isinstance(msg, Resolution):
             outcomes.append(await _resolve(session, item.device_id, msg, item.received_at))
+            if new_rows is not None and outcomes[-1] is Outcome.RESOLVED:
+                new_rows.others += 1
         else:
             exists = await session.scalar(
                 select(StoredAlarm.cancelled_at.is_not(None)).where(
@@ -176,8 +202,10 @@ async def store_batch(
                 )
                 session.add(OutboxRow(kind="cancel", device_id=item.device_id, alarm_id=msg.alarm_id))
                 outcomes.append(Outcome.CANCELLED)
+                if new_rows is not None:
+                    new_rows.others += 1
     if run:
-        await _store_alarms(session, run, registry, outcomes)
+        await _store_alarms(session, run, registry, outcomes, new_rows)
     await session.flush()
     return outcomes
 
@@ -187,14 +215,15 @@ async def _store_alarms(
     run: Sequence[tuple[int, IntakeItem, AlarmMessage]],
     registry: dict[str, dict[str, Any]],
     outcomes: list[Outcome],
+    new_rows: NewRows | None = None,
 ) -> None:
     """Alarms of known, active devices that came one after another: one INSERT for all of them (ON CONFLICT DO
     NOTHING, RETURNING the keys it stored) and one for their outbox rows, in arrival order, instead of two
     statements per alarm. A key already stored, or twice in this run, is a resend (same type and timestamp) or an
     id reused for a new alarm; its outcome is set in ``outcomes`` at the item's position."""
-    insert_alarms, insert_outbox = _inserts(session)
+    insert_alarms, insert_outbox, insert_outbox_returning = _inserts(session)
     first: dict[tuple[str, str], AlarmMessage] = {}  # each key's first alarm in this run: the one inserted
-    rows: list[dict[str, Any]] = []
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
     for _, item, msg in run:
         key = (item.device_id, msg.alarm_id)
         if key in first:
@@ -202,21 +231,19 @@ async def _store_alarms(
         first[key] = msg
         priority, payload = _filed(item, msg)
         payload.update(registry.get(item.device_id, {}))
-        rows.append(
-            {
-                "device_id": item.device_id,
-                "alarm_id": msg.alarm_id,
-                "type": msg.type.value,
-                "priority": priority,
-                "device_ts": msg.ts,
-                "stored_at": item.received_at,
-                "payload": payload,
-                "is_test": item.is_test,
-            }
-        )
+        rows[key] = {
+            "device_id": item.device_id,
+            "alarm_id": msg.alarm_id,
+            "type": msg.type.value,
+            "priority": priority,
+            "device_ts": msg.ts,
+            "stored_at": item.received_at,
+            "payload": payload,
+            "is_test": item.is_test,
+        }
     # executemany of one cached statement: SQLAlchemy sends it as multi-row INSERTs ("insertmanyvalues", sized
     # to the driver's parameter limit) without compiling a statement per batch size, and without the ORM
-    result = await session.execute(insert_alarms, rows)
+    result = await session.execute(insert_alarms, list(rows.values()))
     created = {(device_id, alarm_id) for device_id, alarm_id in result.all()}
     existing: dict[tuple[str, str], tuple[str, datetime]] = {}
     if len(created) < len(first):  # resends: what is stored under their keys decides duplicate or reused
@@ -239,8 +266,15 @@ async def _store_alarms(
         type_, ts = existing.get(key) or (first[key].type.value, first[key].ts)
         same = type_ == msg.type.value and ts == msg.ts
         outcomes[position] = Outcome.DUPLICATE if same else Outcome.ALARM_ID_REUSED
-    if outbox:
+    if not outbox:
+        return
+    if new_rows is None:
         await session.execute(insert_outbox, outbox)
+        return
+    # The new rows' ids, for the forwarder: RETURNING in no particular order (SQLAlchemy sends an ordered RETURNING
+    # on SQLite one row per statement), matched by key, which is unique among a run's new alarms.
+    returned = await session.execute(insert_outbox_returning, outbox)
+    new_rows.alarms.extend((outbox_id, rows[(device_id, alarm_id)]) for outbox_id, device_id, alarm_id in returned)
 
 
 def _filed(item: IntakeItem, msg: AlarmMessage) -> tuple[int, dict[str, Any]]:
@@ -287,6 +321,7 @@ class IntakeWriter:
         *,
         batch_max: int = 256,
         on_commit: asyncio.Event | None = None,
+        on_rows: Callable[[NewRows], None] | None = None,
         kill_at: str | None = None,
         dead_letter_bounds: dead_letters.Bounds | None = None,
         source_of: Callable[[IntakeItem], str] | None = None,
@@ -318,6 +353,8 @@ class IntakeWriter:
         self.failing_since: float | None = None
         self.last_commit_ok = time.monotonic()
         self._on_commit = on_commit
+        self._on_rows = on_rows
+        self._mark_timer: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
         # Fault injection counts newly stored alarms, not batches: a device's resend (a duplicate) or a
         # slow machine splitting a burst into more batches must not move the moment of the kill.
@@ -351,11 +388,21 @@ class IntakeWriter:
             self._on_urgent(False)
 
     def mark_delivered(self, ids: Sequence[int]) -> asyncio.Future[None]:
-        """Mark outbox rows delivered in the writer's next transaction (the gateway has one writer)."""
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        """Mark outbox rows delivered in the writer's next transaction (the gateway has one writer): the one of the
+        next alarms, or one of its own after :data:`MARK_AFTER_S` when none comes. Not a commit per forwarded batch:
+        those were 6-20 % of the gateway's commits at 50 alarms/s (docs/benchmarks.md), each a wait on the disk
+        ahead of the next alarm's."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
         self._delivered.append((ids, fut))
-        self._queue.put_nowait(None)
+        if self._mark_timer is None:
+            self._mark_timer = loop.call_later(MARK_AFTER_S, self._marks_due)
         return fut
+
+    def _marks_due(self) -> None:
+        self._mark_timer = None
+        if self._delivered:
+            self._queue.put_nowait(None)
 
     def probe(self) -> asyncio.Future[None]:
         """Write the store's probe row in the writer's next transaction (health, when nothing else was written)."""
@@ -368,6 +415,9 @@ class IntakeWriter:
         self._task = asyncio.create_task(self._run(), name="intake-writer")
 
     async def stop(self) -> None:
+        if self._mark_timer is not None:
+            self._mark_timer.cancel()
+            self._mark_timer = None
         if self._task:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
@@ -404,6 +454,11 @@ class IntakeWriter:
                     del self._held_of[device_id]
             delivered, self._delivered = self._delivered, []
             probes, self._probes = self._probes, []
+            if not (batch or delivered or probes):
+                continue  # a wake-up whose marks rode with an earlier batch
+            if delivered and self._mark_timer is not None:
+                self._mark_timer.cancel()
+                self._mark_timer = None
             await self._commit(batch, delivered, probes)
 
     def _take(self, entry: tuple[IntakeItem, asyncio.Future[Outcome]] | None, batch: list[Any]) -> None:
@@ -427,10 +482,11 @@ class IntakeWriter:
         delivered_ids = [i for ids, _ in delivered for i in ids]
         backoff = Backoff(0.2, 5.0)
         while True:
+            new_rows = NewRows()  # of this attempt: a failed one wrote nothing
             try:
                 async with self._sessions.begin() as session:
                     items = [item for item, _ in batch]
-                    outcomes = await store_batch(session, items, self._bounds) if batch else []
+                    outcomes = await store_batch(session, items, self._bounds, new_rows) if batch else []
                     if self._kill_at_stored:
                         new = sum(o is Outcome.STORED for o in outcomes)
                         self._kill_armed = self._stored < self._kill_at_stored <= self._stored + new
@@ -455,6 +511,7 @@ class IntakeWriter:
                         batch=len(batch),
                     )
                     outcomes = await self._one_by_one([item for item, _ in batch], delivered_ids)
+                    new_rows = NewRows(others=1)  # not collected one by one: the forwarder reads the store
                     break
                 # the database is down, locked or full: keep the batch, retry
                 if self.failing_since is None:
@@ -477,6 +534,11 @@ class IntakeWriter:
         self._maybe_die("after_commit")
         self._stored += sum(o is Outcome.STORED for o in outcomes)
         metrics.INTAKE_BATCH.observe(time.perf_counter() - started)
+        if self._on_rows is not None and (new_rows.alarms or new_rows.others):
+            try:
+                self._on_rows(new_rows)
+            except Exception as exc:  # the forwarder's bookkeeping must not touch the alarm path; it reads the store
+                log.error("handing new outbox rows to the forwarder failed", error_type=type(exc).__name__)
         if self._on_commit is not None and any(
             o in (Outcome.STORED, Outcome.CANCELLED, Outcome.RESOLVED) for o in outcomes
         ):
