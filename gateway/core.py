@@ -101,6 +101,7 @@ class GatewayCore:
         # (docs/benchmarks.md), against 0.1 ms with the read elsewhere. WAL: a reader never blocks the writer.
         # Its rare write (a failed POST's bookkeeping) waits in SQLite's busy handler instead of in the queue.
         self._forward_engine = _reader_engine(settings.gateway_database_url) if engine is None else None
+        self.forward_engine = self._forward_engine or self.engine  # where the forwarder reads (tests watch it)
         self.forwarder = Forwarder(
             session_factory(self._forward_engine) if self._forward_engine is not None else self._sessions,
             receiver_url=settings.receiver_url,

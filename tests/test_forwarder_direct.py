@@ -93,7 +93,8 @@ async def test_alarms_go_from_memory_and_a_cancel_from_the_store(
 
     delivered: list[tuple[str, str, str]] = []
     async with running_receiver(settings), running_gateway(settings) as gw:
-        event.listen(gw.core.engine.sync_engine, "before_cursor_execute", count_reads)
+        # the forwarder's reads: on SQLite through an engine of its own (gateway/core.py), else the gateway's
+        event.listen(gw.core.forward_engine.sync_engine, "before_cursor_execute", count_reads)
         gw.port.on_delivered(lambda kind, device_id, alarm_id: delivered.append((kind, device_id, alarm_id)))
         await eventually(lambda: gw.forwarder.receiver_reachable, 10)  # its first round read the store
         reads_at_start = reads
