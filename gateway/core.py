@@ -49,6 +49,9 @@ log = structlog.get_logger(__name__)
 
 # Longest pause of the main sessions' reading while another device's alarm is committed ahead of a flood.
 PAUSE_MAX_S = 2.0
+# Longest wait at stop for the messages being handled (their commits): a stop never waits forever for one (a test's
+# gateway was once seen stuck in its stop for 20 minutes under heavy load, cause not found).
+STOP_HANDLING_S = 10.0
 # The broker connection the message being handled came from (set per message task): answers go back there.
 _ORIGIN: ContextVar[mqtt.MqttConnection | None] = ContextVar("trygg_gateway_origin", default=None)
 
@@ -395,7 +398,10 @@ class GatewayCore:
     async def stop(self) -> None:
         if self._pause_timer is not None:
             self._pause_timer.cancel()
-        await self.dispatcher.close()
+        try:  # a message still being handled after this is left unanswered: the device resends, the broker redelivers
+            await asyncio.wait_for(self.dispatcher.close(), STOP_HANDLING_S)
+        except TimeoutError:
+            log.warning("messages still being handled at stop: left unanswered", after_s=STOP_HANDLING_S)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
