@@ -19,6 +19,9 @@ from fastapi import FastAPI
 
 from trygg.settings import Settings
 
+# Seconds an idle HTTP connection is kept open by the services' servers (see service_server).
+SERVER_KEEP_ALIVE_S = 30
+
 
 class _EmbeddedServer(uvicorn.Server):
     """A server that leaves SIGINT/SIGTERM to its host (the demo runs two in one loop and owns the signals).
@@ -51,6 +54,10 @@ def server(
         access_log=False,
         lifespan="on",
         timeout_graceful_shutdown=3,
+        # Longer than the services' HTTP clients keep an idle connection (httpx: 5 s). With uvicorn's default, also
+        # 5 s, the server closed an idle connection just as a client reused it: the request failed with ReadError (the
+        # gateway answered a token check 503, the forwarder retried a batch) on the first request after ~5 s idle.
+        timeout_keep_alive=SERVER_KEEP_ALIVE_S,
         ssl_certfile=str(certfile) if certfile else None,
         ssl_keyfile=str(keyfile) if keyfile else None,
         # uvicorn's default trusts X-Forwarded-For from 127.0.0.1: only the proxies we are told of.
