@@ -180,8 +180,9 @@ async def test_under_a_flood_another_devices_alarm_is_stored_within_1_s(broker: 
             assert stored_after < 1.0, f"'stored' after {stored_after:.2f} s under the flood ({flood_stored} stored)"
             # The 1 s holds for the gateway's part above. To the live feed the forwarder's batch in flight to
             # the receiver (flood rows) comes on top: 0.1-0.3 s on a quiet machine, up to 1 s under load
-            # (docs/benchmarks.md, "Flood"); bounded here so that a loaded machine does not fail the test.
-            assert took < 2.0, f"on the live feed after {took:.2f} s under the flood ({flood_stored} stored)"
+            # (docs/benchmarks.md, "Flood"), 2.02 s once in a full suite run beside other tests; bounded here so that
+            # a loaded machine does not fail the test (without the bypass it is the whole flood's time, 5-15 s).
+            assert took < 3.0, f"on the live feed after {took:.2f} s under the flood ({flood_stored} stored)"
 
             # 0 lost: the whole flood stored in the end; the calm alarm stored once and shown once (its main copy
             # came behind the flood as a duplicate)
