@@ -24,17 +24,17 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from devices import AlarmCancel, AlarmMessage, AlarmType, DeviceStatus, DeviceTopic, Heartbeat, Topics
 from gateway import dead_letters, metrics
-from gateway.db import migrate
+from gateway.db import migrate, reader_engine
 from gateway.dispatch import Dispatcher
 from gateway.floods import FloodWatch
 from gateway.forwarder import Forwarder
 from gateway.install_tests import InstallTests
-from gateway.intake import IntakeItem, IntakeWriter, Resolution, letter_item
+from gateway.intake import IntakeItem, Resolution, letter_item
+from gateway.intake_writer import IntakeWriter
 from gateway.port import DeliveredListener, HeartbeatListener, StatusListener, StoredListener
 from gateway.records import Letter, Outcome, Received
 from trygg import mqtt
@@ -98,12 +98,8 @@ class GatewayCore:
             urgent=self._urgent,
             on_urgent=self._pause_floods,
         )
-        # SQLite: the forwarder reads the outbox through a connection of its own. The process's one connection
-        # (trygg.db.create_engine) is otherwise queued for, and the forwarder reads after every commit: an alarm's
-        # commit waited behind that read, 7-10 ms on average and 19-26 ms at p90 at DC-09's saturated load
-        # (docs/benchmarks.md), against 0.1 ms with the read elsewhere. WAL: a reader never blocks the writer.
-        # Its rare write (a failed POST's bookkeeping) waits in SQLite's busy handler instead of in the queue.
-        self._forward_engine = _reader_engine(settings.gateway_database_url) if engine is None else None
+        # SQLite: the forwarder reads the outbox through a connection of its own (gateway.db.reader_engine says why)
+        self._forward_engine = reader_engine(settings.gateway_database_url) if engine is None else None
         self.forward_engine = self._forward_engine or self.engine  # where the forwarder reads (tests watch it)
         self.forwarder = Forwarder(
             session_factory(self._forward_engine) if self._forward_engine is not None else self._sessions,
@@ -598,12 +594,3 @@ class GatewayCore:
             listener(*args)
         except Exception as exc:  # an observer's bug must not touch the alarm path
             log.error("listener failed", listener=getattr(listener, "__qualname__", "?"), exc_info=exc)
-
-
-def _reader_engine(url: str) -> AsyncEngine | None:
-    """A second connection to a SQLite file store, for the forwarder's reads (None: PostgreSQL, whose pool has many
-    connections, or an in-memory store, which a second connection would not see)."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
-        return None
-    return create_engine(url)

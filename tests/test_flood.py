@@ -25,7 +25,8 @@ from sqlalchemy import select
 
 from devices import AlarmMessage, DeviceType
 from gateway.db import migrate
-from gateway.intake import IntakeItem, IntakeWriter
+from gateway.intake import IntakeItem
+from gateway.intake_writer import IntakeWriter
 from gateway.models import OutboxRow
 from gateway.records import Outcome
 from gateway.registry import add_device

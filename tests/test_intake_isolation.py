@@ -20,7 +20,8 @@ from devices import AlarmMessage, DeviceType
 from gateway import metrics
 from gateway.db import migrate
 from gateway.dead_letters import Bounds
-from gateway.intake import IntakeItem, IntakeWriter, Outcome, is_transient
+from gateway.intake import IntakeItem, Outcome, is_transient
+from gateway.intake_writer import IntakeWriter
 from gateway.models import DeadLetter, OutboxRow, StoredAlarm
 from gateway.port import Received
 from gateway.registry import add_device
