@@ -102,6 +102,18 @@ def entry_hash(
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+async def _next_link(session: AsyncSession) -> tuple[int, str]:
+    """The next entry's id and the hash it links to: the chain's end as an earlier append of this transaction left it
+    (see :func:`append`), else read under the chain's lock."""
+    end: tuple[int, str] | None = session.sync_session.info.get(_CHAIN_END)
+    if end is None:
+        if session.get_bind().dialect.name == "postgresql":
+            await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
+        last = (await session.execute(select(LogEntry.id, LogEntry.hash).order_by(LogEntry.id.desc()).limit(1))).first()
+        end = (last[0], last[1]) if last is not None else (0, GENESIS)
+    return end[0] + 1, end[1]
+
+
 async def append(
     session: AsyncSession,
     *,
@@ -121,13 +133,7 @@ async def append(
     the transaction's write holds the database's only write lock. The remembered end is dropped when any transaction
     of the session ends (commit, rollback, a savepoint's end) and when anyone else adds an entry to the session."""
     info = session.sync_session.info
-    end: tuple[int, str] | None = info.get(_CHAIN_END)
-    if end is None:
-        if session.get_bind().dialect.name == "postgresql":
-            await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
-        last = (await session.execute(select(LogEntry.id, LogEntry.hash).order_by(LogEntry.id.desc()).limit(1))).first()
-        end = (last[0], last[1]) if last is not None else (0, GENESIS)
-    entry_id, prev = end[0] + 1, end[1]
+    entry_id, prev = await _next_link(session)
     when = (at or utcnow()).astimezone(UTC)
     plain = _plain(details)
     fields: dict[str, Any] = {
@@ -166,13 +172,7 @@ async def append_many(session: AsyncSession, entries: list[Pending]) -> None:
     if not entries:
         return
     info = session.sync_session.info
-    end: tuple[int, str] | None = info.get(_CHAIN_END)
-    if end is None:
-        if session.get_bind().dialect.name == "postgresql":
-            await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
-        last = (await session.execute(select(LogEntry.id, LogEntry.hash).order_by(LogEntry.id.desc()).limit(1))).first()
-        end = (last[0], last[1]) if last is not None else (0, GENESIS)
-    entry_id, prev = end[0] + 1, end[1]
+    entry_id, prev = await _next_link(session)
     rows = []
     now = utcnow()
     for e in entries:
